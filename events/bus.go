@@ -1,0 +1,132 @@
+// Package events is the in-process event bus: state changes, lamps coming and
+// going, debug lines, weather and firmware news. Producers publish without
+// blocking; consumers (the web UI's SSE stream, metrics, a future MQTT bridge
+// or multi-server backplane) subscribe the same way.
+package events
+
+import (
+	"errors"
+	"sync"
+	"time"
+)
+
+// Type names an event; the SSE stream uses it as the event name.
+type Type string
+
+// The event types of API.md.
+const (
+	TypeState    Type = "state"
+	TypeDevice   Type = "device"
+	TypeLog      Type = "log"
+	TypeWeather  Type = "weather"
+	TypeFirmware Type = "firmware"
+)
+
+// Event is one thing that happened. Data is a JSON-marshalable value that
+// must not be modified after publishing: subscribers share it.
+type Event struct {
+	Type Type
+	Time time.Time
+	Data any
+}
+
+// Publisher is what producers need.
+type Publisher interface {
+	Publish(Event)
+}
+
+// ErrLagged ends a subscription whose consumer fell behind. Dropping a whole
+// subscription, instead of single events, means a consumer never silently
+// misses one: it sees the end and resynchronises from the current state.
+var ErrLagged = errors.New("events: subscriber fell behind and was dropped; resynchronise")
+
+// Bus fans events out to subscribers. The zero value is not usable; use NewBus.
+type Bus struct {
+	mu   sync.RWMutex
+	subs map[*Subscription]struct{}
+}
+
+// NewBus returns an empty bus.
+func NewBus() *Bus { return &Bus{subs: make(map[*Subscription]struct{})} }
+
+// Subscription receives events on C until Close, or until it lags.
+type Subscription struct {
+	C     <-chan Event
+	c     chan Event
+	bus   *Bus
+	types map[Type]bool
+	once  sync.Once
+	err   error
+}
+
+// Subscribe starts a subscription with room for buffer pending events. With
+// no types it receives every type.
+func (b *Bus) Subscribe(buffer int, types ...Type) *Subscription {
+	if buffer < 1 {
+		buffer = 1
+	}
+	c := make(chan Event, buffer)
+	s := &Subscription{C: c, c: c, bus: b}
+	if len(types) > 0 {
+		s.types = make(map[Type]bool, len(types))
+		for _, t := range types {
+			s.types[t] = true
+		}
+	}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	return s
+}
+
+// Publish hands e to every interested subscriber without blocking. A
+// subscriber whose buffer is full is dropped with ErrLagged.
+func (b *Bus) Publish(e Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	var lagged []*Subscription
+	b.mu.RLock()
+	for s := range b.subs {
+		if s.types != nil && !s.types[e.Type] {
+			continue
+		}
+		select {
+		case s.c <- e:
+		default:
+			lagged = append(lagged, s)
+		}
+	}
+	b.mu.RUnlock()
+	for _, s := range lagged {
+		s.end(ErrLagged)
+	}
+}
+
+// Subscribers counts the live subscriptions.
+func (b *Bus) Subscribers() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.subs)
+}
+
+// Close ends the subscription; C is closed. Safe to call more than once.
+func (s *Subscription) Close() { s.end(nil) }
+
+// Err says why C was closed: nil after Close, ErrLagged after falling behind.
+// Only meaningful once C is closed.
+func (s *Subscription) Err() error {
+	s.bus.mu.RLock()
+	defer s.bus.mu.RUnlock()
+	return s.err
+}
+
+func (s *Subscription) end(err error) {
+	s.once.Do(func() {
+		s.bus.mu.Lock()
+		delete(s.bus.subs, s)
+		s.err = err
+		close(s.c)
+		s.bus.mu.Unlock()
+	})
+}
