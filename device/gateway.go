@@ -1,0 +1,644 @@
+// Package device is the lamp gateway: it speaks ../shared/PROTOCOL.md to many
+// lamps at once over WebSocket, keeps them alive, hands every display change
+// to every lamp without letting a slow one hold up the others, and keeps a
+// registry of who is connected for the API and UI.
+package device
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cloudcloud/cloudcloud/atomicfile"
+	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/realip"
+)
+
+// Options configures a Gateway; zero durations and sizes take the defaults
+// of API.md.
+type Options struct {
+	Secret           string        // the shared lamp secret
+	Named            []NamedSecret // secrets that give a lamp a name
+	HandshakeTimeout time.Duration // 10s
+	PingInterval     time.Duration // 15s
+	KeepaliveTimeout time.Duration // 45s
+	WriteTimeout     time.Duration // 10s
+	MaxFrameSize     int64         // 4 KiB
+	MaxConnections   int           // 0: unlimited
+	SendQueue        int           // 64 commands
+	LogLines         int           // 1000 per lamp
+	AuthBackoff      time.Duration // 1s
+	AuthBackoffMax   time.Duration // 30s
+	Proxies          realip.Resolver
+	StateDir         string // where debug switches are kept; "" keeps them in memory
+	Bus              events.Publisher
+	Logger           *slog.Logger
+	// OnFanout, if set, is told how long each display change took to reach
+	// every lamp (or be superseded there); for metrics and the load tool.
+	OnFanout func(lamps int, d time.Duration)
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.HandshakeTimeout, 10*time.Second)
+	def(&o.PingInterval, 15*time.Second)
+	def(&o.KeepaliveTimeout, 45*time.Second)
+	def(&o.WriteTimeout, 10*time.Second)
+	def(&o.AuthBackoff, time.Second)
+	def(&o.AuthBackoffMax, 30*time.Second)
+	if o.MaxFrameSize <= 0 {
+		o.MaxFrameSize = 4096
+	}
+	if o.SendQueue <= 0 {
+		o.SendQueue = 64
+	}
+	if o.LogLines <= 0 {
+		o.LogLines = 1000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Stats are the gateway's counters since start.
+type Stats struct {
+	Connections      atomic.Int64 // open WebSocket connections now
+	Lamps            atomic.Int64 // authenticated lamps now
+	HandshakesOK     atomic.Uint64
+	HandshakesFailed atomic.Uint64
+	Refused          atomic.Uint64 // connections refused: cap reached or shutting down
+	PacketsSent      atomic.Uint64
+	PacketsReceived  atomic.Uint64
+	Ignored          atomic.Uint64 // frames the protocol does not define
+	SlowDropped      atomic.Uint64 // lamps dropped for a full queue or a write timeout
+	SilentDropped    atomic.Uint64 // lamps dropped for no sign of life
+}
+
+// Gateway serves lamps. Create it with New and mount it as an http.Handler
+// on the device port.
+type Gateway struct {
+	opt      Options
+	log      *slog.Logger
+	secrets  secrets
+	backoff  *backoff
+	upgrader websocket.Upgrader
+	logs     *logBook
+	hub      hub
+	stats    Stats
+
+	mu         sync.Mutex // guards conns and the debug switches
+	conns      map[string]*lamp
+	debugAll   bool
+	debugNames map[string]bool
+
+	closing  atomic.Bool
+	done     chan struct{}
+	readers  sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// ErrNoSecret is returned by New when no lamp could ever authenticate.
+var ErrNoSecret = errors.New("device: no lamp secret configured")
+
+// New builds a gateway that shows initial until SetDisplay says otherwise.
+func New(opt Options, initial protocol.Packet) (*Gateway, error) {
+	opt.defaults()
+	if opt.Secret == "" && len(opt.Named) == 0 {
+		return nil, ErrNoSecret
+	}
+	g := &Gateway{
+		opt:        opt,
+		log:        opt.Logger,
+		secrets:    newSecrets(opt.Secret, opt.Named),
+		backoff:    newBackoff(opt.AuthBackoff, opt.AuthBackoffMax),
+		logs:       newLogBook(opt.LogLines, 256),
+		conns:      make(map[string]*lamp),
+		debugNames: make(map[string]bool),
+		done:       make(chan struct{}),
+		upgrader: websocket.Upgrader{
+			// Small buffers: lamp frames are tiny, and with thousands of lamps
+			// every byte per connection counts. The write buffer is only held
+			// while a message is being written.
+			ReadBufferSize:  512,
+			WriteBufferSize: 512,
+			WriteBufferPool: &sync.Pool{},
+			// Lamps send no Origin; the secret, not the origin, is the guard.
+			CheckOrigin:      func(*http.Request) bool { return true },
+			HandshakeTimeout: opt.HandshakeTimeout,
+		},
+	}
+	g.hub.init(initial.Bytes())
+	if err := g.loadDebug(); err != nil {
+		return nil, err
+	}
+	go g.pinger()
+	return g, nil
+}
+
+// ServeHTTP upgrades any path to a lamp WebSocket (PROTOCOL.md: any path).
+// A plain browser visit gets a sentence instead of a protocol error.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		http.Error(w, "This is the cloudcloud lamp port: point lamps here (ws://host:port/). The web UI is on the web port.", http.StatusBadRequest)
+		return
+	}
+	if g.closing.Load() {
+		g.stats.Refused.Add(1)
+		http.Error(w, "server is shutting down; reconnect later", http.StatusServiceUnavailable)
+		return
+	}
+	if n := g.stats.Connections.Add(1); g.opt.MaxConnections > 0 && n > int64(g.opt.MaxConnections) {
+		g.stats.Connections.Add(-1)
+		g.stats.Refused.Add(1)
+		g.log.Warn("lamp connection refused: device.max_connections reached", "max", g.opt.MaxConnections)
+		http.Error(w, "too many lamps connected; raise device.max_connections", http.StatusServiceUnavailable)
+		return
+	}
+	conn, err := g.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		g.stats.Connections.Add(-1)
+		g.log.Debug("lamp upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	conn.SetReadLimit(g.opt.MaxFrameSize)
+	l := &lamp{gw: g, conn: conn, remote: g.opt.Proxies.ClientAddr(r), connectedAt: time.Now().UTC(), hubIndex: -1}
+	l.lastSeen.Store(l.connectedAt.UnixNano())
+	g.register(l)
+	g.readers.Add(1)
+	// Returning from the handler lets net/http free its per-connection state;
+	// the lamp lives on in its own goroutine with a fresh, small stack.
+	go l.run()
+}
+
+// register gives l a unique id and makes it visible in the registry.
+func (g *Gateway) register(l *lamp) {
+	var b [3]byte
+	g.mu.Lock()
+	for {
+		_, _ = rand.Read(b[:])
+		id := "d-" + hex.EncodeToString(b[:])
+		if _, taken := g.conns[id]; !taken {
+			l.id = id
+			g.conns[id] = l
+			break
+		}
+	}
+	g.mu.Unlock()
+	g.publishDevice(l, "connected")
+}
+
+// run is the lamp's reader: the handshake, then every frame until the end.
+func (l *lamp) run() {
+	g := l.gw
+	defer g.readers.Done()
+	reason := l.handshake()
+	if reason == "" {
+		reason = l.readLoop()
+	}
+	l.kill(0, "")
+	g.hub.remove(l)
+	g.mu.Lock()
+	delete(g.conns, l.id)
+	g.mu.Unlock()
+	g.stats.Connections.Add(-1)
+	if Phase(l.phase.Load()) != PhaseConnected {
+		g.stats.Lamps.Add(-1)
+	}
+	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", reason)
+	g.publishDevice(l, "disconnected")
+}
+
+// handshake reads the secret and answers "ok"; it returns "" on success or
+// why the lamp was refused.
+func (l *lamp) handshake() string {
+	g := l.gw
+	refuse := func(why string, delay time.Duration) string {
+		g.stats.HandshakesFailed.Add(1)
+		g.log.Warn("lamp refused", "remote", l.remote, "reason", why)
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-g.done:
+				t.Stop()
+			}
+		}
+		l.kill(websocket.ClosePolicyViolation, why)
+		return why
+	}
+	_ = l.conn.SetReadDeadline(time.Now().Add(g.opt.HandshakeTimeout))
+	mt, frame, err := l.conn.ReadMessage()
+	switch {
+	case err != nil && isTimeout(err):
+		return refuse(fmt.Sprintf("no secret within %s", g.opt.HandshakeTimeout), 0)
+	case err != nil:
+		g.stats.HandshakesFailed.Add(1)
+		return "gone before sending a secret: " + err.Error()
+	case mt != websocket.TextMessage:
+		return refuse("the first frame must be the secret as text", 0)
+	}
+	name, ok := g.secrets.match(frame)
+	ip := realip.IP(l.remote)
+	if !ok {
+		return refuse("wrong secret", g.backoff.fail(ip, time.Now()))
+	}
+	g.backoff.succeed(ip)
+	if name != "" {
+		l.name.Store(&name)
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(g.opt.WriteTimeout))
+	if err := l.conn.WriteMessage(websocket.TextMessage, protocol.OK); err != nil {
+		g.stats.HandshakesFailed.Add(1)
+		return "could not answer ok: " + err.Error()
+	}
+	l.sent.Add(1)
+	l.touch()
+	l.phase.Store(int32(PhaseAuthenticated))
+	g.stats.HandshakesOK.Add(1)
+	g.stats.Lamps.Add(1)
+	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "remote", l.remote)
+	g.publishDevice(l, "authenticated")
+	// Joining the hub queues the current display packet atomically with
+	// respect to broadcasts: no change can slip between "current" and "next".
+	g.hub.add(l, g.debugFor(l))
+	return ""
+}
+
+// readLoop handles frames until the connection ends, and says why it ended.
+func (l *lamp) readLoop() string {
+	g := l.gw
+	l.conn.SetPingHandler(func(data string) error {
+		l.touch()
+		err := l.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(g.opt.WriteTimeout))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
+			return err
+		}
+		return nil
+	})
+	l.conn.SetPongHandler(func(string) error { l.touch(); return nil })
+	for {
+		mt, frame, err := l.conn.ReadMessage()
+		if err != nil {
+			switch {
+			case isTimeout(err):
+				g.stats.SilentDropped.Add(1)
+				l.kill(websocket.CloseGoingAway, "no sign of life")
+				return fmt.Sprintf("no sign of life for %s", g.opt.KeepaliveTimeout)
+			case errors.Is(err, websocket.ErrReadLimit):
+				return fmt.Sprintf("frame larger than %d bytes", g.opt.MaxFrameSize)
+			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+				return "lamp closed the connection"
+			}
+			return err.Error()
+		}
+		l.touch()
+		l.received.Add(1)
+		g.stats.PacketsReceived.Add(1)
+		if mt != websocket.TextMessage {
+			g.stats.Ignored.Add(1)
+			g.log.Debug("lamp sent a binary frame; ignored", "lamp", l.id, "bytes", len(frame))
+			continue
+		}
+		switch kind, msg := protocol.ClassifyLamp(frame); kind {
+		case protocol.LampPing:
+			if !l.enqueueCommand(command{data: protocol.Pong}) {
+				return "send queue full"
+			}
+		case protocol.LampDebug:
+			g.addLog(l, msg)
+		default:
+			g.stats.Ignored.Add(1)
+			g.log.Debug("lamp sent an unknown frame; ignored", "lamp", l.id, "frame", string(frame[:min(len(frame), 64)]))
+		}
+	}
+}
+
+// touch records a sign of life and pushes the keepalive deadline out.
+func (l *lamp) touch() {
+	now := time.Now()
+	l.lastSeen.Store(now.UnixNano())
+	_ = l.conn.SetReadDeadline(now.Add(l.gw.opt.KeepaliveTimeout))
+}
+
+// pinger asks every lamp for a sign of life each ping interval.
+func (g *Gateway) pinger() {
+	t := time.NewTicker(g.opt.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.done:
+			return
+		case <-t.C:
+			g.hub.each(func(l *lamp) { l.requestPing() })
+		}
+	}
+}
+
+// SetDisplay sends p to every lamp and makes it what newly connecting lamps
+// get. Only the newest display packet matters: a lamp that has not written
+// the previous one yet skips it.
+func (g *Gateway) SetDisplay(p protocol.Packet) error {
+	if !p.Kind.IsDisplay() {
+		return fmt.Errorf("device: %s is a command, not a display packet", p)
+	}
+	g.hub.setDisplay(p.Bytes(), g.opt.OnFanout)
+	return nil
+}
+
+// UnknownDeviceError names lamps a command was meant for that are not connected.
+type UnknownDeviceError struct{ IDs []string }
+
+func (e *UnknownDeviceError) Error() string {
+	return fmt.Sprintf("no connected lamp with id or name %s; nothing was sent", strings.Join(quoteAll(e.IDs), ", "))
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
+}
+
+// targets resolves ids (or names) to authenticated lamps; none means all.
+func (g *Gateway) targets(ids []string) ([]*lamp, error) {
+	all := g.hub.snapshot()
+	if len(ids) == 0 {
+		return all, nil
+	}
+	var out []*lamp
+	var unknown []string
+	for _, id := range ids {
+		found := false
+		for _, l := range all {
+			if l.id == id || l.Name() == id && id != "" {
+				if !slices.Contains(out, l) {
+					out = append(out, l)
+				}
+				found = true
+			}
+		}
+		if !found {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, &UnknownDeviceError{IDs: unknown}
+	}
+	return out, nil
+}
+
+// Command sends reset or update to the chosen lamps (ids or names; none
+// means every lamp) and returns the ids it was sent to. An unknown id sends
+// nothing and returns *UnknownDeviceError.
+func (g *Gateway) Command(p protocol.Packet, ids []string) ([]string, error) {
+	if p.Kind.IsDisplay() || p.Kind == protocol.KindDebug {
+		return nil, fmt.Errorf("device: %s is not a lamp command; use SetDisplay or SetDebug", p.Kind)
+	}
+	lamps, err := g.targets(ids)
+	if err != nil {
+		return nil, err
+	}
+	return g.send(lamps, command{data: p.Bytes(), kind: p.Kind}), nil
+}
+
+// send queues c for lamps, dropping any lamp whose queue is full.
+func (g *Gateway) send(lamps []*lamp, c command) []string {
+	sent := make([]string, 0, len(lamps))
+	for _, l := range lamps {
+		if l.enqueueCommand(c) {
+			sent = append(sent, l.id)
+			continue
+		}
+		g.stats.SlowDropped.Add(1)
+		g.log.Warn("lamp's send queue is full; dropping it", "lamp", l.id, "queue", g.opt.SendQueue)
+		l.kill(0, "")
+	}
+	return sent
+}
+
+// SetDebug switches debug logging on or off for the chosen lamps, or for all
+// lamps (now and later) when ids is empty. A named lamp keeps its switch
+// across reconnects; an anonymous one for this connection only.
+func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
+	lamps, err := g.targets(ids)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	if len(ids) == 0 {
+		g.debugAll = on
+		clear(g.debugNames)
+	}
+	for _, l := range lamps {
+		if len(ids) == 0 {
+			l.debugSet = false
+		} else if name := l.Name(); name != "" {
+			g.debugNames[name] = on
+		} else {
+			l.debugSet, l.debugOn = true, on
+		}
+	}
+	err = g.saveDebug()
+	g.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	sent := g.send(lamps, command{data: protocol.Debug(on).Bytes(), kind: protocol.KindDebug})
+	for _, l := range lamps {
+		g.publishDevice(l, "debug")
+	}
+	return sent, nil
+}
+
+// debugFor says whether debug logging is on for l.
+func (g *Gateway) debugFor(l *lamp) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.debugLocked(l)
+}
+
+func (g *Gateway) debugLocked(l *lamp) bool {
+	if l.debugSet {
+		return l.debugOn
+	}
+	if on, ok := g.debugNames[l.Name()]; ok && l.Name() != "" {
+		return on
+	}
+	return g.debugAll
+}
+
+type debugFile struct {
+	All   bool            `json:"all"`
+	Names map[string]bool `json:"names"`
+}
+
+func (g *Gateway) debugPath() string { return filepath.Join(g.opt.StateDir, "debug.json") }
+
+func (g *Gateway) loadDebug() error {
+	if g.opt.StateDir == "" {
+		return nil
+	}
+	var f debugFile
+	err := atomicfile.ReadJSON(g.debugPath(), &f)
+	var corrupt *atomicfile.CorruptError
+	switch {
+	case err == nil:
+		g.debugAll = f.All
+		for k, v := range f.Names {
+			g.debugNames[k] = v
+		}
+	case errors.As(err, &corrupt):
+		g.log.Error("debug switches file is corrupt; debug logging starts off", "err", err)
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("load debug switches: %w", err)
+	}
+	return nil
+}
+
+// saveDebug persists the debug switches; g.mu is held.
+func (g *Gateway) saveDebug() error {
+	if g.opt.StateDir == "" {
+		return nil
+	}
+	return atomicfile.WriteJSON(g.debugPath(), debugFile{All: g.debugAll, Names: g.debugNames}, 0o600)
+}
+
+func (g *Gateway) addLog(l *lamp, msg string) {
+	key := l.Name()
+	if key == "" {
+		key = l.id
+	}
+	line := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg})
+	if g.opt.Bus != nil {
+		g.opt.Bus.Publish(events.Event{Type: events.TypeLog, Time: line.Time, Data: line})
+	}
+}
+
+// Logs returns up to limit debug lines, newest last, of the lamp with that
+// id or name, or of every lamp when device is "".
+func (g *Gateway) Logs(device string, limit int) []LogLine {
+	if device == "" {
+		return g.logs.query(nil, limit)
+	}
+	return g.logs.query(func(l LogLine) bool { return l.Device == device || l.Name == device }, limit)
+}
+
+// Info is a lamp as the API shows it (API.md, "A device object").
+type Info struct {
+	ID              string    `json:"id"`
+	Name            string    `json:"name"`
+	RemoteAddr      string    `json:"remote_addr"`
+	ConnectedAt     time.Time `json:"connected_at"`
+	LastSeen        time.Time `json:"last_seen"`
+	Authenticated   bool      `json:"authenticated"`
+	Synchronized    bool      `json:"synchronized"`
+	Debug           bool      `json:"debug"`
+	PacketsSent     uint64    `json:"packets_sent"`
+	PacketsReceived uint64    `json:"packets_received"`
+	Phase           string    `json:"phase"`
+	Event           string    `json:"event,omitempty"`
+}
+
+func (g *Gateway) info(l *lamp, debug bool) Info {
+	phase := Phase(l.phase.Load())
+	return Info{
+		ID: l.id, Name: l.Name(), RemoteAddr: l.remote,
+		ConnectedAt:     l.connectedAt,
+		LastSeen:        time.Unix(0, l.lastSeen.Load()).UTC(),
+		Authenticated:   phase >= PhaseAuthenticated,
+		Synchronized:    phase >= PhaseSynchronized && l.synced.Load() == g.hub.gen.Load(),
+		Debug:           debug,
+		PacketsSent:     l.sent.Load(),
+		PacketsReceived: l.received.Load(),
+		Phase:           phase.String(),
+	}
+}
+
+// Devices lists every open lamp connection, oldest first.
+func (g *Gateway) Devices() []Info {
+	g.mu.Lock()
+	out := make([]Info, 0, len(g.conns))
+	for _, l := range g.conns {
+		out = append(out, g.info(l, g.debugLocked(l)))
+	}
+	g.mu.Unlock()
+	slices.SortFunc(out, func(a, b Info) int {
+		if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Stats returns the live counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
+
+func (g *Gateway) publishDevice(l *lamp, event string) {
+	if g.opt.Bus == nil {
+		return
+	}
+	i := g.info(l, g.debugFor(l))
+	i.Event = event
+	g.opt.Bus.Publish(events.Event{Type: events.TypeDevice, Data: i})
+}
+
+// Shutdown refuses new lamps, sends every lamp a close frame with code 1001
+// (going away) so it reconnects later, and waits for the connections to end
+// or ctx to expire.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	g.closing.Store(true)
+	g.stopOnce.Do(func() { close(g.done) })
+	g.mu.Lock()
+	all := make([]*lamp, 0, len(g.conns))
+	for _, l := range g.conns {
+		all = append(all, l)
+	}
+	g.mu.Unlock()
+	// Close frames go out from a few workers: a stuck lamp can hold one for
+	// up to a second, and thousands of goroutines would gain nothing.
+	work := make(chan *lamp)
+	var wg sync.WaitGroup
+	for range min(32, len(all)) {
+		wg.Go(func() {
+			for l := range work {
+				l.kill(websocket.CloseGoingAway, "server shutting down")
+			}
+		})
+	}
+	for _, l := range all {
+		work <- l
+	}
+	close(work)
+	finished := make(chan struct{})
+	go func() {
+		wg.Wait()
+		g.readers.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("device: shutdown: %w", ctx.Err())
+	}
+}
