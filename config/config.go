@@ -1,0 +1,120 @@
+// Package config holds the settings of `cloudcloud serve` and reads them from,
+// lowest to highest precedence: built-in defaults, a TOML file, environment
+// variables CLOUDCLOUD_<SECTION>_<KEY>, then command-line flags -section.key.
+//
+// Every key is one struct field below: its `toml` tag names it in the file,
+// the environment and the flags, and its `help` tag is the flag usage text.
+// Adding a field adds the key everywhere; config.example.toml must follow
+// (a test checks it).
+package config
+
+import "time"
+
+// Config is the whole configuration of the server.
+type Config struct {
+	Web      Web      `toml:"web"`
+	Device   Device   `toml:"device"`
+	Weather  Weather  `toml:"weather"`
+	Storage  Storage  `toml:"storage"`
+	Firmware Firmware `toml:"firmware"`
+	Log      Log      `toml:"log"`
+}
+
+// Web configures the UI and HTTP API.
+type Web struct {
+	Listen         string   `toml:"listen" help:"address of the UI and API, host:port"`
+	Username       string   `toml:"username" help:"login name for the UI and API"`
+	Password       string   `toml:"password" help:"login password; empty: generated on first start and printed once"`
+	TrustedProxies []string `toml:"trusted_proxies" help:"comma-separated CIDRs or IPs of reverse proxies whose X-Forwarded-For is believed"`
+	SessionTTL     Duration `toml:"session_ttl" help:"how long a login cookie lasts"`
+}
+
+// NamedSecret is a per-lamp secret: a lamp that authenticates with it is
+// known by Name across reconnects.
+type NamedSecret struct {
+	Name   string `toml:"name"`
+	Secret string `toml:"secret"`
+}
+
+// Device configures the lamp WebSocket side.
+type Device struct {
+	Listen           string        `toml:"listen" help:"address of the lamp WebSocket port, host:port"`
+	AuthSecret       string        `toml:"auth_secret" help:"shared lamp secret; empty: generated on first start and printed once"`
+	Secrets          []NamedSecret `toml:"secrets" help:"per-lamp named secrets; config file only ([[device.secrets]])"`
+	HandshakeTimeout Duration      `toml:"handshake_timeout" help:"time a lamp has to send its secret after connecting"`
+	PingInterval     Duration      `toml:"ping_interval" help:"time between pings to a lamp; must be shorter than keepalive_timeout"`
+	KeepaliveTimeout Duration      `toml:"keepalive_timeout" help:"a lamp silent for this long is dropped"`
+	WriteTimeout     Duration      `toml:"write_timeout" help:"a lamp whose write blocks longer than this is dropped"`
+	MaxFrameSize     Size          `toml:"max_frame_size" help:"largest frame accepted from a lamp (128B-1MiB)"`
+	MaxConnections   int           `toml:"max_connections" help:"most lamps connected at once; 0: as many as the open-file limit allows"`
+	SendQueue        int           `toml:"send_queue" help:"commands waiting per lamp before it is dropped as too slow"`
+	LogLines         int           `toml:"log_lines" help:"debug log lines kept per lamp"`
+	AuthBackoff      Duration      `toml:"auth_backoff" help:"first delay after a wrong secret from an address, doubling each time"`
+	AuthBackoffMax   Duration      `toml:"auth_backoff_max" help:"longest delay after wrong secrets"`
+}
+
+// Weather configures the OpenWeatherMap poller. At most one of CityID, City
+// or Lat+Lon says where.
+type Weather struct {
+	APIKey        string   `toml:"api_key" help:"OpenWeatherMap API key; empty: weather shows clear sky and the UI says why"`
+	CityID        int      `toml:"city_id" help:"OpenWeatherMap city id; 0: unset"`
+	City          string   `toml:"city" help:"city name and country code, e.g. Berlin,DE"`
+	Lat           *float64 `toml:"lat" help:"latitude -90..90; set together with lon"`
+	Lon           *float64 `toml:"lon" help:"longitude -180..180; set together with lat"`
+	Interval      Duration `toml:"interval" help:"time between weather polls"`
+	SunTransition Duration `toml:"sun_transition" help:"length of the sunrise / sunset ramp"`
+	Endpoint      string   `toml:"endpoint" help:"base URL of the OpenWeatherMap API or a compatible server"`
+	WindBeaufort  int      `toml:"wind_beaufort" help:"wind at or above this Beaufort number (1-12) shows as windy"`
+	Timeout       Duration `toml:"timeout" help:"time limit of one weather request"`
+}
+
+// Storage says where state, secrets, firmware and logs live.
+type Storage struct {
+	Dir string `toml:"dir" help:"directory for state, secrets, firmware and logs"`
+}
+
+// Firmware configures firmware uploads.
+type Firmware struct {
+	MaxSize Size   `toml:"max_size" help:"largest accepted firmware upload (64KiB-64MiB)"`
+	Chip    string `toml:"chip" help:"required chip of uploaded images (esp32, esp32s2, esp32s3, esp32c3, esp32c2, esp32c6, esp32h2); empty: any"`
+}
+
+// Log configures the server's own log.
+type Log struct {
+	Level  string `toml:"level" help:"log level: debug, info, warn or error"`
+	Format string `toml:"format" help:"log format: text or json"`
+}
+
+// Default returns the built-in configuration: what the server runs with when
+// no file, environment variable or flag says otherwise.
+func Default() Config {
+	return Config{
+		Web: Web{
+			Listen:     ":8000",
+			Username:   "admin",
+			SessionTTL: Duration(30 * 24 * time.Hour),
+		},
+		Device: Device{
+			Listen:           ":8080",
+			HandshakeTimeout: Duration(10 * time.Second),
+			PingInterval:     Duration(15 * time.Second),
+			KeepaliveTimeout: Duration(45 * time.Second),
+			WriteTimeout:     Duration(10 * time.Second),
+			MaxFrameSize:     4 * KiB,
+			SendQueue:        64,
+			LogLines:         1000,
+			AuthBackoff:      Duration(time.Second),
+			AuthBackoffMax:   Duration(30 * time.Second),
+		},
+		Weather: Weather{
+			Interval:      Duration(10 * time.Minute),
+			SunTransition: Duration(40 * time.Minute),
+			Endpoint:      "https://api.openweathermap.org",
+			WindBeaufort:  6,
+			Timeout:       Duration(10 * time.Second),
+		},
+		Storage:  Storage{Dir: "data"},
+		Firmware: Firmware{MaxSize: 4 * MiB},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}

@@ -1,0 +1,252 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Allowed values of the keys that take one of a list.
+var (
+	chips      = []string{"esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c2", "esp32c6", "esp32h2"}
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+// Limits that are not plain "must be positive".
+const (
+	minFrameSize    = 128 * B
+	maxFrameSize    = 1 * MiB
+	minFirmwareSize = 64 * KiB
+	maxFirmwareSize = 64 * MiB
+	minSecretLength = 8
+	maxNameLength   = 32
+	// Upper bounds that keep a typo (an extra few zeros) from turning into
+	// per-lamp buffers that exhaust memory.
+	maxSendQueue = 100_000
+	maxLogLines  = 1_000_000
+)
+
+// problems collects validation errors, each naming its key.
+type problems []error
+
+func (p *problems) add(key, format string, args ...any) {
+	*p = append(*p, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+}
+
+// Validate checks every value and every rule between values. It returns all
+// problems at once, joined one per line, so that a person fixes them in one
+// go rather than one per restart.
+func (c Config) Validate() error {
+	var p problems
+	c.validateWeb(&p)
+	c.validateDevice(&p)
+	c.validateWeather(&p)
+	c.validateDurations(&p)
+	if strings.TrimSpace(c.Storage.Dir) == "" {
+		p.add("storage.dir", `is empty; write a directory, e.g. "data"`)
+	}
+	if c.Firmware.MaxSize < minFirmwareSize || c.Firmware.MaxSize > maxFirmwareSize {
+		p.add("firmware.max_size", "%s is out of range %s-%s", c.Firmware.MaxSize, minFirmwareSize, maxFirmwareSize)
+	}
+	if c.Firmware.Chip != "" && !slices.Contains(chips, c.Firmware.Chip) {
+		p.add("firmware.chip", "%q is not a known chip; use one of %s, or leave it empty for any", c.Firmware.Chip, strings.Join(chips, ", "))
+	}
+	if !slices.Contains(logLevels, c.Log.Level) {
+		p.add("log.level", "%q is not a log level; use one of %s", c.Log.Level, strings.Join(logLevels, ", "))
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		p.add("log.format", "%q is not a log format; use one of %s", c.Log.Format, strings.Join(logFormats, ", "))
+	}
+	return errors.Join(p...)
+}
+
+func (c Config) validateWeb(p *problems) {
+	if err := checkListen(c.Web.Listen); err != nil {
+		p.add("web.listen", "%v", err)
+	}
+	if c.Web.Username == "" {
+		p.add("web.username", `is empty; the login needs a name, e.g. "admin"`)
+	} else if strings.Contains(c.Web.Username, ":") {
+		// HTTP basic auth separates name and password with the first colon.
+		p.add("web.username", "%q contains ':', which HTTP basic auth cannot carry in a name", c.Web.Username)
+	}
+	for _, proxy := range c.Web.TrustedProxies {
+		if _, _, err := net.ParseCIDR(proxy); err == nil {
+			continue
+		}
+		if net.ParseIP(proxy) == nil {
+			p.add("web.trusted_proxies", `%q is neither an IP address nor a CIDR; write e.g. "10.0.0.0/8" or "192.168.1.10"`, proxy)
+		}
+	}
+}
+
+// checkListen accepts host:port with a numeric port; port 0 asks the system
+// for a free one, which tests use.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf(`%q is not host:port; write e.g. ":8000" or "127.0.0.1:8000"`, addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q in %q is not a number in range 1-65535", port, addr)
+	}
+	return nil
+}
+
+func (c Config) validateDevice(p *problems) {
+	d := c.Device
+	if err := checkListen(d.Listen); err != nil {
+		p.add("device.listen", "%v", err)
+	} else if err := checkListen(c.Web.Listen); err == nil && sameListener(c.Web.Listen, d.Listen) {
+		p.add("device.listen", "%q uses the same port as web.listen %q; give each its own port", d.Listen, c.Web.Listen)
+	}
+	if d.PingInterval > 0 && d.PingInterval >= d.KeepaliveTimeout {
+		p.add("device.ping_interval", "%s must be shorter than device.keepalive_timeout (%s), or every lamp times out between pings",
+			d.PingInterval, d.KeepaliveTimeout)
+	}
+	if d.AuthBackoff > d.AuthBackoffMax {
+		p.add("device.auth_backoff", "%s must not be longer than device.auth_backoff_max (%s)", d.AuthBackoff, d.AuthBackoffMax)
+	}
+	if d.MaxFrameSize < minFrameSize || d.MaxFrameSize > maxFrameSize {
+		p.add("device.max_frame_size", "%s is out of range %s-%s", d.MaxFrameSize, minFrameSize, maxFrameSize)
+	}
+	if d.MaxConnections < 0 {
+		p.add("device.max_connections", "%d is negative; use 0 for as many as the open-file limit allows", d.MaxConnections)
+	}
+	if d.SendQueue < 1 || d.SendQueue > maxSendQueue {
+		p.add("device.send_queue", "%d is out of range 1-%d", d.SendQueue, maxSendQueue)
+	}
+	if d.LogLines < 1 || d.LogLines > maxLogLines {
+		p.add("device.log_lines", "%d is out of range 1-%d", d.LogLines, maxLogLines)
+	}
+	if d.AuthSecret != "" && strings.TrimSpace(d.AuthSecret) != d.AuthSecret {
+		p.add("device.auth_secret", "starts or ends with white space, which the server ignores in what a lamp sends; remove it")
+	}
+	validateSecrets(p, d)
+}
+
+// sameListener reports whether two valid host:port addresses would collide.
+func sameListener(a, b string) bool {
+	hostA, portA, _ := net.SplitHostPort(a)
+	hostB, portB, _ := net.SplitHostPort(b)
+	if portA != portB || portA == "0" {
+		return false
+	}
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return hostA == hostB || wildcard(hostA) || wildcard(hostB)
+}
+
+// validateSecrets checks [[device.secrets]]. Secrets never appear in the
+// messages: they end up in logs.
+func validateSecrets(p *problems, d Device) {
+	seenName := make(map[string]int)
+	seenSecret := make(map[string]int)
+	for i, s := range d.Secrets {
+		key := fmt.Sprintf("device.secrets (entry %d, name %q)", i+1, s.Name)
+		switch {
+		case s.Name == "":
+			key = fmt.Sprintf("device.secrets (entry %d)", i+1)
+			p.add(key, "name is empty; give each lamp a name of letters, digits, '-' or '_'")
+		case !validName(s.Name):
+			p.add(key, "name must be 1-%d letters, digits, '-' or '_'", maxNameLength)
+		default:
+			if first, ok := seenName[s.Name]; ok {
+				p.add(key, "name is already used by entry %d; names must be unique", first)
+			} else {
+				seenName[s.Name] = i + 1
+			}
+		}
+		switch {
+		case strings.TrimSpace(s.Secret) != s.Secret:
+			p.add(key, "secret starts or ends with white space, which the server ignores in what a lamp sends; remove it")
+		case len(s.Secret) < minSecretLength:
+			p.add(key, "secret is %d characters; use at least %d", len(s.Secret), minSecretLength)
+		case d.AuthSecret != "" && s.Secret == d.AuthSecret:
+			p.add(key, "secret is the same as device.auth_secret; a named secret must be its own")
+		default:
+			if first, ok := seenSecret[s.Secret]; ok {
+				p.add(key, "secret is the same as the secret of entry %d; each lamp needs its own", first)
+			} else {
+				seenSecret[s.Secret] = i + 1
+			}
+		}
+	}
+}
+
+func validName(name string) bool {
+	if len(name) < 1 || len(name) > maxNameLength {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func (c Config) validateWeather(p *problems) {
+	w := c.Weather
+	var where []string
+	if w.CityID != 0 {
+		where = append(where, fmt.Sprintf("city_id (%d)", w.CityID))
+	}
+	if w.City != "" {
+		where = append(where, fmt.Sprintf("city (%q)", w.City))
+	}
+	if w.Lat != nil || w.Lon != nil {
+		where = append(where, "lat+lon")
+	}
+	if len(where) > 1 {
+		list, verb := strings.Join(where[:len(where)-1], ", ")+" and "+where[len(where)-1], "are both set"
+		if len(where) > 2 {
+			verb = "are all set"
+		}
+		p.add("weather", "%s %s; set only one of city_id, city or lat+lon", list, verb)
+	}
+	if w.CityID < 0 {
+		p.add("weather.city_id", "%d is negative; use the positive id from openweathermap.org, or 0 for unset", w.CityID)
+	}
+	if w.City != "" && strings.TrimSpace(w.City) == "" {
+		p.add("weather.city", "%q is blank; write e.g. \"Berlin,DE\" or leave it empty", w.City)
+	}
+	switch {
+	case w.Lat != nil && w.Lon == nil:
+		p.add("weather.lat", "%g is set but weather.lon is not; set both or neither", *w.Lat)
+	case w.Lon != nil && w.Lat == nil:
+		p.add("weather.lon", "%g is set but weather.lat is not; set both or neither", *w.Lon)
+	}
+	// Written as "not inside" so that NaN, which compares false, fails too.
+	if w.Lat != nil && !(*w.Lat >= -90 && *w.Lat <= 90) {
+		p.add("weather.lat", "%g is out of range -90 to 90", *w.Lat)
+	}
+	if w.Lon != nil && !(*w.Lon >= -180 && *w.Lon <= 180) {
+		p.add("weather.lon", "%g is out of range -180 to 180", *w.Lon)
+	}
+	if w.WindBeaufort < 1 || w.WindBeaufort > 12 {
+		p.add("weather.wind_beaufort", "%d is out of range 1-12", w.WindBeaufort)
+	}
+	if u, err := url.Parse(w.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add("weather.endpoint", `%q is not an absolute http(s) URL; write e.g. "https://api.openweathermap.org"`, w.Endpoint)
+	}
+}
+
+// validateDurations requires every Duration key to be positive; a zero or
+// negative timeout or interval is never meant.
+func (c Config) validateDurations(p *problems) {
+	for _, s := range settings().list {
+		if s.typ != durationType {
+			continue
+		}
+		d := s.field(&c).Interface().(Duration)
+		if d <= 0 {
+			p.add(s.name(), "%s must be longer than 0", d)
+		}
+	}
+}
