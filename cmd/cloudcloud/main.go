@@ -1,0 +1,130 @@
+// Command cloudcloud is the self-hosted server for cloud lamps. main only
+// reads the command line and wires the packages together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cloudcloud/cloudcloud/config"
+	"github.com/cloudcloud/cloudcloud/server"
+	"github.com/cloudcloud/cloudcloud/simulator"
+)
+
+// version is stamped in by release builds (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr))
+}
+
+const usage = `cloudcloud: the self-hosted server for cloud lamps
+
+Usage:
+  cloudcloud [serve] [-config FILE] [-section.key VALUE ...]   run the server (default)
+  cloudcloud simulate -url ws://localhost:8080/ -secret S      a lamp in the terminal
+  cloudcloud healthcheck [-url http://localhost:8000/healthz]  exit 0 when the server answers
+  cloudcloud version
+
+Run "cloudcloud serve -h" for every setting.
+`
+
+func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args, environ, stderr)
+	case "simulate":
+		err = simulate(args, stdin, stdout, stderr)
+	case "healthcheck":
+		err = healthcheck(args, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "cloudcloud", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "cloudcloud: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "cloudcloud %s: %v\n", cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func serve(args, environ []string, stderr io.Writer) error {
+	cfg, err := config.Parse("cloudcloud serve", args, environ, stderr)
+	if err != nil {
+		return err
+	}
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.Log.Level]
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if cfg.Log.Format == "json" {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	logger := slog.New(handler)
+	slog.SetDefault(logger)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return server.Run(ctx, cfg, server.Options{Version: version, Logger: logger})
+}
+
+func simulate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cloudcloud simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "ws://localhost:8080/", "the server's lamp port")
+	secret := fs.String("secret", "", "the lamp secret (shared or named); see the server's first-start log or data/credentials.json")
+	name := fs.String("name", "", "a label for this lamp's output")
+	color := fs.Bool("color", true, "draw true-colour swatches")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *secret == "" {
+		return errors.New("-secret is required: the lamp secret the server printed on first start (also in data/credentials.json)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return simulator.Run(ctx, simulator.Options{URL: *url, Secret: *secret, Name: *name, Out: stdout, In: stdin, Color: *color, Logger: logger})
+}
+
+func healthcheck(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cloudcloud healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://localhost:8000/healthz", "the server's health URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	client := http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(*url)
+	if err != nil {
+		return fmt.Errorf("server not answering: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
+		return fmt.Errorf("server unhealthy: %s %q", resp.Status, body)
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func runCLI(args []string, environ []string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, environ, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args   []string
+		env    []string
+		code   int
+		outHas string
+		errHas string
+	}{
+		{[]string{"version"}, nil, 0, "cloudcloud dev", ""},
+		{[]string{"help"}, nil, 0, "cloudcloud simulate", ""},
+		{[]string{"frobnicate"}, nil, 2, "", `unknown command "frobnicate"`},
+		{[]string{"serve", "-device.ping_interval", "soon"}, nil, 1, "", "device.ping_interval"},
+		{[]string{"-web.listne", ":1"}, nil, 1, "", "web.listen"},
+		{[]string{"serve", "-config", "/nonexistent/cloudcloud.toml"}, nil, 1, "", "/nonexistent/cloudcloud.toml"},
+		{[]string{"serve"}, []string{"CLOUDCLOUD_DEVICE_PING_INTERVAL=1m", "CLOUDCLOUD_DEVICE_KEEPALIVE_TIMEOUT=30s"}, 1, "", "ping_interval"},
+		{[]string{"simulate"}, nil, 1, "", "-secret is required"},
+		{[]string{"simulate", "-secret", "x", "-url", "http://localhost/"}, nil, 1, "", "ws://"},
+		{[]string{"healthcheck", "-url", "http://127.0.0.1:1/healthz"}, nil, 1, "", "not answering"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := runCLI(tt.args, tt.env)
+		if code != tt.code || !strings.Contains(out, tt.outHas) || !strings.Contains(errOut, tt.errHas) {
+			t.Errorf("cloudcloud %v: code %d, stdout %q, stderr %q; want code %d, stdout with %q, stderr with %q",
+				tt.args, code, out, errOut, tt.code, tt.outHas, tt.errHas)
+		}
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestBinarySIGTERM runs the real binary: first start prints the generated
+// secrets, a lamp connects, SIGTERM sends it close 1001 and the process
+// exits 0 within a few seconds; healthcheck answers while it runs.
+func TestBinarySIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "cloudcloud")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	webAddr, devAddr := freePort(t), freePort(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "serve", "-web.listen", webAddr, "-device.listen", devAddr, "-storage.dir", dir)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	secretRE := regexp.MustCompile(`generated the lamp secret.* secret=(\S+)`)
+	passwordRE := regexp.MustCompile(`generated a UI password.* password=(\S+)`)
+	var secret, password string
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := secretRE.FindStringSubmatch(line); m != nil {
+			secret = m[1]
+		}
+		if m := passwordRE.FindStringSubmatch(line); m != nil {
+			password = m[1]
+		}
+		if strings.Contains(line, "cloudcloud is running") {
+			break
+		}
+	}
+	if secret == "" || password == "" {
+		t.Fatal("the first start did not print the generated secret and password")
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+
+	if code, _, errOut := runCLI([]string{"healthcheck", "-url", "http://" + webAddr + "/healthz"}, nil); code != 0 {
+		t.Errorf("healthcheck: %d %s", code, errOut)
+	}
+
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+devAddr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.WriteMessage(websocket.TextMessage, []byte(secret))
+	for _, want := range []string{"ok", "[cc:0:?:?]"} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, b, err := c.ReadMessage(); err != nil || string(b) != want {
+			t.Fatalf("handshake: %q %v", b, err)
+		}
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Errorf("lamp got %v on SIGTERM, want close 1001", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after SIGTERM")
+	}
+}

@@ -1,0 +1,233 @@
+// Package server assembles cloudcloud from its parts (display state, lamp
+// gateway, weather poller, firmware store, web UI) and runs it until its
+// context ends, then shuts down gracefully: lamps get a close frame with
+// code 1001, state is on disk, and it all takes a few seconds at most.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cloudcloud/cloudcloud/config"
+	"github.com/cloudcloud/cloudcloud/credentials"
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/weather"
+)
+
+// ShutdownTimeout bounds a graceful shutdown.
+const ShutdownTimeout = 5 * time.Second
+
+// Addrs are the addresses the server listens on, once it does.
+type Addrs struct {
+	Web, Device string
+}
+
+// Options are what Run needs besides the configuration.
+type Options struct {
+	Version string
+	Logger  *slog.Logger
+	// Ready, if set, is called once both ports listen (tests use it to learn
+	// the ports when the config says ":0").
+	Ready func(Addrs)
+	// Announce is where the first-start secrets are printed (stderr by default).
+	HTTPClient *http.Client // for the weather poller; nil = default
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg config.Config, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	dir := cfg.Storage.Dir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("storage.dir %q: %w", dir, err)
+	}
+	creds, generated, err := credentials.Ensure(dir)
+	if err != nil {
+		return err
+	}
+	password, secret := cfg.Web.Password, cfg.Device.AuthSecret
+	if password == "" {
+		password = creds.WebPassword
+		if generated.WebPassword {
+			log.Warn("generated a UI password (kept in "+filepath.Join(dir, credentials.FileName)+"; set web.password to choose one)", "username", cfg.Web.Username, "password", password)
+		} else {
+			log.Info("UI password: the generated one in "+filepath.Join(dir, credentials.FileName), "username", cfg.Web.Username)
+		}
+	}
+	if secret == "" {
+		secret = creds.DeviceSecret
+		if generated.DeviceSecret {
+			log.Warn("generated the lamp secret (kept in "+filepath.Join(dir, credentials.FileName)+"; flash it into your lamps or set device.auth_secret)", "secret", secret)
+		} else {
+			log.Info("lamp secret: the generated one in " + filepath.Join(dir, credentials.FileName))
+		}
+	}
+
+	bus := events.NewBus()
+	store, err := state.Open(dir, bus, log)
+	if err != nil {
+		return err
+	}
+	proxies, err := realip.New(cfg.Web.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("web.trusted_proxies: %w", err)
+	}
+	named := make([]device.NamedSecret, len(cfg.Device.Secrets))
+	for i, s := range cfg.Device.Secrets {
+		named[i] = device.NamedSecret{Name: s.Name, Secret: s.Secret}
+	}
+	maxConns := cfg.Device.MaxConnections
+	if maxConns == 0 {
+		maxConns = connectionLimit(log)
+	}
+	gw, err := device.New(device.Options{
+		Secret: secret, Named: named,
+		HandshakeTimeout: cfg.Device.HandshakeTimeout.D(),
+		PingInterval:     cfg.Device.PingInterval.D(),
+		KeepaliveTimeout: cfg.Device.KeepaliveTimeout.D(),
+		WriteTimeout:     cfg.Device.WriteTimeout.D(),
+		MaxFrameSize:     int64(cfg.Device.MaxFrameSize),
+		MaxConnections:   maxConns,
+		SendQueue:        cfg.Device.SendQueue,
+		LogLines:         cfg.Device.LogLines,
+		AuthBackoff:      cfg.Device.AuthBackoff.D(),
+		AuthBackoffMax:   cfg.Device.AuthBackoffMax.D(),
+		Proxies:          proxies,
+		StateDir:         dir,
+		Bus:              bus,
+		Logger:           log.With("part", "device"),
+	}, store.Get().DisplayPacket())
+	if err != nil {
+		return err
+	}
+	// Every display change reaches the gateway in order, straight from the
+	// store's commit; see state.Store.Watch.
+	store.Watch(func(s state.State) { _ = gw.SetDisplay(s.DisplayPacket()) })
+
+	fw, err := firmware.OpenStore(filepath.Join(dir, "firmware"), log.With("part", "firmware"))
+	if err != nil {
+		return err
+	}
+	fwHandler := fw.Handler(firmware.Hooks{Served: func(d firmware.Download) {
+		bus.Publish(events.Event{Type: events.TypeFirmware, Data: d})
+	}})
+
+	poller, err := weather.NewPoller(weather.Options{
+		APIKey: cfg.Weather.APIKey, CityID: cfg.Weather.CityID, City: cfg.Weather.City,
+		Lat: cfg.Weather.Lat, Lon: cfg.Weather.Lon,
+		Interval:      cfg.Weather.Interval.D(),
+		SunTransition: cfg.Weather.SunTransition.D(),
+		Timeout:       cfg.Weather.Timeout.D(),
+		Endpoint:      cfg.Weather.Endpoint,
+		WindBeaufort:  cfg.Weather.WindBeaufort,
+		HTTPClient:    o.HTTPClient,
+		Logger:        log.With("part", "weather"),
+		Publish:       func(r weather.Report) { applyWeather(store, bus, log, r) },
+	})
+	if err != nil {
+		return fmt.Errorf("weather: %w", err)
+	}
+	applyWeather(store, bus, log, poller.Report())
+
+	deviceMux := http.NewServeMux()
+	deviceMux.Handle("/firmware.bin", fwHandler)
+	deviceMux.Handle("/", gw)
+	deviceSrv := &http.Server{Handler: deviceMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	webHandler := http.NewServeMux()
+	webHandler.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
+	// The base context ends with the server, so long-lived requests (the
+	// SSE stream) return and Shutdown does not wait for them in vain.
+	webCtx, stopWeb := context.WithCancel(context.Background())
+	defer stopWeb()
+	webSrv := &http.Server{Handler: webHandler, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return webCtx },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	webLn, err := net.Listen("tcp", cfg.Web.Listen)
+	if err != nil {
+		return fmt.Errorf("web.listen %s: %w", cfg.Web.Listen, err)
+	}
+	deviceLn, err := net.Listen("tcp", cfg.Device.Listen)
+	if err != nil {
+		webLn.Close()
+		return fmt.Errorf("device.listen %s: %w", cfg.Device.Listen, err)
+	}
+	log.Info("cloudcloud is running", "version", o.Version,
+		"ui", "http://"+displayAddr(webLn.Addr()), "lamps", "ws://"+displayAddr(deviceLn.Addr())+"/",
+		"data", dir, "packet", store.Get().Packet)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("%s server: %w", name, err)
+			cancel()
+		}
+	}
+	wg.Go(func() { serve("web", webSrv, webLn) })
+	wg.Go(func() { serve("device", deviceSrv, deviceLn) })
+	wg.Go(func() { poller.Run(runCtx) })
+	if o.Ready != nil {
+		o.Ready(Addrs{Web: webLn.Addr().String(), Device: deviceLn.Addr().String()})
+	}
+
+	<-runCtx.Done()
+	log.Info("shutting down: closing lamp connections")
+	sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer scancel()
+	stopWeb()
+	var errs []error
+	if err := deviceSrv.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := gw.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := webSrv.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	log.Info("stopped", "packet", store.Get().Packet)
+	return errors.Join(errs...)
+}
+
+// applyWeather records a weather report in the display state and tells the UI.
+func applyWeather(store *state.Store, bus *events.Bus, log *slog.Logger, r weather.Report) {
+	w := state.Weather{Code: int(r.Reading.Code), Intensity: r.Reading.Intensity, Description: r.Description, Source: r.Source}
+	if _, err := store.SetWeather(w); err != nil {
+		log.Error("could not record the weather", "err", err)
+	}
+	bus.Publish(events.Event{Type: events.TypeWeather, Data: r})
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

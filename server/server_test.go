@@ -1,0 +1,168 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cloudcloud/cloudcloud/config"
+	"github.com/cloudcloud/cloudcloud/credentials"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type running struct {
+	addrs Addrs
+	dir   string
+	creds credentials.Credentials
+	stop  context.CancelFunc
+	done  chan error
+	once  sync.Once
+}
+
+func start(t *testing.T, dir string, edit func(*config.Config)) *running {
+	t.Helper()
+	cfg, err := config.Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", "127.0.0.1:0", dir
+	if edit != nil {
+		edit(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{dir: dir, stop: cancel, done: make(chan error, 1)}
+	ready := make(chan Addrs, 1)
+	go func() { r.done <- Run(ctx, cfg, Options{Logger: quiet, Ready: func(a Addrs) { ready <- a }}) }()
+	select {
+	case r.addrs = <-ready:
+	case err := <-r.done:
+		t.Fatalf("server did not start: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not start in 10s")
+	}
+	r.creds, _, _ = credentials.Ensure(dir)
+	t.Cleanup(func() { r.shutdown(t) })
+	return r
+}
+
+func (r *running) shutdown(t *testing.T) {
+	r.once.Do(func() {
+		r.stop()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+		case <-time.After(2 * ShutdownTimeout):
+			t.Error("server did not stop")
+		}
+	})
+}
+
+func lampConnect(t *testing.T, addr, secret string) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.WriteMessage(websocket.TextMessage, []byte(secret))
+	for _, want := range []string{"ok", "[cc:0:?:?]"} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, b, err := c.ReadMessage()
+		if err != nil || string(b) != want {
+			t.Fatalf("handshake: got %q, %v; want %q", b, err, want)
+		}
+	}
+	return c
+}
+
+func TestServeGeneratesSecretsAndShutsDownGracefully(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, dir, nil)
+	if r.creds.DeviceSecret == "" {
+		t.Fatal("no generated lamp secret")
+	}
+	c := lampConnect(t, r.addrs.Device, r.creds.DeviceSecret)
+
+	resp, err := http.Get("http://" + r.addrs.Web + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Errorf("healthz: %d %q", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + r.addrs.Device + "/firmware.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("firmware.bin with no image: %d", resp.StatusCode)
+	}
+
+	began := time.Now()
+	r.shutdown(t)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Errorf("lamp got %v at shutdown, want close 1001", err)
+	}
+	if took := time.Since(began); took > ShutdownTimeout {
+		t.Errorf("shutdown took %s", took)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+		t.Errorf("no state on disk after shutdown: %v", err)
+	}
+
+	// The next start reuses the secret: the lamp gets back in.
+	r2 := start(t, dir, nil)
+	lampConnect(t, r2.addrs.Device, r.creds.DeviceSecret)
+}
+
+func TestConfiguredSecretsWin(t *testing.T) {
+	r := start(t, t.TempDir(), func(c *config.Config) {
+		c.Device.AuthSecret = "configured-secret"
+		c.Device.Secrets = []config.NamedSecret{{Name: "kitchen", Secret: "kitchen-secret"}}
+	})
+	lampConnect(t, r.addrs.Device, "configured-secret")
+	lampConnect(t, r.addrs.Device, "kitchen-secret")
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+r.addrs.Device+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.WriteMessage(websocket.TextMessage, []byte(r.creds.DeviceSecret))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = c.ReadMessage()
+	if err == nil || !strings.Contains(err.Error(), "1008") {
+		t.Errorf("generated secret accepted although one is configured: %v", err)
+	}
+}
+
+func TestPortInUseIsAClearError(t *testing.T) {
+	r := start(t, t.TempDir(), nil)
+	cfg := config.Default()
+	cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", r.addrs.Device, t.TempDir()
+	err := Run(context.Background(), cfg, Options{Logger: quiet})
+	if err == nil || !strings.Contains(err.Error(), "device.listen") {
+		t.Errorf("Run on a busy port: %v", err)
+	}
+}
