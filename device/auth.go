@@ -20,9 +20,9 @@ type NamedSecret struct {
 // every candidate, tells an attacker neither which prefix nor which secret
 // came close.
 type secrets struct {
-	shared [sha256.Size]byte
+	shared    [sha256.Size]byte
 	hasShared bool
-	named  []namedDigest
+	named     []namedDigest
 }
 
 type namedDigest struct {
