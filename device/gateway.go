@@ -183,8 +183,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.lastSeen.Store(l.connectedAt.UnixNano())
 	g.register(l)
 	g.readers.Add(1)
-	// Returning from the handler lets net/http free its per-connection state;
-	// the lamp lives on in its own goroutine with a fresh, small stack.
+	// The handshake runs here, on the handler's already grown stack; the
+	// lamp's long-lived reader then starts on a fresh, small one. With
+	// thousands of idle lamps, that stack is most of what a lamp costs.
+	if reason := l.handshake(); reason != "" {
+		l.finish(reason)
+		return
+	}
 	go l.run()
 }
 
@@ -205,14 +210,15 @@ func (g *Gateway) register(l *lamp) {
 	g.publishDevice(l, "connected")
 }
 
-// run is the lamp's reader: the handshake, then every frame until the end.
+// run is the authenticated lamp's reader, until the connection ends.
 func (l *lamp) run() {
+	l.finish(l.readLoop())
+}
+
+// finish cleans up after the connection ended for the given reason.
+func (l *lamp) finish(reason string) {
 	g := l.gw
 	defer g.readers.Done()
-	reason := l.handshake()
-	if reason == "" {
-		reason = l.readLoop()
-	}
 	l.kill(0, "")
 	g.hub.remove(l)
 	g.mu.Lock()

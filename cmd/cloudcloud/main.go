@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/config"
+	"github.com/cloudcloud/cloudcloud/loadtest"
 	"github.com/cloudcloud/cloudcloud/server"
 	"github.com/cloudcloud/cloudcloud/simulator"
 )
@@ -34,6 +35,7 @@ Usage:
   cloudcloud [serve] [-config FILE] [-section.key VALUE ...]   run the server (default)
   cloudcloud simulate -url ws://localhost:8080/ -secret S      a lamp in the terminal
   cloudcloud healthcheck [-url http://localhost:8000/healthz]  exit 0 when the server answers
+  cloudcloud bench -lamps 10000 -secret S -password P -pid PID  load-test a running server
   cloudcloud version
 
 Run "cloudcloud serve -h" for every setting.
@@ -52,6 +54,8 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		err = simulate(args, stdin, stdout, stderr)
 	case "healthcheck":
 		err = healthcheck(args, stderr)
+	case "bench":
+		err = bench(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cloudcloud", version)
 	case "help", "-h", "--help":
@@ -107,6 +111,47 @@ func simulate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return simulator.Run(ctx, simulator.Options{URL: *url, Secret: *secret, Name: *name, Out: stdout, In: stdin, Color: *color, Logger: logger})
+}
+
+func bench(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cloudcloud bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o loadtest.Options
+	fs.StringVar(&o.URL, "url", "ws://127.0.0.1:8080/", "the server's lamp port")
+	fs.StringVar(&o.Secret, "secret", "", "the lamp secret")
+	fs.StringVar(&o.API, "api", "http://127.0.0.1:8000", "the server's web port, for PUT /api/state")
+	fs.StringVar(&o.Username, "user", "admin", "web.username")
+	fs.StringVar(&o.Password, "password", "", "web.password")
+	fs.IntVar(&o.PID, "pid", 0, "the server's process id, to read its RSS and CPU time from /proc (0: not measured)")
+	fs.IntVar(&o.Lamps, "lamps", 1000, "simulated lamps")
+	fs.IntVar(&o.InFlight, "inflight", 200, "handshakes in flight at once")
+	fs.IntVar(&o.Changes, "changes", 50, "display changes to make (0: only connect and measure memory)")
+	fs.DurationVar(&o.Every, "every", 200*time.Millisecond, "one display change every ...")
+	fs.IntVar(&o.Stuck, "stuck", 0, "lamps that stop reading after the handshake")
+	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.Secret == "" || (o.Changes > 0 && o.Password == "") {
+		return errors.New("-secret is required, and -password too when -changes > 0")
+	}
+	o.Log = stderr
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := loadtest.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	res.Table(stdout)
+	if *jsonOut != "" {
+		f, err := os.Create(*jsonOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return res.JSON(f)
+	}
+	return nil
 }
 
 func healthcheck(args []string, stderr io.Writer) error {

@@ -1,0 +1,128 @@
+package device
+
+import (
+	"context"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cloudcloud/cloudcloud/protocol"
+)
+
+// benchLamps connects n authenticated lamps that keep reading.
+func benchLamps(b *testing.B, gw *Gateway, url string, n int) []*websocket.Conn {
+	b.Helper()
+	conns := make([]*websocket.Conn, n)
+	d := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256}
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range conns {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			c, _, err := d.Dial(url, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			c.WriteMessage(websocket.TextMessage, []byte(secret))
+			c.ReadMessage()
+			c.ReadMessage()
+			conns[i] = c
+		})
+	}
+	wg.Wait()
+	for gw.Stats().Lamps.Load() < int64(n) {
+		time.Sleep(time.Millisecond)
+	}
+	return conns
+}
+
+func newBenchGateway(b *testing.B, opt Options) (*Gateway, string, func()) {
+	opt.Secret, opt.Logger = secret, quiet
+	gw, err := New(opt, protocol.Off())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	return gw, "ws" + strings.TrimPrefix(srv.URL, "http") + "/", func() {
+		gw.Shutdown(context.Background())
+		srv.Close()
+	}
+}
+
+// BenchmarkIdleLampMemory reports what one idle authenticated lamp costs the
+// server in heap and goroutine stack (the client side is in the same process
+// here, so it is measured on its own and subtracted).
+func BenchmarkIdleLampMemory(b *testing.B) {
+	const n = 2000
+	for b.Loop() {
+		gw, url, stop := newBenchGateway(b, Options{})
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		conns := benchLamps(b, gw, url, n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		// Client side: same dialer, measured against a plain echo-less server.
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/n, "heap-B/lamp+client")
+		b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-B/lamp+client")
+		for _, c := range conns {
+			c.Close()
+		}
+		stop()
+	}
+}
+
+// BenchmarkBroadcast measures one display change handed to 1,000 lamps and
+// written to all of them: allocations show any per-lamp cost.
+func BenchmarkBroadcast(b *testing.B) {
+	const n = 1000
+	var done sync.WaitGroup
+	gw, url, stop := newBenchGateway(b, Options{OnFanout: func(int, time.Duration) { done.Done() }})
+	defer stop()
+	conns := benchLamps(b, gw, url, n)
+	for _, c := range conns {
+		go func() {
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	p, _ := protocol.Manual(protocol.RGB{R: 1}, 0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		p.Color.G = uint8(i)
+		done.Add(1)
+		gw.SetDisplay(p)
+		done.Wait()
+	}
+}
+
+// BenchmarkHandshake measures one lamp connecting, authenticating and
+// receiving its first packet, end to end over loopback.
+func BenchmarkHandshake(b *testing.B) {
+	gw, url, stop := newBenchGateway(b, Options{})
+	defer stop()
+	d := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, _, err := d.Dial(url, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.WriteMessage(websocket.TextMessage, []byte(secret))
+		c.ReadMessage()
+		c.ReadMessage()
+		c.Close()
+	}
+	_ = gw
+}
