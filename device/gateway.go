@@ -47,6 +47,8 @@ type Options struct {
 	StateDir         string // where debug switches are kept; "" keeps them in memory
 	Bus              events.Publisher
 	Logger           *slog.Logger
+	noPoller         bool // tests: use the fallback reader
+
 	// OnFanout, if set, is told how long each display change took to reach
 	// every lamp (or be superseded there); for metrics and the load tool.
 	OnFanout func(lamps int, d time.Duration)
@@ -109,6 +111,8 @@ type Gateway struct {
 	debugAll   bool
 	debugNames map[string]bool
 
+	poller *readPoller // nil: a reader goroutine per lamp
+
 	closing  atomic.Bool
 	done     chan struct{}
 	readers  sync.WaitGroup
@@ -137,7 +141,9 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 			// Small buffers: lamp frames are tiny, and with thousands of lamps
 			// every byte per connection counts. The write buffer is only held
 			// while a message is being written.
-			ReadBufferSize:  512,
+			// gorilla's read side is never used (see frames.go): the
+			// smallest buffer it accepts.
+			ReadBufferSize:  125,
 			WriteBufferSize: 512,
 			WriteBufferPool: &sync.Pool{},
 			// Lamps send no Origin; the secret, not the origin, is the guard.
@@ -146,6 +152,12 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		},
 	}
 	g.hub.init(initial.Bytes())
+	if !opt.noPoller {
+		var err error
+		if g.poller, err = newReadPoller(g); err != nil {
+			g.log.Warn("no epoll; every lamp gets a reader goroutine", "err", err)
+		}
+	}
 	if err := g.loadDebug(); err != nil {
 		return nil, err
 	}
@@ -178,8 +190,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("lamp upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn.SetReadLimit(g.opt.MaxFrameSize)
-	l := &lamp{gw: g, conn: conn, remote: g.opt.Proxies.ClientAddr(r), connectedAt: time.Now().UTC(), hubIndex: -1}
+	l := &lamp{gw: g, conn: conn, raw: conn.UnderlyingConn(), remote: g.opt.Proxies.ClientAddr(r), connectedAt: time.Now().UTC(), hubIndex: -1}
 	l.lastSeen.Store(l.connectedAt.UnixNano())
 	g.register(l)
 	g.readers.Add(1)
@@ -187,10 +198,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// lamp's long-lived reader then starts on a fresh, small one. With
 	// thousands of idle lamps, that stack is most of what a lamp costs.
 	if reason := l.handshake(); reason != "" {
-		l.finish(reason)
+		l.end(0, "", reason)
 		return
 	}
-	go l.run()
+	g.startReading(l)
 }
 
 // register gives l a unique id and makes it visible in the registry.
@@ -210,17 +221,11 @@ func (g *Gateway) register(l *lamp) {
 	g.publishDevice(l, "connected")
 }
 
-// run is the authenticated lamp's reader, until the connection ends.
-func (l *lamp) run() {
-	l.finish(l.readLoop())
-}
-
-// finish cleans up after the connection ended for the given reason.
-func (l *lamp) finish(reason string) {
-	g := l.gw
+// forget removes an ended lamp from the gateway; see lamp.end.
+func (g *Gateway) forget(l *lamp, why string) {
 	defer g.readers.Done()
-	l.kill(0, "")
 	g.hub.remove(l)
+	g.stopReading(l)
 	g.mu.Lock()
 	delete(g.conns, l.id)
 	g.mu.Unlock()
@@ -228,7 +233,7 @@ func (l *lamp) finish(reason string) {
 	if Phase(l.phase.Load()) != PhaseConnected {
 		g.stats.Lamps.Add(-1)
 	}
-	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", reason)
+	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", why)
 	g.publishDevice(l, "disconnected")
 }
 
@@ -247,21 +252,21 @@ func (l *lamp) handshake() string {
 				t.Stop()
 			}
 		}
-		l.kill(websocket.ClosePolicyViolation, why)
+		l.end(websocket.ClosePolicyViolation, why, why)
 		return why
 	}
 	_ = l.conn.SetReadDeadline(time.Now().Add(g.opt.HandshakeTimeout))
-	mt, frame, err := l.conn.ReadMessage()
+	op, secret, err := l.readMessage()
 	switch {
 	case err != nil && isTimeout(err):
 		return refuse(fmt.Sprintf("no secret within %s", g.opt.HandshakeTimeout), 0)
 	case err != nil:
 		g.stats.HandshakesFailed.Add(1)
-		return "gone before sending a secret: " + err.Error()
-	case mt != websocket.TextMessage:
+		return l.readError(err)
+	case op != opText:
 		return refuse("the first frame must be the secret as text", 0)
 	}
-	name, ok := g.secrets.match(frame)
+	name, ok := g.secrets.match(secret)
 	ip := realip.IP(l.remote)
 	if !ok {
 		return refuse("wrong secret", g.backoff.fail(ip, time.Now()))
@@ -276,7 +281,7 @@ func (l *lamp) handshake() string {
 		return "could not answer ok: " + err.Error()
 	}
 	l.sent.Add(1)
-	l.touch()
+	l.lastSeen.Store(time.Now().UnixNano())
 	l.phase.Store(int32(PhaseAuthenticated))
 	g.stats.HandshakesOK.Add(1)
 	g.stats.Lamps.Add(1)
@@ -288,73 +293,43 @@ func (l *lamp) handshake() string {
 	return ""
 }
 
-// readLoop handles frames until the connection ends, and says why it ended.
-func (l *lamp) readLoop() string {
-	g := l.gw
-	l.conn.SetPingHandler(func(data string) error {
-		l.touch()
-		err := l.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(g.opt.WriteTimeout))
-		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
-			return err
-		}
-		return nil
-	})
-	l.conn.SetPongHandler(func(string) error { l.touch(); return nil })
-	for {
-		mt, frame, err := l.conn.ReadMessage()
-		if err != nil {
-			switch {
-			case isTimeout(err):
-				g.stats.SilentDropped.Add(1)
-				l.kill(websocket.CloseGoingAway, "no sign of life")
-				return fmt.Sprintf("no sign of life for %s", g.opt.KeepaliveTimeout)
-			case errors.Is(err, websocket.ErrReadLimit):
-				return fmt.Sprintf("frame larger than %d bytes", g.opt.MaxFrameSize)
-			case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
-				return "lamp closed the connection"
-			}
-			return err.Error()
-		}
-		l.touch()
-		l.received.Add(1)
-		g.stats.PacketsReceived.Add(1)
-		if mt != websocket.TextMessage {
-			g.stats.Ignored.Add(1)
-			g.log.Debug("lamp sent a binary frame; ignored", "lamp", l.id, "bytes", len(frame))
-			continue
-		}
-		switch kind, msg := protocol.ClassifyLamp(frame); kind {
-		case protocol.LampPing:
-			if !l.enqueueCommand(command{data: protocol.Pong}) {
-				return "send queue full"
-			}
-		case protocol.LampDebug:
-			g.addLog(l, msg)
-		default:
-			g.stats.Ignored.Add(1)
-			g.log.Debug("lamp sent an unknown frame; ignored", "lamp", l.id, "frame", string(frame[:min(len(frame), 64)]))
-		}
-	}
-}
-
-// touch records a sign of life and pushes the keepalive deadline out.
-func (l *lamp) touch() {
-	now := time.Now()
-	l.lastSeen.Store(now.UnixNano())
-	_ = l.conn.SetReadDeadline(now.Add(l.gw.opt.KeepaliveTimeout))
-}
-
-// pinger asks every lamp for a sign of life each ping interval.
+// pinger asks every lamp for a sign of life each ping interval and, when
+// lamps are read through the poller, drops the silent ones.
 func (g *Gateway) pinger() {
-	t := time.NewTicker(g.opt.PingInterval)
-	defer t.Stop()
+	ping := time.NewTicker(g.opt.PingInterval)
+	defer ping.Stop()
+	sweep := time.NewTicker(min(max(g.opt.KeepaliveTimeout/8, 10*time.Millisecond), time.Second))
+	defer sweep.Stop()
 	for {
 		select {
 		case <-g.done:
 			return
-		case <-t.C:
+		case <-ping.C:
 			g.hub.each(func(l *lamp) { l.requestPing() })
+		case now := <-sweep.C:
+			if g.poller != nil {
+				g.sweepSilent(now)
+			}
 		}
+	}
+}
+
+// startReading hands an authenticated lamp to the poller, or gives it a
+// reader goroutine where there is no poller.
+func (g *Gateway) startReading(l *lamp) {
+	if g.poller != nil {
+		err := g.poller.add(l)
+		if err == nil {
+			return
+		}
+		g.log.Warn("could not watch a lamp with epoll; reading it with a goroutine", "lamp", l.id, "err", err)
+	}
+	go l.readLoop()
+}
+
+func (g *Gateway) stopReading(l *lamp) {
+	if g.poller != nil {
+		g.poller.remove(l)
 	}
 }
 
@@ -435,8 +410,7 @@ func (g *Gateway) send(lamps []*lamp, c command) []string {
 			continue
 		}
 		g.stats.SlowDropped.Add(1)
-		g.log.Warn("lamp's send queue is full; dropping it", "lamp", l.id, "queue", g.opt.SendQueue)
-		l.kill(0, "")
+		l.end(0, "", fmt.Sprintf("send queue full (%d commands waiting); too slow", g.opt.SendQueue))
 	}
 	return sent
 }
@@ -627,7 +601,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for range min(32, len(all)) {
 		wg.Go(func() {
 			for l := range work {
-				l.kill(websocket.CloseGoingAway, "server shutting down")
+				l.end(websocket.CloseGoingAway, "server shutting down", "server shutting down")
 			}
 		})
 	}

@@ -26,6 +26,22 @@ const secret = "lamp-secret-1"
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// goroutineReaders makes newServer use the fallback reader (one goroutine
+// per lamp) instead of epoll, as on platforms without epoll.
+var goroutineReaders bool
+
+func TestGoroutineReaders(t *testing.T) {
+	goroutineReaders = true
+	defer func() { goroutineReaders = false }()
+	for name, test := range map[string]func(*testing.T){
+		"handshake": TestHandshake, "messages": TestLampMessages, "keepalive": TestKeepalive,
+		"oversized": TestOversizedFrameCloses1009, "broadcast": TestBroadcastReconnectAndManyLamps,
+		"fragments": TestFragmentedMessagesOverTheWire, "close": TestLampCloseIsEchoed,
+	} {
+		t.Run(name, test)
+	}
+}
+
 type testServer struct {
 	gw  *Gateway
 	srv *httptest.Server
@@ -44,6 +60,7 @@ func newServer(t *testing.T, opt Options, wrap func(net.Listener) net.Listener) 
 	bus := events.NewBus()
 	opt.Bus = bus
 	opt.Logger = quiet
+	opt.noPoller = goroutineReaders
 	gw, err := New(opt, protocol.Off())
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -57,7 +58,8 @@ type command struct {
 // there is something to write, so an idle lamp costs no writer goroutine.
 type lamp struct {
 	gw          *Gateway
-	conn        *websocket.Conn
+	conn        *websocket.Conn // writes (gorilla)
+	raw         net.Conn        // reads (frames.go)
 	id          string
 	remote      string
 	connectedAt time.Time
@@ -68,6 +70,10 @@ type lamp struct {
 	sent     atomic.Uint64
 	received atomic.Uint64
 	synced   atomic.Uint64 // gen of the last display packet written
+
+	asm   assembler       // fragments of a message being received
+	token uint32          // the lamp's key in the poller
+	rc    syscall.RawConn // for the poller; nil in fallback mode
 
 	debugSet bool // guarded by gw.mu: a per-connection debug choice (anonymous lamps)
 	debugOn  bool
@@ -192,11 +198,12 @@ func (l *lamp) flush() {
 			err = l.conn.WriteControl(websocket.PingMessage, nil, deadline)
 		}
 		if err != nil {
+			why := "write failed: " + err.Error()
 			if isTimeout(err) {
 				l.gw.stats.SlowDropped.Add(1)
-				l.gw.log.Warn("lamp too slow to receive; dropping it (it will reconnect and get the current state)", "lamp", l.id, "name", l.Name(), "remote", l.remote)
+				why = "too slow to receive (write timed out); it will reconnect and get the current state"
 			}
-			l.kill(0, "")
+			l.end(0, "", why)
 			l.mu.Lock()
 			l.flushing = false
 			l.mu.Unlock()
@@ -205,10 +212,11 @@ func (l *lamp) flush() {
 	}
 }
 
-// kill ends the connection: with a close frame when code is not 0 (which may
-// wait up to a second for the write lock), else by dropping TCP at once. The
-// reader goroutine notices and cleans up. Safe to call more than once.
-func (l *lamp) kill(code int, reason string) {
+// end closes the connection, with a close frame when code is not 0 (which
+// may wait up to a second for the write lock) or else by dropping TCP at
+// once, and removes the lamp from the gateway, logging why. It is safe to
+// call more than once and from any goroutine; the first call wins.
+func (l *lamp) end(code int, text, why string) {
 	l.mu.Lock()
 	already := l.closed
 	l.closed = true
@@ -222,9 +230,10 @@ func (l *lamp) kill(code int, reason string) {
 		return
 	}
 	if code != 0 {
-		_ = l.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+		_ = l.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
 	}
 	_ = l.conn.Close()
+	l.gw.forget(l, why)
 }
 
 func isTimeout(err error) bool {
