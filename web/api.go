@@ -1,0 +1,242 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/state"
+)
+
+// The JSON API of ../shared/API.md. Handlers only decode, call a service
+// and encode; every error goes back to renderError.
+
+func noStoreJSON(c echo.Context, status int, v any) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(status, v)
+}
+
+func (s *Server) getState(c echo.Context) error {
+	return noStoreJSON(c, http.StatusOK, s.deps.State.Get())
+}
+
+// stateFields are the members PUT /api/state accepts.
+func stateFields(ch *state.Change) []field {
+	return []field{
+		{"mode", &ch.Mode, `"off", "weather" or "manual"`},
+		{"color", &ch.Color, `a string like "#ff41ae", "rgb(255,65,174)" or "255,65,174"`},
+		{"pulse", &ch.Pulse, "a whole number 0-9 (0 = steady)"},
+		{"weather_override", &ch.WeatherOverride, `null or {"code": 1-9, "intensity": 0-10}`},
+	}
+}
+
+// decodeChange reads a PUT /api/state body into a state.Change.
+func decodeChange(body []byte) (state.Change, error) {
+	var ch state.Change
+	if err := decodeObject(body, stateFields(&ch)); err != nil {
+		return ch, err
+	}
+	if ch.Empty() {
+		return ch, errorf(http.StatusBadRequest, "nothing to change: send any of mode, color, pulse, weather_override")
+	}
+	return ch, nil
+}
+
+func (s *Server) putState(c echo.Context) error {
+	body, err := readJSONBody(c)
+	if err != nil {
+		return err
+	}
+	ch, err := decodeChange(body)
+	if err != nil {
+		return err
+	}
+	st, err := s.deps.State.Apply(ch)
+	if err != nil {
+		return err
+	}
+	return noStoreJSON(c, http.StatusOK, st)
+}
+
+func (s *Server) getDevices(c echo.Context) error {
+	devs := s.deps.Devices.Devices()
+	if devs == nil {
+		devs = []device.Info{}
+	}
+	return noStoreJSON(c, http.StatusOK, devs)
+}
+
+// commandRequest is the body of POST /api/commands.
+type commandRequest struct {
+	Command string   `json:"command"`
+	On      *bool    `json:"on"`
+	Devices []string `json:"devices"`
+}
+
+// commandResult is its answer.
+type commandResult struct {
+	Command string   `json:"command"`
+	SentTo  []string `json:"sent_to"`
+}
+
+func (s *Server) postCommand(c echo.Context) error {
+	body, err := readJSONBody(c)
+	if err != nil {
+		return err
+	}
+	var req commandRequest
+	if err := decodeObject(body, []field{
+		{"command", &req.Command, `"reset", "update" or "debug"`},
+		{"on", &req.On, "true or false"},
+		{"devices", &req.Devices, `a list of lamp ids or names, like ["d-7f3a"]`},
+	}); err != nil {
+		return err
+	}
+	for i, id := range req.Devices {
+		if strings.TrimSpace(id) == "" {
+			return errorf(http.StatusBadRequest, "devices[%d] is empty; give a lamp id or name, or leave devices out for every lamp", i)
+		}
+	}
+	res, err := s.runCommand(req.Command, req.On, req.Devices)
+	if err != nil {
+		return err
+	}
+	return noStoreJSON(c, http.StatusOK, res)
+}
+
+// runCommand validates and sends a lamp command; forms and JSON share it.
+func (s *Server) runCommand(command string, on *bool, ids []string) (commandResult, error) {
+	var (
+		sent []string
+		err  error
+	)
+	switch command {
+	case "reset":
+		sent, err = s.deps.Devices.Command(protocol.Reset(), ids)
+	case "update":
+		sent, err = s.deps.Devices.Command(protocol.Update(), ids)
+	case "debug":
+		if on == nil {
+			return commandResult{}, errorf(http.StatusBadRequest, `on is required for debug: true switches debug logging on, false off`)
+		}
+		sent, err = s.deps.Devices.SetDebug(*on, ids)
+	case "":
+		return commandResult{}, errorf(http.StatusBadRequest, "command is required: reset, update or debug")
+	default:
+		return commandResult{}, errorf(http.StatusBadRequest, "command %q is not known; use reset, update or debug", command)
+	}
+	if err != nil {
+		return commandResult{}, err
+	}
+	if sent == nil {
+		sent = []string{}
+	}
+	s.log.Info("lamp command sent", "command", command, "to", sent)
+	return commandResult{Command: command, SentTo: sent}, nil
+}
+
+// maxLogLimit bounds one /api/logs answer.
+const maxLogLimit = 10000
+
+// parseLimit reads ?limit=; empty means the default of API.md (200).
+func parseLimit(v string, defaultLimit int) (int, error) {
+	if v == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > maxLogLimit {
+		return 0, errorf(http.StatusBadRequest, "limit %q is out of range: use a whole number 1-%d", v, maxLogLimit)
+	}
+	return n, nil
+}
+
+func (s *Server) getLogs(c echo.Context) error {
+	limit, err := parseLimit(c.QueryParam("limit"), 200)
+	if err != nil {
+		return err
+	}
+	lines := s.deps.Devices.Logs(strings.TrimSpace(c.QueryParam("device")), limit)
+	if lines == nil {
+		lines = []device.LogLine{}
+	}
+	return noStoreJSON(c, http.StatusOK, lines)
+}
+
+func (s *Server) getWeather(c echo.Context) error {
+	if s.deps.Weather == nil {
+		return errorf(http.StatusServiceUnavailable, "the weather service is not running")
+	}
+	return noStoreJSON(c, http.StatusOK, s.deps.Weather.Report())
+}
+
+// postWeatherRefresh asks for a fetch now; the result arrives as a weather
+// event (the poller spaces fetches at least 10 s apart).
+func (s *Server) postWeatherRefresh(c echo.Context) error {
+	if s.deps.Weather == nil {
+		return errorf(http.StatusServiceUnavailable, "the weather service is not running")
+	}
+	s.deps.Weather.Refresh()
+	return noStoreJSON(c, http.StatusAccepted, s.deps.Weather.Report())
+}
+
+// favoritesBody is GET and PUT /api/favorites: {"colors": ["#ff41ae", …]}.
+type favoritesBody struct {
+	Colors []protocol.RGB `json:"colors"`
+}
+
+func (s *Server) getFavorites(c echo.Context) error {
+	return noStoreJSON(c, http.StatusOK, favoritesBody{Colors: s.favs.List()})
+}
+
+// decodeFavorites reads a PUT /api/favorites body; each colour is parsed on
+// its own so an error names its position.
+func decodeFavorites(body []byte) ([]protocol.RGB, error) {
+	var raw []string
+	if err := decodeObject(body, []field{{"colors", &raw, `a list of at most 16 colours like ["#ff41ae", "255,147,41"]`}}); err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, errorf(http.StatusBadRequest, `colors is required: a list like ["#ff41ae"] (an empty list clears the favourites)`)
+	}
+	if len(raw) > favorites.Max {
+		return nil, &favorites.ValidationError{Field: "colors", Message: fmt.Sprintf("%d colours is too many; keep at most %d", len(raw), favorites.Max)}
+	}
+	out := make([]protocol.RGB, 0, len(raw))
+	for i, v := range raw {
+		col, err := protocol.ParseColor(v)
+		if err != nil {
+			return nil, &favorites.ValidationError{Field: fmt.Sprintf("colors[%d]", i), Message: err.Error()}
+		}
+		out = append(out, col)
+	}
+	return out, nil
+}
+
+func (s *Server) putFavorites(c echo.Context) error {
+	body, err := readJSONBody(c)
+	if err != nil {
+		return err
+	}
+	colors, err := decodeFavorites(body)
+	if err != nil {
+		return err
+	}
+	list, err := s.favs.Set(colors)
+	if err != nil {
+		return err
+	}
+	s.publishFavorites(list)
+	return noStoreJSON(c, http.StatusOK, favoritesBody{Colors: list})
+}
+
+// publishFavorites tells every open page about the new list.
+func (s *Server) publishFavorites(list []protocol.RGB) {
+	s.favBus.Publish(events.Event{Type: typeFavorites, Data: favoritesBody{Colors: list}})
+}

@@ -1,0 +1,405 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+
+	"github.com/cloudcloud/cloudcloud/state"
+)
+
+// The browser tests drive Debian's Chromium, headless, at a phone's size
+// (390×844), against the real server with simulated lamps (real WebSocket
+// clients). They are slow on two cores, so they share one browser in one
+// test function. Screenshots of the main states go to $CLOUDCLOUD_ARTIFACTS
+// (the lead's CI sets it), else to a temp dir.
+
+func findChromium() string {
+	for _, p := range []string{os.Getenv("CLOUDCLOUD_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// browser is one headless Chromium for a whole test.
+type browser struct {
+	t         *testing.T
+	ctx       context.Context // the first tab
+	artifacts string
+	problems  chan string // console errors, exceptions and CSP reports
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	path := findChromium()
+	if path == "" {
+		t.Skip("no Chromium found (looked for /usr/bin/chromium, chromium-browser, google-chrome, $CLOUDCLOUD_CHROMIUM); skipping the browser tests")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(390, 844),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Skipf("Chromium at %s did not start (%v); skipping the browser tests", path, err)
+	}
+	dir := os.Getenv("CLOUDCLOUD_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{t: t, ctx: ctx, artifacts: dir, problems: make(chan string, 100)}
+	b.watch(ctx)
+	return b
+}
+
+// watch collects console errors and exceptions of a tab: a CSP violation
+// or a script error fails the test at the end.
+func (b *browser) watch(ctx context.Context) {
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			text := m.String()
+			if strings.Contains(text, "net::ERR_") {
+				continue // a dropped connection (the reconnect test drops them on purpose), not a page bug
+			}
+			if m.IsException() || m.Type == "error" || strings.Contains(text, "Content Security Policy") {
+				select {
+				case b.problems <- text:
+				default:
+				}
+			}
+		}
+	}()
+}
+
+// tab opens another tab in the same browser (sharing the login cookie).
+func (b *browser) tab(t *testing.T) context.Context {
+	ctx, cancel := chromedp.NewContext(b.ctx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.watch(ctx)
+	return ctx
+}
+
+func (b *browser) do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// waitJS waits until the expression is true in the page.
+func (b *browser) waitJS(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ok, err := chromedp.Run(tctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		last = err // a navigation in progress is not a failure: ask again
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("waiting for %s (%s): timed out (last error: %v)", what, expr, last)
+}
+
+func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+func (b *browser) viewport(t *testing.T, ctx context.Context, w, h int64, dark bool) {
+	t.Helper()
+	scheme := "light"
+	if dark {
+		scheme = "dark"
+	}
+	b.do(t, ctx, "viewport", chromedp.EmulateViewport(w, h, chromedp.EmulateScale(2)), chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+		})
+		return err
+	}))
+}
+
+// shot saves what the screen shows, and with full also the whole page.
+func (b *browser) shot(t *testing.T, ctx context.Context, name string, full ...bool) {
+	t.Helper()
+	// Let transitions and the live stream settle before the picture.
+	time.Sleep(400 * time.Millisecond)
+	save := func(name string, a chromedp.Action[[]byte]) {
+		buf, err := chromedp.Run(ctx, a)
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		p := filepath.Join(b.artifacts, name+".png")
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot %s", p)
+	}
+	save(name, chromedp.CaptureScreenshot())
+	if len(full) > 0 && full[0] {
+		save(name+"-full", chromedp.FullScreenshot(100))
+	}
+}
+
+// noHorizontalScroll checks the page fits the viewport's width.
+func (b *browser) noHorizontalScroll(t *testing.T, ctx context.Context, where string) {
+	t.Helper()
+	if w := evalJS[[]int](t, ctx, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1] {
+		wide := evalJS[[]string](t, ctx, `[...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > window.innerWidth + 0.5).slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))`)
+		t.Errorf("%s: the page is %d px wide in a %d px viewport (horizontal scrolling); too wide: %q", where, w[0], w[1], wide)
+	}
+}
+
+// click clicks the element the CSS selector finds, scrolled into view.
+func (b *browser) click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	b.do(t, ctx, "click "+sel, chromedp.ScrollIntoView(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
+}
+
+func TestBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser tests are slow; skipped with -short")
+	}
+	b := newBrowser(t)
+	e := newEnv(t)
+	lamp := e.lamp(t)
+	ctx := b.ctx
+	b.viewport(t, ctx, 390, 844, false)
+
+	t.Run("login", func(t *testing.T) {
+		b.do(t, ctx, "open the page", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, ctx, "the login form", `location.pathname === "/login" && !!document.querySelector('input[name="password"]')`)
+		b.shot(t, ctx, "login-light")
+		b.do(t, ctx, "sign in",
+			chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), testUser),
+			chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), testPassword),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		)
+		b.waitJS(t, ctx, "the app page", `location.pathname === "/" && !!document.querySelector('#lamp')`)
+		b.waitJS(t, ctx, "the live indicator", `document.querySelector('#conn').dataset.conn === "live"`)
+		b.noHorizontalScroll(t, ctx, "390 px")
+		b.shot(t, ctx, "app-off-light")
+	})
+
+	t.Run("each mode reaches the lamp", func(t *testing.T) {
+		tests := []struct {
+			mode   string
+			packet string
+		}{
+			{"manual", "[cc:2:255,65,174:0]"},
+			{"weather", "[cc:1:3:9]"},
+			{"off", "[cc:0:?:?]"},
+		}
+		for _, tt := range tests {
+			b.click(t, ctx, fmt.Sprintf(`.mode[value="%s"]`, tt.mode))
+			lamp.waitFor(t, tt.packet)
+			b.waitJS(t, ctx, "the preview in "+tt.mode, fmt.Sprintf(`document.querySelector('#lamp').dataset.mode === %q`, tt.mode))
+			if got := e.store.Get().Mode; string(got) != tt.mode {
+				t.Errorf("after tapping %s the state's mode is %s", tt.mode, got)
+			}
+		}
+	})
+
+	t.Run("pick a colour", func(t *testing.T) {
+		// A tap on the wheel: the right edge is red at full saturation.
+		b.do(t, ctx, "scroll to the wheel", chromedp.ScrollIntoView(chromedp.CSS("#wheel")))
+		box := evalJS[[]float64](t, ctx, `(() => { const r = document.querySelector('#wheel').getBoundingClientRect(); return [r.left, r.top, r.width]; })()`)
+		cx, cy, r := box[0]+box[2]/2, box[1]+box[2]/2, box[2]/2
+		b.do(t, ctx, "tap the wheel's red edge", chromedp.MouseClickXY(cx+r-2, cy))
+		tapped := evalJS[string](t, ctx, `document.querySelector('#hex').value`)
+		red, err := parseHex(tapped)
+		if err != nil || red[0] != 255 || red[1] > 20 || red[2] > 20 {
+			t.Fatalf("a tap on the red edge picked %q", tapped)
+		}
+		lamp.waitFor(t, fmt.Sprintf("[cc:2:%d,%d,%d:0]", red[0], red[1], red[2]))
+
+		// A drag around the wheel: the lamp follows, and the last position wins.
+		held := func(p *input.DispatchMouseEventParams) { p.Buttons = 1 }
+		steps := []chromedp.Action[chromedp.Void]{chromedp.MouseEvent(input.DispatchMouseEventTypeMousePressed, cx+r-2, cy, chromedp.ButtonLeft, chromedp.ClickCount(1))}
+		for i := 1; i <= 12; i++ {
+			steps = append(steps, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, cx+r-2, cy+float64(i)*r/12, chromedp.ButtonLeft, held), chromedp.Sleep(40*time.Millisecond))
+		}
+		// End straight below the centre, near the rim: hue 90° (y grows downwards).
+		steps = append(steps, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, cx, cy+r-2, chromedp.ButtonLeft, held),
+			chromedp.MouseEvent(input.DispatchMouseEventTypeMouseReleased, cx, cy+r-2, chromedp.ButtonLeft, chromedp.ClickCount(1)))
+		b.do(t, ctx, "drag on the wheel", steps...)
+		want := evalJS[string](t, ctx, `document.querySelector('#hex').value`)
+		if !strings.HasPrefix(want, "#") {
+			t.Fatalf("hex field shows %q", want)
+		}
+		c, err := parseHex(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lamp.waitFor(t, fmt.Sprintf("[cc:2:%d,%d,%d:0]", c[0], c[1], c[2]))
+		waitState(t, e, func(st state.State) bool { return st.Color.Hex() == want })
+
+		// Exact entry.
+		b.do(t, ctx, "type a hex colour",
+			chromedp.ScrollIntoView(chromedp.CSS("#hex")),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('#hex').value = ''`),
+			chromedp.SendKeys(chromedp.CSS("#hex"), "#00ff80"),
+			chromedp.Click(chromedp.CSS(`#exact button[type="submit"]`)),
+		)
+		lamp.waitFor(t, "[cc:2:0,255,128:0]")
+
+		// A favourite: one tap.
+		b.click(t, ctx, `#fav-list .swatch[value="#409cff"]`)
+		lamp.waitFor(t, "[cc:2:64,156,255:0]")
+
+		// Pulse.
+		b.do(t, ctx, "set pulse 4", chromedp.ScrollIntoView(chromedp.CSS("#pulse")), chromedp.Evaluate[chromedp.Void](`(() => { const p = document.querySelector('#pulse'); p.value = "4"; p.dispatchEvent(new Event('input', {bubbles: true})); })()`))
+		lamp.waitFor(t, "[cc:2:64,156,255:4]")
+		b.do(t, ctx, "scroll to the top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+		b.shot(t, ctx, "app-manual-light", true)
+	})
+
+	t.Run("two tabs stay in sync", func(t *testing.T) {
+		other := b.tab(t)
+		b.viewport(t, other, 390, 844, true)
+		b.do(t, other, "open a second tab", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, other, "the second tab live", `document.querySelector('#conn').dataset.conn === "live"`)
+		b.click(t, ctx, `.mode[value="weather"]`)
+		b.waitJS(t, other, "weather in the other tab", `document.querySelector('#lamp').dataset.mode === "weather"`)
+		lamp.waitFor(t, "[cc:1:3:9]")
+		b.click(t, other, `.wx-chip[data-override="5"]`)
+		b.waitJS(t, ctx, "the rain preview in the first tab", `document.querySelector('#lamp').dataset.wx === "5" && document.querySelector('[data-field="headline"]').textContent === "Rain"`)
+		lamp.waitFor(t, "[cc:1:5:9]") // the intensity slider starts at the live intensity
+		b.do(t, other, "scroll to the top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+		b.shot(t, other, "app-weather-dark")
+		b.click(t, ctx, `.wx-chip[data-override="live"]`)
+		b.waitJS(t, other, "live weather in the other tab", `document.querySelector('#lamp').dataset.wx === "3"`)
+		b.click(t, other, `.mode[value="manual"]`)
+		b.waitJS(t, ctx, "manual in the first tab", `document.querySelector('#lamp').dataset.mode === "manual"`)
+		b.do(t, other, "scroll to the top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+		b.shot(t, other, "app-manual-dark")
+	})
+
+	t.Run("reboot a lamp from its row", func(t *testing.T) {
+		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
+		b.waitJS(t, ctx, "the lamp's row", fmt.Sprintf(`!!document.querySelector('%s') && document.querySelector('%s').dataset.status === "online"`, row, row))
+		btn := row + ` button[value="reset"]`
+		lamp.drain()
+		b.click(t, ctx, btn)
+		b.waitJS(t, ctx, "the confirm state", fmt.Sprintf(`document.querySelector('%s').classList.contains('armed')`, btn))
+		lamp.quietFor(t, 300*time.Millisecond) // one tap sends nothing
+		b.click(t, ctx, btn)
+		lamp.waitFor(t, "[cc:r:?:?]")
+	})
+
+	t.Run("debug lines appear in the log", func(t *testing.T) {
+		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
+		b.click(t, ctx, row+` button[data-field="debug"]`)
+		lamp.waitFor(t, "[cc:d:1:?]")
+		b.waitJS(t, ctx, "debug on in the row", fmt.Sprintf(`document.querySelector('%s button[data-field="debug"]').getAttribute('aria-pressed') === "true"`, row))
+		lamp.send(t, "d:wifi rssi -67")
+		lamp.send(t, "d:heap free 182340")
+		b.waitJS(t, ctx, "the d: lines in the log view", `document.querySelector('#log').textContent.includes('heap free 182340')`)
+		b.do(t, ctx, "scroll to the log", chromedp.ScrollIntoView(chromedp.CSS("#logs")))
+		b.shot(t, ctx, "app-lamps-log-light")
+	})
+
+	t.Run("the page reconnects and resyncs", func(t *testing.T) {
+		// Drop every connection to the web port: the stream ends, the page
+		// shows it is reconnecting, comes back live, and shows a change made
+		// meanwhile (from the event or from the fresh stream's snapshot).
+		e.web.CloseClientConnections()
+		if res := e.call(t, http.MethodPut, "/api/state", `{"mode": "manual", "color": "#ffa000", "pulse": 0}`); res.status != 200 {
+			t.Fatalf("PUT: %d %s", res.status, res.body)
+		}
+		b.waitJS(t, ctx, "live again", `document.querySelector('#conn').dataset.conn === "live"`)
+		b.waitJS(t, ctx, "the change made while reconnecting", `document.querySelector('[data-field="packet"]').textContent === "[cc:2:255,160,0:0]"`)
+		lamp.waitFor(t, "[cc:2:255,160,0:0]")
+	})
+
+	t.Run("no javascript errors or CSP violations", func(t *testing.T) {
+		close(b.problems)
+		for p := range b.problems {
+			t.Errorf("browser console: %s", p)
+		}
+		b.problems = make(chan string, 100)
+	})
+
+	t.Run("narrow phone and desktop", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, true)
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, ctx, "live", `document.querySelector('#conn').dataset.conn === "live"`)
+		b.noHorizontalScroll(t, ctx, "360 px dark")
+		b.shot(t, ctx, "phone-360-dark", true)
+		b.viewport(t, ctx, 1280, 900, false)
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, ctx, "live", `document.querySelector('#conn').dataset.conn === "live"`)
+		b.noHorizontalScroll(t, ctx, "1280 px")
+		b.shot(t, ctx, "desktop-light")
+		b.viewport(t, ctx, 1280, 900, true)
+		b.shot(t, ctx, "desktop-dark")
+	})
+}
+
+func parseHex(s string) ([3]int, error) {
+	var c [3]int
+	_, err := fmt.Sscanf(s, "#%02x%02x%02x", &c[0], &c[1], &c[2])
+	return c, err
+}
+
+// waitState waits until the display state satisfies ok.
+func waitState(t *testing.T, e *env, ok func(state.State) bool) {
+	t.Helper()
+	for range 500 {
+		if ok(e.store.Get()) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b, _ := json.Marshal(e.store.Get())
+	t.Fatalf("the state never became what was expected: %s", b)
+}

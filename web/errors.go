@@ -1,0 +1,131 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/web/templates"
+)
+
+// httpError is an error with the status it is answered with. Handlers
+// return it (or an error renderError knows) and never write error
+// responses themselves, so every error looks the same on the wire.
+type httpError struct {
+	status     int
+	msg        string
+	retryAfter int // seconds; sets Retry-After when > 0
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) *httpError {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// classify turns any error into the status and sentence the client sees.
+// Errors it does not know are a bug or a disk failure: 500 with a generic
+// sentence, and the detail goes to the log, not to the client.
+func (s *Server) classify(err error, c echo.Context) *httpError {
+	var (
+		he   *httpError
+		ee   *echo.HTTPError
+		ve   *state.ValidationError
+		fe   *favorites.ValidationError
+		ude  *device.UnknownDeviceError
+		mbe  *http.MaxBytesError
+		path = c.Request().URL.Path
+	)
+	switch {
+	case errors.As(err, &he):
+		return he
+	case errors.As(err, &ve):
+		return errorf(http.StatusBadRequest, "%s", ve.Error())
+	case errors.As(err, &fe):
+		return errorf(http.StatusBadRequest, "%s", fe.Error())
+	case errors.As(err, &ude):
+		return errorf(http.StatusNotFound, "%s", ude.Error())
+	case errors.As(err, &mbe):
+		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", mbe.Limit)
+	case errors.As(err, &ee):
+		switch ee.Code {
+		case http.StatusNotFound:
+			return errorf(http.StatusNotFound, "nothing at %s %s; the routes are listed in API.md", c.Request().Method, path)
+		case http.StatusMethodNotAllowed:
+			allow := c.Response().Header().Get(echo.HeaderAllow)
+			if allow == "" {
+				if v, ok := c.Get(echo.ContextKeyHeaderAllow).(string); ok {
+					allow = v
+				}
+			}
+			return errorf(http.StatusMethodNotAllowed, "%s is not allowed on %s; use %s", c.Request().Method, path, allowedList(allow))
+		}
+		if ee.Code < 500 {
+			return errorf(ee.Code, "%v", ee.Message)
+		}
+	}
+	s.log.Error("request failed", "method", c.Request().Method, "path", path, "err", err)
+	return errorf(http.StatusInternalServerError, "the server could not do that (%s); the log has the details", http.StatusText(http.StatusInternalServerError))
+}
+
+// wantsJSON says whether an error should be answered as JSON: the API and
+// the firmware download (scripts and lamps), or any client asking for it.
+func wantsJSON(r *http.Request) bool {
+	return isAPIPath(r.URL.Path) || strings.Contains(r.Header.Get("Accept"), "application/json")
+}
+
+func isAPIPath(p string) bool {
+	return strings.HasPrefix(p, "/api/") || p == "/api" || p == "/firmware.bin"
+}
+
+// renderError is echo's error handler: the one place errors are written.
+func (s *Server) renderError(err error, c echo.Context) {
+	he := s.classify(err, c)
+	if c.Response().Committed {
+		// A stream already started (SSE); all that is left is to log it.
+		s.log.Debug("error after the response started", "path", c.Request().URL.Path, "err", err)
+		return
+	}
+	h := c.Response().Header()
+	if he.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(he.retryAfter))
+	}
+	h.Set("Cache-Control", "no-store")
+	var werr error
+	switch {
+	case c.Request().Method == http.MethodHead:
+		werr = c.NoContent(he.status)
+	case wantsJSON(c.Request()):
+		werr = c.JSON(he.status, map[string]string{"error": he.msg})
+	default:
+		werr = s.renderPage(c, he.status, templates.ErrorPage(s.pageData(c, "Error"), he.status, http.StatusText(he.status), he.msg))
+	}
+	if werr != nil {
+		s.log.Debug("could not write the error response", "err", werr)
+	}
+}
+
+// allowedList turns an Allow header ("OPTIONS, GET, PUT") into words for
+// people ("GET or PUT"); OPTIONS is implied for every route.
+func allowedList(allow string) string {
+	var methods []string
+	for m := range strings.SplitSeq(allow, ",") {
+		if m = strings.TrimSpace(m); m != "" && m != http.MethodOptions {
+			methods = append(methods, m)
+		}
+	}
+	switch len(methods) {
+	case 0:
+		return "another method"
+	case 1:
+		return methods[0]
+	}
+	return strings.Join(methods[:len(methods)-1], ", ") + " or " + methods[len(methods)-1]
+}

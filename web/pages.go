@@ -1,0 +1,364 @@
+package web
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/labstack/echo/v4"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/web/templates"
+)
+
+// pageLogLines is how many debug lines the page starts with.
+const pageLogLines = 200
+
+// renderPage writes a templ component as an HTML page that is never cached:
+// it holds live state and the CSRF token.
+func (s *Server) renderPage(c echo.Context, status int, comp templ.Component) error {
+	var buf bytes.Buffer
+	if err := comp.Render(c.Request().Context(), &buf); err != nil {
+		return fmt.Errorf("render page: %w", err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// pageData is what every page needs; the CSRF token only when logged in
+// with the cookie.
+func (s *Server) pageData(c echo.Context, title string) templates.Page {
+	p := templates.Page{Title: title, Assets: s.assets.templ(), Version: s.opt.Version}
+	if a, ok := c.Get(ctxAuth).(authInfo); ok && a.viaCookie {
+		p.CSRF = s.auth.csrfToken(a.sess)
+	}
+	return p
+}
+
+// weatherChoices are the animations a person can preview, in code order.
+var weatherChoices = func() []templates.WeatherChoice {
+	out := make([]templates.WeatherChoice, 0, 9)
+	for code := 1; code <= 9; code++ {
+		out = append(out, templates.WeatherChoice{Code: code, Name: capitalize(protocol.WeatherNames[code])})
+	}
+	return out
+}()
+
+// bootData is the page's data for the script, in the API's own shapes so
+// the script handles the first render and live events with the same code.
+type bootData struct {
+	State      state.State      `json:"state"`
+	Devices    []device.Info    `json:"devices"`
+	Favorites  favoritesBody    `json:"favorites"`
+	Weather    any              `json:"weather"`
+	LogFilter  string           `json:"log_filter"`
+	ServerTime time.Time        `json:"server_time"`
+	Logs       []device.LogLine `json:"-"`
+}
+
+func (s *Server) indexPage(c echo.Context) error {
+	now := s.now()
+	st := s.deps.State.Get()
+	devs := s.deps.Devices.Devices()
+	filter := strings.TrimSpace(c.QueryParam("log"))
+	logs := s.deps.Devices.Logs(filter, pageLogLines)
+	favs := s.favs.List()
+
+	d := templates.Index{
+		Page:           s.pageData(c, "cloudcloud"),
+		State:          stateView(st),
+		FavoritesFull:  len(favs) >= favorites.Max,
+		LogFilter:      filter,
+		LogDownload:    logDownloadURL(filter),
+		Weather:        weatherView(s.deps.Weather, now),
+		WeatherChoices: weatherChoices,
+	}
+	for _, f := range favs {
+		d.Favorites = append(d.Favorites, f.Hex())
+	}
+	for _, dev := range devs {
+		d.Devices = append(d.Devices, deviceView(dev, now))
+	}
+	for _, l := range logs {
+		d.Logs = append(d.Logs, logView(l))
+	}
+	d.LogLamps = logLamps(devs, logs, filter)
+	boot := bootData{State: st, Devices: devs, Favorites: favoritesBody{Colors: favs}, LogFilter: filter, ServerTime: now.UTC()}
+	if s.deps.Weather != nil {
+		boot.Weather = s.deps.Weather.Report()
+	}
+	d.Boot = boot
+	return s.renderPage(c, http.StatusOK, templates.IndexPage(d))
+}
+
+// logLamps lists the lamps the log can be filtered by: connected ones and
+// any that left lines behind. A named lamp is filtered by name, which its
+// log keeps across reconnects.
+func logLamps(devs []device.Info, logs []device.LogLine, filter string) []templates.LampOption {
+	var out []templates.LampOption
+	seen := map[string]bool{}
+	add := func(value, label string) {
+		if value == "" || seen[value] {
+			return
+		}
+		seen[value] = true
+		out = append(out, templates.LampOption{Value: value, Label: label})
+	}
+	for _, d := range devs {
+		if d.Name != "" {
+			add(d.Name, d.Name)
+		} else {
+			add(d.ID, d.ID)
+		}
+	}
+	for _, l := range logs {
+		if l.Name != "" {
+			add(l.Name, l.Name)
+		} else {
+			add(l.Device, l.Device)
+		}
+	}
+	add(filter, filter)
+	slices.SortFunc(out, func(a, b templates.LampOption) int { return strings.Compare(a.Label, b.Label) })
+	return out
+}
+
+// safeNext keeps the post-login redirect on this site: a path, never
+// "//evil.example", "https://…" or "/\\evil.example" (browsers read a
+// backslash as a slash and drop tabs and newlines, so those are refused too).
+func safeNext(next string) string {
+	if next == "" || next[0] != '/' || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	for i := 0; i < len(next); i++ {
+		if next[i] < 0x20 || next[i] == 0x7f {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return "/"
+	}
+	if strings.HasPrefix(next, "/login") || strings.HasPrefix(next, "/logout") {
+		return "/"
+	}
+	return next
+}
+
+func (s *Server) loginPage(c echo.Context) error {
+	next := safeNext(c.QueryParam("next"))
+	if _, ok := s.sessionFrom(c); ok {
+		return c.Redirect(http.StatusSeeOther, next)
+	}
+	return s.renderPage(c, http.StatusOK, templates.LoginPage(templates.Login{Page: s.pageData(c, "Sign in · cloudcloud"), Next: next}))
+}
+
+func (s *Server) loginSubmit(c echo.Context) error {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		return errorf(http.StatusBadRequest, "the login form could not be read: %v", err)
+	}
+	user, pass := r.PostForm.Get("username"), r.PostForm.Get("password")
+	next := safeNext(r.PostForm.Get("next"))
+	page := templates.Login{Page: s.pageData(c, "Sign in · cloudcloud"), Next: next, User: user}
+	ip := realip.IP(s.opt.Proxies.ClientAddr(r))
+	if d := s.limiter.wait(ip); d > 0 {
+		secs := retryAfterSeconds(d)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		page.Error = fmt.Sprintf("Too many wrong passwords from your address. Try again in %d s.", secs)
+		return s.renderPage(c, http.StatusTooManyRequests, templates.LoginPage(page))
+	}
+	if !s.auth.checkPassword(user, pass) {
+		d := s.limiter.fail(ip)
+		s.log.Warn("wrong login password", "client", ip, "user", user, "next_attempt_in", d)
+		page.Error = "Wrong user name or password."
+		return s.renderPage(c, http.StatusUnauthorized, templates.LoginPage(page))
+	}
+	s.limiter.succeed(ip)
+	now := s.now()
+	c.SetCookie(s.auth.cookie(s.auth.newSession(now), s.secure(r), now))
+	s.log.Info("logged in", "client", ip, "user", user)
+	return c.Redirect(http.StatusSeeOther, next)
+}
+
+func (s *Server) logout(c echo.Context) error {
+	c.SetCookie(clearCookie(s.secure(c.Request())))
+	return c.Redirect(http.StatusSeeOther, "/login")
+}
+
+// readForm parses a form post, at most 64 KiB of it.
+func readForm(c echo.Context) (url.Values, error) {
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		return nil, errorf(http.StatusBadRequest, "the form could not be read: %v", err)
+	}
+	return r.PostForm, nil
+}
+
+// changeFromForm turns the page's form fields into the same state.Change
+// the JSON API decodes, so Store.Apply validates both alike. Fields:
+// mode, color (any form API.md allows), pulse, override ("live" or a weather
+// code) with intensity.
+func changeFromForm(f url.Values) (state.Change, error) {
+	var ch state.Change
+	if v := strings.TrimSpace(f.Get("mode")); v != "" {
+		m := state.Mode(v)
+		ch.Mode = &m
+	}
+	if f.Has("color") {
+		c, err := protocol.ParseColor(f.Get("color"))
+		if err != nil {
+			return ch, &state.ValidationError{Field: "color", Message: err.Error()}
+		}
+		ch.Color = &c
+	}
+	if f.Has("pulse") {
+		v := strings.TrimSpace(f.Get("pulse"))
+		p, err := strconv.Atoi(v)
+		if err != nil {
+			return ch, &state.ValidationError{Field: "pulse", Message: fmt.Sprintf("%q is not a whole number; use 0-9 (0 = steady)", v)}
+		}
+		ch.Pulse = &p
+	}
+	switch v := strings.TrimSpace(f.Get("override")); v {
+	case "":
+	case "live":
+		ch.WeatherOverride = state.OverrideChange{Set: true}
+	default:
+		code, err := strconv.Atoi(v)
+		if err != nil {
+			return ch, &state.ValidationError{Field: "weather_override.code", Message: fmt.Sprintf("%q is not a weather code; use 1-9", v)}
+		}
+		intensity := 10.0
+		if iv := strings.TrimSpace(f.Get("intensity")); iv != "" {
+			intensity, err = strconv.ParseFloat(iv, 64)
+			if err != nil {
+				return ch, &state.ValidationError{Field: "weather_override.intensity", Message: fmt.Sprintf("%q is not a number; use 0-10", iv)}
+			}
+		}
+		ch.WeatherOverride = state.OverrideChange{Set: true, Value: &state.Override{Code: code, Intensity: intensity}}
+	}
+	if ch.Empty() {
+		return ch, errorf(http.StatusBadRequest, "nothing to change: the form sent none of mode, color, pulse, override")
+	}
+	return ch, nil
+}
+
+func (s *Server) formState(c echo.Context) error {
+	f, err := readForm(c)
+	if err != nil {
+		return err
+	}
+	ch, err := changeFromForm(f)
+	if err != nil {
+		return err
+	}
+	if _, err := s.deps.State.Apply(ch); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/")
+}
+
+func (s *Server) formCommand(c echo.Context) error {
+	f, err := readForm(c)
+	if err != nil {
+		return err
+	}
+	var on *bool
+	if v := f.Get("on"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "on must be true or false, not %q", v)
+		}
+		on = &b
+	}
+	var ids []string
+	for _, id := range f["device"] {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if _, err := s.runCommand(f.Get("command"), on, ids); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/#lamps")
+}
+
+func (s *Server) formFavorites(c echo.Context) error {
+	f, err := readForm(c)
+	if err != nil {
+		return err
+	}
+	col, err := protocol.ParseColor(f.Get("color"))
+	if err != nil {
+		return &favorites.ValidationError{Field: "color", Message: err.Error()}
+	}
+	var list []protocol.RGB
+	switch a := f.Get("action"); a {
+	case "add":
+		list, err = s.favs.Add(col)
+	case "remove":
+		list, err = s.favs.Remove(col)
+	default:
+		return errorf(http.StatusBadRequest, "action %q is not known; use add or remove", a)
+	}
+	if err != nil {
+		return err
+	}
+	s.publishFavorites(list)
+	return c.Redirect(http.StatusSeeOther, "/#colour")
+}
+
+func (s *Server) formWeatherRefresh(c echo.Context) error {
+	if s.deps.Weather == nil {
+		return errorf(http.StatusServiceUnavailable, "the weather service is not running")
+	}
+	s.deps.Weather.Refresh()
+	return c.Redirect(http.StatusSeeOther, "/#weather")
+}
+
+// logsText downloads the debug log as plain text, one line per entry.
+func (s *Server) logsText(c echo.Context) error {
+	filter := strings.TrimSpace(c.QueryParam("device"))
+	limit, err := parseLimit(c.QueryParam("limit"), 10000)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, l := range s.deps.Devices.Logs(filter, limit) {
+		label := l.Device
+		if l.Name != "" {
+			label = l.Name + " (" + l.Device + ")"
+		}
+		fmt.Fprintf(&b, "%s %s %s\n", l.Time.Format(time.RFC3339Nano), label, l.Message)
+	}
+	name := "cloudcloud-log.txt"
+	if filter != "" {
+		name = "cloudcloud-log-" + sanitizeFileName(filter) + ".txt"
+	}
+	h := c.Response().Header()
+	h.Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	h.Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, "text/plain; charset=utf-8", []byte(b.String()))
+}
+
+func sanitizeFileName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}

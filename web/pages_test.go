@@ -1,0 +1,383 @@
+package web
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/state"
+)
+
+func TestIndexPage(t *testing.T) {
+	e := newEnv(t)
+	lamp := e.lamp(t)
+	lamp.send(t, "d:<script>alert(1)</script>")
+	waitFor(t, "the log line", func() bool { return len(e.gw.Logs("", 1)) == 1 })
+	res := e.call(t, http.MethodGet, "/", "")
+	if res.status != 200 || !strings.HasPrefix(res.header.Get("Content-Type"), "text/html") {
+		t.Fatalf("%d %s", res.status, res.header.Get("Content-Type"))
+	}
+	if res.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control %q", res.header.Get("Cache-Control"))
+	}
+	for _, want := range []string{
+		`data-mode="off"`, "[cc:0:?:?]", lamp.id, "127.0.0.1", "broken clouds", "Utrecht",
+		`&lt;script&gt;alert(1)&lt;/script&gt;`, // lamp text is escaped
+		`<!-- Firmware panel`,                   // the place the firmware issue fills
+		`action="/ui/state"`, `action="/ui/command"`, `action="/ui/favorites"`,
+	} {
+		if !strings.Contains(res.body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(res.body, "<script>alert(1)") {
+		t.Error("a lamp's log line reached the page unescaped")
+	}
+	t.Run("log filter", func(t *testing.T) {
+		other := e.call(t, http.MethodGet, "/?log=d-nothing", "")
+		if strings.Contains(other.body, "alert(1)") && strings.Contains(other.body, `class="log-msg" data-field="message">&lt;script`) {
+			t.Error("the filtered page shows another lamp's lines")
+		}
+		if !strings.Contains(other.body, `href="/logs.txt?device=d-nothing"`) {
+			t.Error("the download link does not follow the filter")
+		}
+	})
+}
+
+// TestPagesHaveNoInlineCode checks what the CSP enforces in browsers: no
+// inline scripts (the JSON data block is not code), no inline styles, no
+// event handler attributes, and nothing from other hosts.
+func TestPagesHaveNoInlineCode(t *testing.T) {
+	e := newEnv(t)
+	e.lamp(t)
+	pages := map[string]string{
+		"index": e.call(t, http.MethodGet, "/", "").body,
+		"login": e.call(t, http.MethodGet, "/login", "", noAuth()).body,
+		"error": e.form(t, "/ui/state", url.Values{"pulse": {"12"}}).body,
+	}
+	script := regexp.MustCompile(`<script([^>]*)>`)
+	for name, body := range pages {
+		for _, m := range script.FindAllStringSubmatch(body, -1) {
+			if !strings.Contains(m[1], `src="/static/`) && !strings.Contains(m[1], `type="application/json"`) {
+				t.Errorf("%s: inline script %s", name, m[0])
+			}
+		}
+		for _, bad := range []string{" style=", "<style", " onclick=", " onload=", " onsubmit=", "javascript:", "http://", "https://"} {
+			if strings.Contains(body, bad) && !(bad == "http://" && strings.Contains(body, `xmlns="http://www.w3.org/2000/svg"`) && strings.Count(body, "http://") == strings.Count(body, "http://www.w3.org/2000/svg")) {
+				t.Errorf("%s page contains %q", name, bad)
+			}
+		}
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/", "/api/state", "/login", "/healthz"} {
+		res := e.call(t, http.MethodGet, path, "")
+		h := res.header
+		csp := h.Get("Content-Security-Policy")
+		if !strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "style-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("%s: CSP %q", path, csp)
+		}
+		if h.Get("X-Frame-Options") != "DENY" || h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") == "" {
+			t.Errorf("%s: headers %v", path, h)
+		}
+	}
+}
+
+func TestForms(t *testing.T) {
+	e := newEnv(t)
+	lamp := e.lamp(t)
+	ok := []struct {
+		name   string
+		path   string
+		values url.Values
+		where  string
+		check  func(t *testing.T)
+	}{
+		{"mode and colour", "/ui/state", url.Values{"mode": {"manual"}, "color": {"#00FF00"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:0,255,0:0]") }},
+		{"pulse", "/ui/state", url.Values{"mode": {"manual"}, "pulse": {"5"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:0,255,0:5]") }},
+		{"favourite swatch", "/ui/state", url.Values{"mode": {"manual"}, "color": {"255,65,174"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:255,65,174:5]") }},
+		{"weather preview", "/ui/state", url.Values{"mode": {"weather"}, "override": {"6"}, "intensity": {"3.5"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:6:3.5]") }},
+		{"live weather again", "/ui/state", url.Values{"mode": {"weather"}, "override": {"live"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:3:9]") }},
+		{"reboot", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
+		{"debug on", "/ui/command", url.Values{"command": {"debug"}, "on": {"true"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:d:1:?]") }},
+		{"save a favourite", "/ui/favorites", url.Values{"action": {"add"}, "color": {"#abcdef"}}, "/#colour", func(t *testing.T) {
+			if l := e.srv.favs.List(); l[len(l)-1].Hex() != "#abcdef" {
+				t.Errorf("favourites %v", l)
+			}
+		}},
+		{"remove a favourite", "/ui/favorites", url.Values{"action": {"remove"}, "color": {"#abcdef"}}, "/#colour", func(t *testing.T) {
+			for _, c := range e.srv.favs.List() {
+				if c.Hex() == "#abcdef" {
+					t.Error("still there")
+				}
+			}
+		}},
+		{"refresh the weather", "/ui/weather/refresh", url.Values{}, "/#weather", func(t *testing.T) {
+			e.weather.mu.Lock()
+			defer e.weather.mu.Unlock()
+			if e.weather.refreshes != 1 {
+				t.Errorf("%d refreshes", e.weather.refreshes)
+			}
+		}},
+	}
+	for _, tt := range ok {
+		t.Run(tt.name, func(t *testing.T) {
+			res := e.form(t, tt.path, tt.values)
+			if res.status != http.StatusSeeOther || res.header.Get("Location") != tt.where {
+				t.Fatalf("%d Location %q: %s", res.status, res.header.Get("Location"), res.body)
+			}
+			tt.check(t)
+		})
+	}
+	bad := []struct {
+		name   string
+		path   string
+		values url.Values
+		status int
+		want   string
+	}{
+		{"pulse out of range", "/ui/state", url.Values{"pulse": {"12"}}, 400, "pulse: 12 is out of range 0-9"},
+		{"pulse not a number", "/ui/state", url.Values{"pulse": {"fast"}}, 400, "pulse: &#34;fast&#34; is not a whole number; use 0-9"},
+		{"bad colour", "/ui/state", url.Values{"color": {"#12"}}, 400, "color: colour &#34;#12&#34;"},
+		{"bad mode", "/ui/state", url.Values{"mode": {"party"}}, 400, "is not a mode; use off, weather or manual"},
+		{"override code out of range", "/ui/state", url.Values{"override": {"12"}}, 400, "weather_override.code: 12 is out of range 1-9"},
+		{"override intensity not a number", "/ui/state", url.Values{"override": {"4"}, "intensity": {"lots"}}, 400, "weather_override.intensity"},
+		{"nothing to change", "/ui/state", url.Values{}, 400, "nothing to change"},
+		{"unknown command", "/ui/command", url.Values{"command": {"dance"}}, 400, "is not known; use reset, update or debug"},
+		{"unknown lamp", "/ui/command", url.Values{"command": {"reset"}, "device": {"d-gone"}}, 404, "no connected lamp with id or name &#34;d-gone&#34;"},
+		{"bad favourite", "/ui/favorites", url.Values{"action": {"add"}, "color": {"sky"}}, 400, "color: colour &#34;sky&#34;"},
+		{"unknown favourite action", "/ui/favorites", url.Values{"action": {"paint"}, "color": {"#ffffff"}}, 400, "use add or remove"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			res := e.form(t, tt.path, tt.values)
+			if res.status != tt.status {
+				t.Fatalf("status %d, want %d", res.status, tt.status)
+			}
+			if !strings.HasPrefix(res.header.Get("Content-Type"), "text/html") || !strings.Contains(res.body, tt.want) {
+				t.Errorf("error page lacks %q", tt.want)
+			}
+		})
+	}
+}
+
+// TestFormAndJSONShareValidation feeds the same bad values through both
+// doors and expects the same sentence.
+func TestFormAndJSONShareValidation(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct {
+		form       url.Values
+		json, want string
+	}{
+		{url.Values{"pulse": {"10"}}, `{"pulse": 10}`, "pulse: 10 is out of range 0-9"},
+		{url.Values{"mode": {"disco"}}, `{"mode": "disco"}`, `mode: "disco" is not a mode`},
+		{url.Values{"override": {"0"}, "intensity": {"3"}}, `{"weather_override": {"code": 0, "intensity": 3}}`, "weather_override.code: 0 is out of range 1-9"},
+	}
+	for _, c := range cases {
+		jres := e.call(t, http.MethodPut, "/api/state", c.json)
+		fres := e.form(t, "/ui/state", c.form, header("Accept", "application/json"))
+		for _, r := range []response{jres, fres} {
+			if r.status != 400 || !strings.Contains(errorBody(t, r), c.want) {
+				t.Errorf("%d %s, want …%s…", r.status, r.body, c.want)
+			}
+		}
+	}
+}
+
+func TestStaticAssets(t *testing.T) {
+	e := newEnv(t)
+	page := e.call(t, http.MethodGet, "/", "").body
+	js := regexp.MustCompile(`src="(/static/app\.[0-9a-f]{10}\.js)"`).FindStringSubmatch(page)
+	css := regexp.MustCompile(`href="(/static/app\.[0-9a-f]{10}\.css)"`).FindStringSubmatch(page)
+	if js == nil || css == nil {
+		t.Fatal("the page does not link content-hashed assets")
+	}
+	t.Run("hashed names are cached for a year, gzipped when asked", func(t *testing.T) {
+		res := e.call(t, http.MethodGet, js[1], "", noAuth(), header("Accept-Encoding", "gzip"))
+		if res.status != 200 || res.header.Get("Cache-Control") != "public, max-age=31536000, immutable" {
+			t.Fatalf("%d %q", res.status, res.header.Get("Cache-Control"))
+		}
+		if res.header.Get("Content-Encoding") != "gzip" || !strings.HasPrefix(res.header.Get("Content-Type"), "text/javascript") {
+			t.Fatalf("encoding %q type %q", res.header.Get("Content-Encoding"), res.header.Get("Content-Type"))
+		}
+		zr, err := gzip.NewReader(strings.NewReader(res.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(zr)
+		if !strings.Contains(string(body), "EventSource") {
+			t.Error("gzipped body is not the script")
+		}
+		etag := res.header.Get("ETag")
+		if again := e.call(t, http.MethodGet, js[1], "", noAuth(), header("If-None-Match", etag)); again.status != http.StatusNotModified {
+			t.Errorf("If-None-Match: %d", again.status)
+		}
+	})
+	t.Run("the hash follows the content", func(t *testing.T) {
+		a := e.srv.assets.byName["app.js"]
+		if !strings.Contains(js[1], a.hashed) || a.hashed == "app.js" {
+			t.Errorf("link %s, asset %s", js[1], a.hashed)
+		}
+	})
+	t.Run("plain and outdated names must revalidate", func(t *testing.T) {
+		for _, p := range []string{"/static/app.css", "/static/app.0000000000.css"} {
+			res := e.call(t, http.MethodGet, p, "", noAuth())
+			if res.status != 200 || res.header.Get("Cache-Control") != "no-cache" {
+				t.Errorf("%s: %d %q", p, res.status, res.header.Get("Cache-Control"))
+			}
+		}
+		if res := e.call(t, http.MethodGet, "/static/nothing.js", "", noAuth()); res.status != 404 {
+			t.Errorf("unknown asset: %d", res.status)
+		}
+	})
+	t.Run("manifest and icons", func(t *testing.T) {
+		res := e.call(t, http.MethodGet, "/manifest.webmanifest", "", noAuth())
+		var m struct {
+			Name    string `json:"name"`
+			Display string `json:"display"`
+			Icons   []struct{ Src, Sizes, Type, Purpose string }
+		}
+		if err := json.Unmarshal([]byte(res.body), &m); err != nil || m.Display != "standalone" || len(m.Icons) < 3 {
+			t.Fatalf("manifest %s (%v)", res.body, err)
+		}
+		for _, ic := range m.Icons {
+			r := e.call(t, http.MethodGet, ic.Src, "", noAuth())
+			if r.status != 200 || r.header.Get("Content-Type") != ic.Type {
+				t.Errorf("icon %s: %d %s", ic.Src, r.status, r.header.Get("Content-Type"))
+			}
+			if ic.Type == "image/png" {
+				img, err := png.Decode(strings.NewReader(r.body))
+				if err != nil || ic.Sizes != "512x512" && ic.Sizes != "192x192" || img.Bounds().Dx() != map[string]int{"512x512": 512, "192x192": 192}[ic.Sizes] {
+					t.Errorf("icon %s does not decode to %s: %v", ic.Src, ic.Sizes, err)
+				}
+			}
+		}
+		if r := e.call(t, http.MethodGet, "/favicon.ico", "", noAuth()); r.status != 200 || r.header.Get("Content-Type") != "image/png" {
+			t.Errorf("favicon: %d %s", r.status, r.header.Get("Content-Type"))
+		}
+	})
+	t.Run("pages and JSON are gzipped", func(t *testing.T) {
+		res := e.call(t, http.MethodGet, "/", "", header("Accept-Encoding", "gzip"))
+		if res.header.Get("Content-Encoding") != "gzip" {
+			t.Errorf("page Content-Encoding %q", res.header.Get("Content-Encoding"))
+		}
+	})
+}
+
+func TestFirmwareRoute(t *testing.T) {
+	e := newEnv(t)
+	if res := e.call(t, http.MethodGet, "/firmware.bin", ""); res.status != 404 || !strings.Contains(errorBody(t, res), "no firmware image") {
+		t.Errorf("without a handler: %d %s", res.status, res.body)
+	}
+	e2 := newEnv(t, func(o *Options, _ *Deps) {
+		o.FirmwareHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("IMAGE")) })
+	})
+	if res := e2.call(t, http.MethodGet, "/firmware.bin", ""); res.status != 200 || res.body != "IMAGE" {
+		t.Errorf("with a handler: %d %q", res.status, res.body)
+	}
+	if res := e2.call(t, http.MethodGet, "/firmware.bin", "", noAuth()); res.status != 401 {
+		t.Errorf("without login: %d", res.status)
+	}
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestAccessLogUsesTrustedClientAddress(t *testing.T) {
+	var logs syncBuffer
+	trusted, err := realip.New([]string{"127.0.0.1/32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(o *Options, _ *Deps) {
+		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		o.Proxies = trusted
+	})
+	e.call(t, http.MethodGet, "/api/state", "", header("X-Forwarded-For", "203.0.113.7"))
+	untrusted := newEnv(t, func(o *Options, _ *Deps) { o.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	untrusted.call(t, http.MethodGet, "/api/devices", "", header("X-Forwarded-For", "203.0.113.8"))
+
+	var sawTrusted, sawUntrusted bool
+	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "http request" {
+			continue
+		}
+		switch rec["route"] {
+		case "/api/state":
+			sawTrusted = rec["client"] == "203.0.113.7" && rec["status"] == float64(200)
+		case "/api/devices":
+			sawUntrusted = strings.HasPrefix(rec["client"].(string), "127.0.0.1:")
+		}
+	}
+	if !sawTrusted || !sawUntrusted {
+		t.Errorf("access log (trusted proxy believed: %v, untrusted ignored: %v):\n%s", sawTrusted, sawUntrusted, logs.String())
+	}
+}
+
+// panicky is a device service that fails the way a bug would.
+type panicky struct{ DeviceService }
+
+func (panicky) Devices() []device.Info { panic("boom") }
+
+func TestPanicBecomes500(t *testing.T) {
+	e := newEnv(t)
+	e2 := newEnv(t, func(_ *Options, d *Deps) { d.Devices = panicky{e.gw} })
+	res := e2.call(t, http.MethodGet, "/api/devices", "")
+	if res.status != 500 || strings.Contains(errorBody(t, res), "boom") {
+		t.Errorf("%d %s", res.status, res.body)
+	}
+	if res := e2.call(t, http.MethodGet, "/healthz", ""); res.status != 200 {
+		t.Errorf("the server did not survive: %d", res.status)
+	}
+}
+
+func TestChangeFromForm(t *testing.T) {
+	ch, err := changeFromForm(url.Values{"mode": {"weather"}, "override": {"4"}})
+	if err != nil || ch.WeatherOverride.Value == nil || ch.WeatherOverride.Value.Intensity != 10 {
+		t.Errorf("override without intensity: %+v %v", ch, err)
+	}
+	ch, err = changeFromForm(url.Values{"color": {" 1, 2 ,3 "}})
+	if err != nil || *ch.Color != (protocol.RGB{R: 1, G: 2, B: 3}) {
+		t.Errorf("colour with spaces: %+v %v", ch, err)
+	}
+	if _, err := changeFromForm(url.Values{"override": {"live"}}); err != nil {
+		t.Errorf("live: %v", err)
+	}
+	var ve *state.ValidationError
+	if _, err := changeFromForm(url.Values{"pulse": {""}}); err == nil || !errorsAs(err, &ve) || ve.Field != "pulse" {
+		t.Errorf("empty pulse: %v", err)
+	}
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

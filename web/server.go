@@ -1,0 +1,252 @@
+// Package web is cloudcloud's web port: the phone-first UI (templ pages and a
+// small hand-written script), the JSON API of ../shared/API.md, the
+// Server-Sent Events stream that keeps every open page live, login, and
+// /healthz and /metrics.
+//
+// The package defines the small interfaces it consumes (StateService,
+// DeviceService, ...), so tests pass real objects or small fakes and the
+// lead wires the real ones in cmd/cloudcloud.
+package web
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/metrics"
+	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/weather"
+)
+
+// StateService is the display state (state.Store).
+type StateService interface {
+	Get() state.State
+	Apply(state.Change) (state.State, error)
+}
+
+// DeviceService is the lamp gateway (device.Gateway).
+type DeviceService interface {
+	Devices() []device.Info
+	Command(p protocol.Packet, ids []string) ([]string, error)
+	SetDebug(on bool, ids []string) ([]string, error)
+	Logs(device string, limit int) []device.LogLine
+}
+
+// WeatherService is the weather poller (weather.Poller).
+type WeatherService interface {
+	Report() weather.Report
+	Refresh()
+}
+
+// EventSource is the event bus (events.Bus).
+type EventSource interface {
+	Subscribe(buffer int, types ...events.Type) *events.Subscription
+}
+
+// Options configures the web port.
+type Options struct {
+	Username, Password string
+	SessionKey         []byte        // at least 32 bytes, kept in the data dir by the caller
+	SessionTTL         time.Duration // how long a login lasts; default 30 days
+	Proxies            realip.Resolver
+	DataDir            string // favorites.json lives here
+	Logger             *slog.Logger
+	Registry           *prometheus.Registry // served on /metrics; the HTTP metrics are registered on it
+	Version            string
+	// FirmwareHandler, when set, serves GET /firmware.bin behind the login;
+	// without it the route answers 404.
+	FirmwareHandler http.Handler
+}
+
+// Deps are the services the web port shows and drives.
+type Deps struct {
+	State   StateService
+	Devices DeviceService
+	Weather WeatherService // may be nil: the UI then says weather is not running
+	Events  EventSource
+}
+
+// Server is the web port. Create it with New and serve Handler.
+type Server struct {
+	opt     Options
+	deps    Deps
+	log     *slog.Logger
+	echo    *echo.Echo
+	auth    *authenticator
+	limiter *loginLimiter
+	favs    *favorites.Store
+	favBus  *events.Bus // favourites are web-only news, so they get their own small bus
+	assets  *assetSet
+	httpMet *metrics.HTTP
+	metrics http.Handler
+
+	heartbeat time.Duration // SSE comment interval; a field so tests can shorten it
+	now       func() time.Time
+}
+
+// minSessionKey is the shortest session key accepted: 256 bits, the HMAC's
+// own strength.
+const minSessionKey = 32
+
+// typeFavorites is the SSE event carrying the favourite colours; it is not a
+// bus type of the events package because only the web port produces it.
+const typeFavorites events.Type = "favorites"
+
+// New checks the options and builds the server; it loads the favourites
+// from DataDir.
+func New(opt Options, deps Deps) (*Server, error) {
+	switch {
+	case opt.Username == "" || opt.Password == "":
+		return nil, errors.New("web: a username and a password are required (web.username, web.password)")
+	case len(opt.SessionKey) < minSessionKey:
+		return nil, fmt.Errorf("web: the session key has %d bytes; it needs at least %d random bytes", len(opt.SessionKey), minSessionKey)
+	case opt.DataDir == "":
+		return nil, errors.New("web: a data directory is required for favorites.json (storage.dir)")
+	case deps.State == nil || deps.Devices == nil || deps.Events == nil:
+		return nil, errors.New("web: the state, device and event services are required")
+	}
+	if opt.SessionTTL <= 0 {
+		opt.SessionTTL = 30 * 24 * time.Hour
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Version == "" {
+		opt.Version = "dev"
+	}
+	favs, err := favorites.Open(opt.DataDir, opt.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	assets, err := loadAssets()
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	s := &Server{
+		opt:       opt,
+		deps:      deps,
+		log:       opt.Logger,
+		auth:      newAuthenticator(opt.Username, opt.Password, opt.SessionKey, opt.SessionTTL),
+		favs:      favs,
+		favBus:    events.NewBus(),
+		assets:    assets,
+		heartbeat: 15 * time.Second,
+		now:       time.Now,
+	}
+	// Wrong passwords: 1 s, 2 s, 4 s … up to 5 minutes between attempts.
+	s.limiter = newLoginLimiter(time.Second, 5*time.Minute, func() time.Time { return s.now() })
+	if err := s.setupMetrics(); err != nil {
+		return nil, err
+	}
+	s.echo = s.routes()
+	return s, nil
+}
+
+// setupMetrics registers the HTTP metrics on the registry (or a private one),
+// reusing them when a second server shares the registry.
+func (s *Server) setupMetrics() error {
+	reg := s.opt.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.httpMet = metrics.NewHTTP()
+	if err := reg.Register(s.httpMet); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return fmt.Errorf("web: register HTTP metrics: %w", err)
+		}
+		existing, ok := are.ExistingCollector.(*metrics.HTTP)
+		if !ok {
+			return fmt.Errorf("web: register HTTP metrics: %w", err)
+		}
+		s.httpMet = existing
+	}
+	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)})
+	return nil
+}
+
+// Handler is the whole web port.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// publicRoutes need no login: health and metrics for monitoring, the login
+// page itself, and what a browser fetches without credentials (assets, the
+// manifest and icons).
+var publicRoutes = map[string]bool{
+	"/healthz":              true,
+	"/metrics":              true,
+	"/login":                true,
+	"/static/:name":         true,
+	"/manifest.webmanifest": true,
+	"/favicon.ico":          true,
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.renderError
+	e.Logger.SetOutput(discard{})
+
+	e.Use(s.observe, s.securityHeaders, s.compress(), s.requireLogin)
+
+	e.GET("/healthz", s.healthz)
+	e.HEAD("/healthz", s.healthz)
+	e.GET("/metrics", echo.WrapHandler(s.metrics))
+	e.GET("/login", s.loginPage)
+	e.POST("/login", s.loginSubmit)
+	e.POST("/logout", s.logout)
+	e.GET("/static/:name", s.static)
+	e.GET("/manifest.webmanifest", s.manifest)
+	e.GET("/favicon.ico", s.favicon)
+
+	e.GET("/", s.indexPage)
+	e.GET("/logs.txt", s.logsText)
+	e.POST("/ui/state", s.formState)
+	e.POST("/ui/command", s.formCommand)
+	e.POST("/ui/favorites", s.formFavorites)
+	e.POST("/ui/weather/refresh", s.formWeatherRefresh)
+	e.GET("/firmware.bin", s.firmware)
+	e.HEAD("/firmware.bin", s.firmware)
+
+	api := e.Group("/api")
+	api.GET("/state", s.getState)
+	api.PUT("/state", s.putState)
+	api.GET("/devices", s.getDevices)
+	api.POST("/commands", s.postCommand)
+	api.GET("/logs", s.getLogs)
+	api.GET("/events", s.events)
+	api.GET("/weather", s.getWeather)
+	api.POST("/weather/refresh", s.postWeatherRefresh)
+	api.GET("/favorites", s.getFavorites)
+	api.PUT("/favorites", s.putFavorites)
+	return e
+}
+
+// discard silences echo's own logger: every request is logged once, by
+// observe, through slog.
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func (s *Server) healthz(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.String(http.StatusOK, "ok")
+}
+
+func (s *Server) firmware(c echo.Context) error {
+	if s.opt.FirmwareHandler == nil {
+		return errorf(http.StatusNotFound, "no firmware image is served here yet")
+	}
+	s.opt.FirmwareHandler.ServeHTTP(c.Response(), c.Request())
+	return nil
+}

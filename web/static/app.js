@@ -1,0 +1,801 @@
+// cloudcloud page script. The page works without it (every control is a
+// form that posts and redirects back); this makes it live: the JSON API
+// instead of page loads, Server-Sent Events from /api/events so every open
+// phone shows the same within a second, and a colour wheel a thumb can use.
+// No framework and no build step: it is served as written.
+'use strict';
+
+(() => {
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+
+  const boot = JSON.parse(($('#boot') || {}).textContent || 'null');
+  if (!boot) return; // the login and error pages need nothing from here
+  const csrf = ($('meta[name="csrf-token"]') || {}).content || '';
+
+  const WEATHER_NAMES = ['', 'sunrise', 'sunset', 'clear sky', 'cloudy', 'rain', 'storm', 'snow', 'mist', 'windy'];
+  const WEATHER_ICONS = ['cloud', 'sunrise', 'sunset', 'sun', 'cloud', 'rain', 'storm', 'snow', 'mist', 'wind'];
+  const STATUS = {
+    ok: ['Live', 'good'], no_api_key: ['No API key', 'warn'], bad_api_key: ['Bad API key', 'bad'],
+    unknown_place: ['Unknown place', 'bad'], rate_limited: ['Rate limited', 'warn'], error: ['Failing', 'bad'], '': ['Starting', 'warn'],
+  };
+  const SEND_EVERY_MS = 150; // the lamp follows a dragging finger a few times a second
+
+  // The server's clock may differ from the phone's; "ago" texts use the server's.
+  const clockSkew = boot.server_time ? Date.parse(boot.server_time) - Date.now() : 0;
+  const serverNow = () => Date.now() + clockSkew;
+
+  const app = {
+    state: null,
+    devices: new Map(),
+    favorites: [],
+    weather: boot.weather,
+    logFilter: boot.log_filter || '',
+  };
+
+  // ---------- small helpers ----------
+
+  const capitalize = (s) => (s ? s[0].toUpperCase() + s.slice(1) : s);
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  const hex2 = (n) => n.toString(16).padStart(2, '0');
+  const rgbToHex = ({ r, g, b }) => '#' + hex2(r) + hex2(g) + hex2(b);
+  const hexToRgb = (hex) => {
+    const m = /^#?([0-9a-f]{6})$/i.exec(hex.trim());
+    if (!m) return null;
+    const n = parseInt(m[1], 16);
+    return { r: n >> 16, g: (n >> 8) & 255, b: n & 255 };
+  };
+
+  // HSV with h in degrees, s and v in 0..1.
+  function hsvToRgb(h, s, v) {
+    const f = (n) => {
+      const k = (n + h / 60) % 6;
+      return Math.round(255 * (v - v * s * Math.max(0, Math.min(k, 4 - k, 1))));
+    };
+    return { r: f(5), g: f(3), b: f(1) };
+  }
+  function rgbToHsv({ r, g, b }) {
+    r /= 255; g /= 255; b /= 255;
+    const max = Math.max(r, g, b), min = Math.min(r, g, b), d = max - min;
+    let h = 0;
+    if (d) {
+      if (max === r) h = 60 * (((g - b) / d) % 6);
+      else if (max === g) h = 60 * ((b - r) / d + 2);
+      else h = 60 * ((r - g) / d + 4);
+    }
+    return { h: (h + 360) % 360, s: max ? d / max : 0, v: max };
+  }
+
+  function humanDuration(ms) {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min';
+    if (s < 86400) {
+      const m = Math.floor((s % 3600) / 60);
+      return Math.floor(s / 3600) + ' h' + (m ? ' ' + m + ' min' : '');
+    }
+    const h = Math.floor((s % 86400) / 3600);
+    return Math.floor(s / 86400) + ' d' + (h ? ' ' + h + ' h' : '');
+  }
+  const ago = (iso) => {
+    if (!iso || iso.startsWith('0001')) return 'never';
+    const d = serverNow() - Date.parse(iso);
+    return d < 2000 ? 'just now' : humanDuration(d) + ' ago';
+  };
+  const until = (iso) => {
+    if (!iso || iso.startsWith('0001')) return '—';
+    const d = Date.parse(iso) - serverNow();
+    return d <= 1000 ? 'now' : 'in ' + humanDuration(Math.ceil(d / 1000) * 1000);
+  };
+  // Intensity as the protocol writes it: "7", "4.5", "4.37".
+  const formatIntensity = (x) => String(Math.round(clamp(Number(x) || 0, 0, 10) * 100) / 100);
+  const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+
+  function setText(el, text) {
+    if (el && el.textContent !== text) el.textContent = text;
+  }
+  const field = (root, name) => root.querySelector('[data-field="' + name + '"]');
+
+  function toast(message, kind) {
+    const box = $('#toasts');
+    if (!box) return;
+    const t = document.createElement('div');
+    t.className = 'toast' + (kind === 'error' ? ' error' : '');
+    t.textContent = message;
+    box.append(t);
+    while (box.children.length > 3) box.firstElementChild.remove();
+    setTimeout(() => t.remove(), kind === 'error' ? 6000 : 2600);
+  }
+
+  // ---------- the API ----------
+
+  class APIError extends Error {}
+
+  async function api(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    if (method !== 'GET') headers['X-CSRF-Token'] = csrf;
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    let res;
+    try {
+      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+    } catch (e) {
+      throw new APIError('The server cannot be reached. Check the connection.');
+    }
+    if (res.status === 401) {
+      location.assign('/login?next=' + encodeURIComponent(location.pathname + location.search));
+      throw new APIError('Signed out.');
+    }
+    const data = await res.json().catch(() => ({}));
+    if (!res.ok) throw new APIError(data.error || res.status + ' ' + res.statusText);
+    return data;
+  }
+
+  // ---------- display state ----------
+
+  // Changes go out one request at a time, merged while one is in flight, and
+  // at most every SEND_EVERY_MS while dragging; the last value always goes.
+  const sender = { pending: null, inflight: false, timer: 0, last: 0 };
+
+  function changeState(change, throttle) {
+    sender.pending = Object.assign(sender.pending || {}, change);
+    pump(throttle);
+  }
+  function pump(throttle) {
+    if (sender.inflight || sender.timer || !sender.pending) return;
+    const wait = throttle ? sender.last + SEND_EVERY_MS - performance.now() : 0;
+    if (wait > 0) {
+      sender.timer = setTimeout(() => { sender.timer = 0; pump(false); }, wait);
+      return;
+    }
+    const body = sender.pending;
+    sender.pending = null;
+    sender.inflight = true;
+    sender.last = performance.now();
+    api('PUT', '/api/state', body)
+      .then((st) => applyState(st))
+      .catch((e) => { toast(e.message, 'error'); if (app.state) applyState(app.state, true); })
+      .finally(() => { sender.inflight = false; pump(true); });
+  }
+  const sending = () => sender.inflight || sender.timer || sender.pending;
+
+  // The colour the controls show; it leads the server while a finger drags.
+  const picker = { h: 0, s: 1, v: 1, active: false };
+
+  function applyState(st, force) {
+    if (!st) return;
+    // Events and answers can cross; never step back to an older state.
+    if (!force && app.state && st.updated_at && app.state.updated_at && Date.parse(st.updated_at) < Date.parse(app.state.updated_at)) return;
+    app.state = st;
+    const mode = st.mode;
+    const ov = st.weather_override;
+    const code = ov ? ov.code : st.weather.code;
+    const intensity = formatIntensity(ov ? ov.intensity : st.weather.intensity);
+
+    const lamp = $('#lamp');
+    lamp.dataset.mode = mode;
+    lamp.dataset.wx = String(code);
+    lamp.dataset.pulse = String(st.pulse);
+    $('.hero').dataset.mode = mode;
+    $('.hero').dataset.wx = String(code);
+    const wxUse = $('#lamp-wx-use');
+    if (wxUse) wxUse.setAttribute('href', '#i-' + (WEATHER_ICONS[code] || 'cloud'));
+    document.documentElement.style.setProperty('--lamp-glow', mode === 'weather' ? String(0.25 + 0.6 * (Number(intensity) / 10)) : '0.85');
+    $$('.mode').forEach((b) => b.setAttribute('aria-pressed', String(b.value === mode)));
+
+    let headline, detail;
+    if (mode === 'manual') {
+      headline = 'Manual colour';
+      detail = st.color + (st.pulse ? ' · pulse ' + st.pulse : ' · steady');
+    } else if (mode === 'weather') {
+      headline = capitalize(WEATHER_NAMES[code] || 'weather');
+      detail = (ov ? 'Preview' : 'Live weather') + ' · intensity ' + intensity;
+    } else {
+      headline = 'Off';
+      detail = 'The lamps are dark';
+    }
+    setText(field(document, 'headline'), headline);
+    setText(field(document, 'detail'), detail);
+    setText(field(document, 'packet'), st.packet);
+
+    // Weather preview chips and intensity.
+    $$('.wx-chip').forEach((c) => c.setAttribute('aria-pressed', String(ov ? c.dataset.override === String(ov.code) : c.dataset.override === 'live')));
+    const inten = $('#intensity');
+    if (inten && document.activeElement !== inten) {
+      inten.value = intensity;
+      setText($('#intensity-out'), intensity);
+    }
+
+    // The colour controls follow unless the person is using them.
+    if (!picker.active && !sending()) showColour(st.color);
+    const pulse = $('#pulse');
+    if (pulse && document.activeElement !== pulse && !sending()) {
+      pulse.value = String(st.pulse);
+      setText($('#pulse-out'), st.pulse ? 'Pulse ' + st.pulse : 'Steady');
+    }
+    updateLampColour(st.color);
+    markCurrentSwatch();
+    updateSynced();
+  }
+
+  // The preview, swatch and page accent follow the lamp's colour.
+  function updateLampColour(hex) {
+    $$('.lamp-fill, .lamp-fill-now').forEach((el) => el.setAttribute('fill', hex));
+    document.documentElement.style.setProperty('--lamp', hex);
+    $$('input[data-bind="color"]').forEach((el) => { el.value = hex; });
+  }
+
+  function showColour(hex) {
+    const rgb = hexToRgb(hex);
+    if (!rgb) return;
+    const hsv = rgbToHsv(rgb);
+    // Black and greys have no hue: keep the knob where it was.
+    if (hsv.v > 0 && hsv.s > 0) picker.h = hsv.h;
+    if (hsv.v > 0) picker.s = hsv.s;
+    picker.v = hsv.v;
+    renderPicker(rgb);
+  }
+
+  // ---------- colour wheel ----------
+
+  const wheel = $('#wheel');
+  const canvas = $('#wheel-canvas');
+  const knob = $('#wheel-knob');
+  const brightness = $('#brightness');
+
+  function drawWheel() {
+    const size = canvas.width;
+    const ctx = canvas.getContext('2d');
+    const img = ctx.createImageData(size, size);
+    const r = size / 2;
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        const dx = x - r + 0.5, dy = y - r + 0.5;
+        const d = Math.sqrt(dx * dx + dy * dy);
+        const i = (y * size + x) * 4;
+        if (d > r) continue;
+        const h = (Math.atan2(dy, dx) * 180 / Math.PI + 360) % 360;
+        const c = hsvToRgb(h, Math.min(1, d / (r - 1)), 1);
+        img.data[i] = c.r; img.data[i + 1] = c.g; img.data[i + 2] = c.b;
+        img.data[i + 3] = d > r - 1 ? Math.round(255 * (r - d)) : 255; // soft edge
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+
+  function renderPicker(rgb) {
+    rgb = rgb || hsvToRgb(picker.h, picker.s, picker.v);
+    const hex = rgbToHex(rgb);
+    const size = wheel.clientWidth || 300;
+    const rad = (picker.h * Math.PI) / 180;
+    const dist = picker.s * (size / 2);
+    wheel.style.setProperty('--kx', size / 2 + Math.cos(rad) * dist + 'px');
+    wheel.style.setProperty('--ky', size / 2 + Math.sin(rad) * dist + 'px');
+    wheel.style.setProperty('--knob', rgbToHex(hsvToRgb(picker.h, picker.s, 1)));
+    wheel.setAttribute('aria-valuetext', hex);
+    brightness.style.setProperty('--hue-full', rgbToHex(hsvToRgb(picker.h, picker.s, 1)));
+    if (document.activeElement !== brightness) brightness.value = String(Math.max(1, Math.round(picker.v * 100)));
+    setText($('#brightness-out'), Math.round(picker.v * 100) + ' %');
+    const hexIn = $('#hex');
+    if (document.activeElement !== hexIn) hexIn.value = hex;
+    for (const [k, v] of [['r', rgb.r], ['g', rgb.g], ['b', rgb.b]]) {
+      const el = $('#rgb-' + k);
+      if (document.activeElement !== el) el.value = String(v);
+    }
+  }
+
+  // pickColour is a person choosing a colour: the page shows it at once and
+  // the lamps follow, throttled while dragging.
+  function pickColour(throttle) {
+    const rgb = hsvToRgb(picker.h, picker.s, picker.v);
+    const hex = rgbToHex(rgb);
+    renderPicker(rgb);
+    updateLampColour(hex);
+    const lamp = $('#lamp');
+    lamp.dataset.mode = 'manual';
+    $('.hero').dataset.mode = 'manual';
+    changeState({ mode: 'manual', color: hex }, throttle);
+  }
+
+  function wheelAt(ev) {
+    const box = wheel.getBoundingClientRect();
+    const r = box.width / 2;
+    const dx = ev.clientX - box.left - r, dy = ev.clientY - box.top - r;
+    picker.h = (Math.atan2(dy, dx) * 180 / Math.PI + 360) % 360;
+    picker.s = clamp(Math.sqrt(dx * dx + dy * dy) / r, 0, 1);
+    if (picker.v < 0.05) picker.v = 1; // choosing a hue on a black lamp means "show it"
+  }
+
+  if (wheel && canvas) {
+    drawWheel();
+    wheel.addEventListener('pointerdown', (ev) => {
+      if (ev.button !== 0) return;
+      ev.preventDefault();
+      wheel.setPointerCapture(ev.pointerId);
+      picker.active = true;
+      wheel.classList.add('dragging');
+      wheelAt(ev);
+      pickColour(true);
+    });
+    wheel.addEventListener('pointermove', (ev) => {
+      if (!picker.active) return;
+      wheelAt(ev);
+      pickColour(true);
+    });
+    const end = () => {
+      if (!picker.active) return;
+      picker.active = false;
+      wheel.classList.remove('dragging');
+      pickColour(true); // the final value is always sent
+    };
+    wheel.addEventListener('pointerup', end);
+    wheel.addEventListener('pointercancel', end);
+    wheel.addEventListener('keydown', (ev) => {
+      const step = ev.shiftKey ? 15 : 5;
+      const keys = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, 0.05], ArrowDown: [0, -0.05] };
+      const k = keys[ev.key];
+      if (!k) return;
+      ev.preventDefault();
+      picker.h = (picker.h + k[0] + 360) % 360;
+      picker.s = clamp(picker.s + k[1], 0, 1);
+      pickColour(true);
+    });
+    new ResizeObserver(() => renderPicker()).observe(wheel);
+
+    brightness.addEventListener('input', () => {
+      picker.v = clamp(Number(brightness.value) / 100, 0.01, 1);
+      picker.active = true;
+      pickColour(true);
+    });
+    brightness.addEventListener('change', () => { picker.active = false; pickColour(true); });
+  }
+
+  // Exact entry: hex, or R, G and B.
+  const exact = $('#exact');
+  function exactColour() {
+    const hex = $('#hex').value.trim();
+    const rgb = hexToRgb(hex);
+    if (rgb) return rgb;
+    return null;
+  }
+  $('#hex').addEventListener('change', () => {
+    const rgb = exactColour();
+    if (!rgb) return; // the form's submit shows the server's explanation
+    showColour(rgbToHex(rgb));
+    pickColour(false);
+  });
+  for (const k of ['r', 'g', 'b']) {
+    $('#rgb-' + k).addEventListener('change', () => {
+      const rgb = {};
+      for (const c of ['r', 'g', 'b']) rgb[c] = clamp(Math.round(Number($('#rgb-' + c).value) || 0), 0, 255);
+      $('#rgb-' + k).value = String(rgb[k]);
+      showColour(rgbToHex(rgb));
+      pickColour(false);
+    });
+  }
+  exact.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const value = $('#hex').value.trim();
+    api('PUT', '/api/state', { mode: 'manual', color: value }).then((st) => applyState(st)).catch((e) => toast(e.message, 'error'));
+  });
+
+  // Pulse.
+  const pulse = $('#pulse');
+  pulse.addEventListener('input', () => {
+    const p = Number(pulse.value);
+    setText($('#pulse-out'), p ? 'Pulse ' + p : 'Steady');
+    $('#lamp').dataset.pulse = String(p);
+    changeState({ mode: 'manual', pulse: p }, true);
+  });
+  $('#pulse-form').addEventListener('submit', (ev) => ev.preventDefault());
+
+  // Modes.
+  $('.modes').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const mode = ev.submitter && ev.submitter.value;
+    if (!mode) return;
+    $$('.mode').forEach((b) => b.setAttribute('aria-pressed', String(b.value === mode)));
+    changeState({ mode }, false);
+  });
+
+  // Weather preview.
+  const intensity = $('#intensity');
+  $('#preview-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = ev.submitter && ev.submitter.value;
+    if (!v) return;
+    const override = v === 'live' ? null : { code: Number(v), intensity: Number(intensity.value) };
+    changeState({ mode: 'weather', weather_override: override }, false);
+  });
+  intensity.addEventListener('input', () => {
+    setText($('#intensity-out'), formatIntensity(intensity.value));
+    const st = app.state;
+    if (st && st.weather_override) {
+      changeState({ mode: 'weather', weather_override: { code: st.weather_override.code, intensity: Number(intensity.value) } }, true);
+    }
+  });
+
+  // ---------- favourites ----------
+
+  function renderFavorites(list) {
+    app.favorites = list;
+    const box = $('#fav-list');
+    const removeBox = $('.fav-remove-list');
+    $$('.swatch', box).forEach((el) => el.remove());
+    removeBox.replaceChildren();
+    for (const hex of list) {
+      box.append(swatch(hex, false));
+      removeBox.append(swatch(hex, true));
+    }
+    $('#fav-add').disabled = list.length >= 16;
+    markCurrentSwatch();
+  }
+  function swatch(hex, removable) {
+    const b = document.createElement('button');
+    b.type = 'submit';
+    b.name = 'color';
+    b.value = hex;
+    b.className = 'swatch' + (removable ? ' removable' : '');
+    b.title = (removable ? 'Remove ' : '') + hex;
+    b.setAttribute('aria-label', (removable ? 'Remove ' : 'Show ') + hex);
+    const ns = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 10 10');
+    svg.setAttribute('aria-hidden', 'true');
+    const c = document.createElementNS(ns, 'circle');
+    c.setAttribute('cx', '5'); c.setAttribute('cy', '5'); c.setAttribute('r', '5'); c.setAttribute('fill', hex);
+    svg.append(c);
+    b.append(svg);
+    if (removable) {
+      const x = document.createElementNS(ns, 'svg');
+      x.setAttribute('class', 'icon');
+      const use = document.createElementNS(ns, 'use');
+      use.setAttribute('href', '#i-x');
+      x.append(use);
+      b.append(x);
+    }
+    return b;
+  }
+  function markCurrentSwatch() {
+    const cur = app.state && app.state.mode === 'manual' ? app.state.color : '';
+    $$('#fav-list .swatch').forEach((b) => b.setAttribute('aria-current', String(b.value === cur)));
+  }
+
+  $('#fav-list').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const hex = ev.submitter && ev.submitter.value;
+    if (!hex) return;
+    showColour(hex);
+    pickColour(false);
+  });
+  $$('form[data-api="favorites"]').forEach((form) => form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const action = form.querySelector('input[name="action"]').value;
+    const hex = action === 'add' ? (app.state ? app.state.color : $('#hex').value) : ev.submitter && ev.submitter.value;
+    if (!hex) return;
+    let next = app.favorites.slice();
+    if (action === 'add') {
+      if (next.includes(hex)) { toast(hex + ' is already saved'); return; }
+      next.push(hex);
+    } else {
+      next = next.filter((c) => c !== hex);
+    }
+    api('PUT', '/api/favorites', { colors: next })
+      .then((res) => { renderFavorites(res.colors); toast(action === 'add' ? 'Saved ' + hex : 'Removed ' + hex); })
+      .catch((e) => toast(e.message, 'error'));
+  }));
+
+  // ---------- lamps ----------
+
+  const STATUS_TEXT = { handshake: 'Handshake', syncing: 'Syncing', online: 'Online', offline: 'Offline' };
+  function deviceStatus(d) {
+    if (d.event === 'disconnected') return 'offline';
+    if (!d.authenticated) return 'handshake';
+    return d.synchronized ? 'online' : 'syncing';
+  }
+  const deviceLabel = (d) => d.name || d.id;
+
+  function renderDevice(d) {
+    const list = $('#devices');
+    let row = list.querySelector('.device[data-id="' + CSS.escape(d.id) + '"]');
+    if (!row) {
+      row = $('#device-template').content.firstElementChild.cloneNode(true);
+      row.dataset.id = d.id;
+      list.append(row);
+    }
+    const status = deviceStatus(d);
+    row.dataset.status = status;
+    setText(field(row, 'label'), deviceLabel(d));
+    setText(field(row, 'status'), STATUS_TEXT[status]);
+    setText(field(row, 'remote'), d.remote_addr);
+    field(row, 'uptime').dataset.since = d.connected_at;
+    field(row, 'seen').dataset.ago = d.last_seen;
+    setText(field(row, 'sent'), String(d.packets_sent));
+    setText(field(row, 'received'), String(d.packets_received));
+    $$('input[data-bind="id"]', row).forEach((el) => { el.value = d.id; });
+    $$('input[data-bind="debug-next"]', row).forEach((el) => { el.value = String(!d.debug); });
+    const dbg = field(row, 'debug');
+    dbg.setAttribute('aria-pressed', String(!!d.debug));
+    setText(dbg.querySelector('span'), 'Debug ' + (d.debug ? 'on' : 'off'));
+    row.querySelectorAll('button').forEach((b) => { b.disabled = status === 'offline'; });
+    tickRow(row);
+  }
+
+  function renderDevices() {
+    const list = $('#devices');
+    const ids = new Set(app.devices.keys());
+    $$('.device', list).forEach((row) => { if (!ids.has(row.dataset.id)) row.remove(); });
+    for (const d of app.devices.values()) renderDevice(d);
+    setText($('#lamp-count'), String([...app.devices.values()].filter((d) => d.event !== 'disconnected').length));
+    $('#devices-empty').hidden = app.devices.size > 0;
+    updateSynced();
+    updateLogLamps();
+  }
+
+  function onDevice(d) {
+    if (d.event === 'disconnected') {
+      // Show the lamp as offline for a moment, so a person sees it go.
+      app.devices.set(d.id, d);
+      renderDevices();
+      setTimeout(() => {
+        const cur = app.devices.get(d.id);
+        if (cur && cur.event === 'disconnected') { app.devices.delete(d.id); renderDevices(); }
+      }, 4000);
+      return;
+    }
+    app.devices.set(d.id, d);
+    renderDevices();
+  }
+
+  function updateSynced() {
+    const el = $('#synced');
+    if (!el) return;
+    const lamps = [...app.devices.values()].filter((d) => d.authenticated && d.event !== 'disconnected');
+    if (!lamps.length) { setText(el, 'no lamp connected'); return; }
+    const synced = lamps.filter((d) => d.synchronized).length;
+    setText(el, synced === lamps.length ? (lamps.length === 1 ? '1 lamp shows this' : lamps.length + ' lamps show this') : synced + ' of ' + lamps.length + ' lamps in step');
+  }
+
+  function tickRow(row) {
+    const up = field(row, 'uptime');
+    if (up && up.dataset.since) setText(up, humanDuration(serverNow() - Date.parse(up.dataset.since)));
+    const seen = field(row, 'seen');
+    if (seen && seen.dataset.ago) setText(seen, ago(seen.dataset.ago));
+  }
+
+  // Commands: a second tap confirms reboot and update, so a thumb brushing
+  // past does not reboot a lamp.
+  $('#devices').addEventListener('submit', (ev) => {
+    const form = ev.target.closest('form[data-api="command"]');
+    if (!form) return;
+    ev.preventDefault();
+    const btn = ev.submitter || form.querySelector('button');
+    const confirmText = btn.dataset.confirm;
+    if (confirmText && !btn.classList.contains('armed')) {
+      btn.classList.add('armed');
+      const label = btn.querySelector('span');
+      const before = label.textContent;
+      label.textContent = btn.dataset.confirmLabel || confirmText;
+      btn.setAttribute('aria-label', confirmText);
+      btn._disarm = setTimeout(() => { btn.classList.remove('armed'); label.textContent = before; btn.removeAttribute('aria-label'); }, 3000);
+      btn._before = before;
+      return;
+    }
+    if (btn.classList.contains('armed')) {
+      clearTimeout(btn._disarm);
+      btn.classList.remove('armed');
+      btn.querySelector('span').textContent = btn._before;
+      btn.removeAttribute('aria-label');
+    }
+    const id = form.querySelector('input[name="device"]').value;
+    const command = btn.value || form.querySelector('input[name="command"]').value;
+    const body = { command, devices: [id] };
+    if (command === 'debug') body.on = form.querySelector('input[name="on"]').value === 'true';
+    const label = (app.devices.get(id) && deviceLabel(app.devices.get(id))) || id;
+    api('POST', '/api/commands', body)
+      .then(() => toast({ reset: 'Reboot sent to ', update: 'Update sent to ', debug: 'Debug ' + (body.on ? 'on' : 'off') + ' for ' }[command] + label))
+      .catch((e) => toast(e.message, 'error'));
+  });
+
+  // ---------- weather ----------
+
+  function applyWeather(r) {
+    app.weather = r;
+    if (!r) return;
+    const code = r.reading ? r.reading.code : 3;
+    const [text, cls] = STATUS[r.status] || [r.status, 'warn'];
+    const status = field(document, 'wx-status');
+    setText(status, text);
+    status.className = 'pill ' + cls;
+    const icon = $('#weather .wx-icon');
+    icon.dataset.wx = String(code);
+    $('#wx-now-use').setAttribute('href', '#i-' + (WEATHER_ICONS[code] || 'cloud'));
+    setText(field(document, 'wx-name'), WEATHER_NAMES[code] || 'unknown weather');
+    setText(field(document, 'wx-intensity'), formatIntensity(r.reading ? r.reading.intensity : 9));
+    setText(field(document, 'wx-description'), r.description || '');
+    const err = field(document, 'wx-error');
+    setText(err, r.error || '');
+    err.hidden = !r.error;
+    const o = r.observation;
+    setText(field(document, 'wx-place'), (o && o.place) || '—');
+    setText(field(document, 'wx-observation'), o ? (o.description || o.main) + ', ' + Math.round(o.temp_c) + ' °C, ' + o.cloud_cover + ' % clouds, wind ' + o.wind_speed.toFixed(1) + ' m/s' : '—');
+    field(document, 'wx-fetched').dataset.ago = r.fetched_at || '';
+    field(document, 'wx-next').dataset.in = r.next_fetch || '';
+    tickWeather();
+    $('#weather .card-action .icon-button').classList.remove('spinning');
+  }
+  function tickWeather() {
+    const f = field(document, 'wx-fetched');
+    if (f.dataset.ago !== undefined) setText(f, ago(f.dataset.ago));
+    const n = field(document, 'wx-next');
+    if (n.dataset.in !== undefined) setText(n, until(n.dataset.in));
+  }
+  $('form[data-api="weather-refresh"]').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const btn = ev.target.querySelector('.icon-button');
+    btn.classList.add('spinning');
+    api('POST', '/api/weather/refresh')
+      .then(() => { toast('Asking OpenWeatherMap…'); setTimeout(() => btn.classList.remove('spinning'), 10000); })
+      .catch((e) => { btn.classList.remove('spinning'); toast(e.message, 'error'); });
+  });
+
+  // ---------- debug log ----------
+
+  const MAX_LOG_LINES = 500;
+  const log = { paused: false, held: [] };
+  const logBox = $('#log');
+  const matchesFilter = (l) => !app.logFilter || l.device === app.logFilter || l.name === app.logFilter;
+
+  function logRow(l, fresh) {
+    const row = $('#log-template').content.firstElementChild.cloneNode(true);
+    row.dataset.device = l.device;
+    const t = field(row, 'time');
+    t.setAttribute('datetime', l.time);
+    t.textContent = clock(l.time);
+    field(row, 'lamp').textContent = l.name || l.device;
+    field(row, 'message').textContent = l.message;
+    if (fresh) row.classList.add('fresh');
+    return row;
+  }
+  function appendLog(lines, fresh) {
+    if (!lines.length) return;
+    const stick = logBox.scrollHeight - logBox.scrollTop - logBox.clientHeight < 40;
+    const frag = document.createDocumentFragment();
+    for (const l of lines) frag.append(logRow(l, fresh));
+    logBox.append(frag);
+    while (logBox.children.length > MAX_LOG_LINES) logBox.firstElementChild.remove();
+    $('#log-empty').hidden = logBox.children.length > 0;
+    if (stick) logBox.scrollTop = logBox.scrollHeight;
+  }
+  function onLog(l) {
+    if (!matchesFilter(l)) return;
+    if (log.paused) {
+      log.held.push(l);
+      setText($('#log-pause span'), 'Resume (' + log.held.length + ' new)');
+      return;
+    }
+    appendLog([l], true);
+  }
+  async function reloadLog() {
+    const q = app.logFilter ? '?device=' + encodeURIComponent(app.logFilter) + '&limit=200' : '?limit=200';
+    try {
+      const lines = await api('GET', '/api/logs' + q);
+      logBox.replaceChildren();
+      appendLog(lines, false);
+      $('#log-empty').hidden = lines.length > 0;
+      logBox.scrollTop = logBox.scrollHeight;
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  }
+  function updateLogLamps() {
+    const sel = $('#log-filter');
+    const have = new Set($$('option', sel).map((o) => o.value));
+    for (const d of app.devices.values()) {
+      const v = d.name || d.id;
+      if (!have.has(v)) {
+        const o = document.createElement('option');
+        o.value = v;
+        o.textContent = v;
+        sel.append(o);
+        have.add(v);
+      }
+    }
+  }
+  $('#log-filter').addEventListener('change', (ev) => {
+    app.logFilter = ev.target.value;
+    $('#log-download').href = '/logs.txt' + (app.logFilter ? '?device=' + encodeURIComponent(app.logFilter) : '');
+    const url = new URL(location.href);
+    if (app.logFilter) url.searchParams.set('log', app.logFilter); else url.searchParams.delete('log');
+    history.replaceState(null, '', url);
+    log.held = [];
+    reloadLog();
+  });
+  $('#log-tools').addEventListener('submit', (ev) => ev.preventDefault());
+  $('#log-pause').addEventListener('click', () => {
+    log.paused = !log.paused;
+    const btn = $('#log-pause');
+    btn.setAttribute('aria-pressed', String(log.paused));
+    btn.querySelector('use').setAttribute('href', log.paused ? '#i-play' : '#i-pause');
+    if (!log.paused) {
+      appendLog(log.held, true);
+      log.held = [];
+    }
+    setText(btn.querySelector('span'), log.paused ? 'Resume' : 'Pause');
+  });
+
+  // ---------- live connection ----------
+
+  const conn = $('#conn');
+  let source = null;
+  let retryTimer = 0;
+  let failures = 0;
+  let hiddenAt = 0;
+
+  function setConn(status) {
+    conn.dataset.conn = status;
+    setText(conn.querySelector('.conn-text'), { live: 'Live', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline' }[status]);
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    if (source) source.close();
+    if (!navigator.onLine) { setConn('offline'); return; }
+    setConn(failures ? 'reconnecting' : 'connecting');
+    const es = new EventSource('/api/events');
+    source = es;
+    es.onopen = () => { failures = 0; setConn('live'); };
+    es.onerror = () => {
+      if (source !== es) return;
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gave up (an error status, often an expired login):
+        // ask the API why, then try again with a growing pause.
+        failures++;
+        setConn(navigator.onLine ? 'reconnecting' : 'offline');
+        api('GET', '/api/state').then(() => {}, () => {});
+        retryTimer = setTimeout(connect, Math.min(30000, 1000 * 2 ** Math.min(failures, 5)));
+      } else {
+        setConn('reconnecting'); // the browser retries by itself
+      }
+    };
+    const on = (name, fn) => es.addEventListener(name, (ev) => {
+      let data;
+      try { data = JSON.parse(ev.data); } catch (e) { return; }
+      fn(data);
+    });
+    on('state', (st) => applyState(st));
+    on('devices', (list) => {
+      app.devices = new Map((list || []).map((d) => [d.id, d]));
+      renderDevices();
+    });
+    on('device', onDevice);
+    on('log', onLog);
+    on('weather', applyWeather);
+    on('favorites', (f) => renderFavorites(f.colors || []));
+  }
+
+  window.addEventListener('online', connect);
+  window.addEventListener('offline', () => setConn('offline'));
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) { hiddenAt = Date.now(); return; }
+    // Phones freeze background tabs and drop their connections; a fresh
+    // stream starts with snapshots, so the page is in sync again at once.
+    if (!source || source.readyState !== EventSource.OPEN || Date.now() - hiddenAt > 15000) connect();
+  });
+
+  // Relative times tick once a second while the page is visible.
+  setInterval(() => {
+    if (document.hidden) return;
+    $$('.device').forEach(tickRow);
+    tickWeather();
+  }, 1000);
+
+  // ---------- start ----------
+
+  app.devices = new Map((boot.devices || []).map((d) => [d.id, d]));
+  applyState(boot.state);
+  renderFavorites((boot.favorites && boot.favorites.colors) || []);
+  applyWeather(boot.weather);
+  renderDevices();
+  logBox.scrollTop = logBox.scrollHeight;
+  connect();
+})();

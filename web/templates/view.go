@@ -1,0 +1,168 @@
+// Package templates holds the templ pages of the web UI and the plain view
+// models they render. The models are strings and numbers already formatted
+// for people, so the templates stay free of logic; package web fills them.
+//
+// Generate the *_templ.go files with: cd /work/main && go tool templ generate
+package templates
+
+import (
+	"strconv"
+
+	"github.com/a-h/templ"
+)
+
+// Assets are the content-hashed URLs of the static files.
+type Assets struct {
+	CSS, JS        string
+	NoScriptCSS    string // hides what only works with the script, shows plain form buttons
+	Icon           string // SVG
+	Icon192        string // PNG
+	AppleTouchIcon string // PNG 180 px
+	Manifest       string
+}
+
+// Page is what every page needs.
+type Page struct {
+	Title   string
+	Assets  Assets
+	CSRF    string // empty on pages shown without a login
+	Version string
+}
+
+// Login is the login form.
+type Login struct {
+	Page
+	Next  string
+	User  string
+	Error string
+}
+
+// State is the display state.
+type State struct {
+	Mode         string // off, weather, manual
+	Color        string // #rrggbb
+	R, G, B      int
+	Pulse        int
+	WeatherCode  int    // what weather mode shows: the override while previewing
+	WeatherName  string // "rain"
+	Intensity    string // "7", "4.5"
+	Override     bool
+	Packet       string // "[cc:2:255,65,174:0]"
+	Headline     string // "Manual colour"
+	Detail       string // "#ff41ae · steady"
+	UpdatedAt    string // RFC 3339, for scripts
+	UpdatedLabel string // "22:00"
+}
+
+// Device is one lamp row.
+type Device struct {
+	ID, Label, Name, RemoteAddr string
+	Status                      string // online, syncing, handshake
+	StatusText                  string
+	ConnectedAt, LastSeen       string // RFC 3339, for scripts
+	Uptime, LastSeenAgo         string
+	Debug                       bool
+	PacketsSent, PacketsRecv    string
+}
+
+// LogLine is one debug line.
+type LogLine struct {
+	Time    string // RFC 3339
+	Clock   string // "15:04:05"
+	Device  string
+	Label   string
+	Message string
+}
+
+// Weather is the weather as the lamp sees it.
+type Weather struct {
+	Running     bool // false when no weather service is wired
+	Code        int
+	Name        string
+	Intensity   string
+	Description string
+	Status      string // ok, no_api_key, …
+	StatusText  string // "Live", "No API key", …
+	StatusClass string // good, warn, bad
+	Error       string
+	FetchedAt   string // RFC 3339, "" before the first observation
+	FetchedAgo  string
+	NextFetch   string // RFC 3339, "" when nothing will be fetched
+	NextFetchIn string
+	Place       string
+	Temp        string
+	Observation string // "broken clouds, 75 % cover, wind 3.1 m/s"
+}
+
+// LampOption is one choice of the log's lamp filter.
+type LampOption struct{ Value, Label string }
+
+// WeatherChoice is one weather animation a person can preview.
+type WeatherChoice struct {
+	Code int
+	Name string
+}
+
+// Index is the main page.
+type Index struct {
+	Page
+	State          State
+	Favorites      []string
+	FavoritesFull  bool
+	Devices        []Device
+	Logs           []LogLine
+	LogFilter      string
+	LogDownload    string // URL of the filtered log as text
+	LogLamps       []LampOption
+	Weather        Weather
+	WeatherChoices []WeatherChoice
+	// FirmwarePanel is the firmware upload and status panel of a later
+	// issue; nil renders nothing in its place.
+	FirmwarePanel templ.Component
+	// Boot is the same data as JSON for the script, so it starts from what
+	// the page shows without waiting for the event stream.
+	Boot any
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// pulseLabel names a pulse setting for people.
+func pulseLabel(p int) string {
+	if p == 0 {
+		return "Steady"
+	}
+	return "Pulse " + strconv.Itoa(p)
+}
+
+func boolAttr(b bool) string { return strconv.FormatBool(b) }
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+// weatherIcon names the sprite symbol of a weather code.
+func weatherIcon(code int) string {
+	names := [...]string{"cloud", "sunrise", "sunset", "sun", "cloud", "rain", "storm", "snow", "mist", "wind"}
+	if code < 0 || code >= len(names) {
+		return "cloud"
+	}
+	return names[code]
+}
+
+func modeIcon(mode string) string {
+	switch mode {
+	case "weather":
+		return "sun"
+	case "manual":
+		return "drop"
+	}
+	return "power"
+}
+
+type modeChoice struct{ value, label string }
+
+// modes are the buttons of the mode switch, in the order people think of them.
+var modes = []modeChoice{{"off", "Off"}, {"weather", "Weather"}, {"manual", "Manual"}}

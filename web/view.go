@@ -1,0 +1,260 @@
+package web
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/weather"
+	"github.com/cloudcloud/cloudcloud/web/templates"
+)
+
+// This file turns the services' data into the templates' view models: all
+// formatting for people happens here, once. static/app.js repeats the few
+// sentences that change live; keep the two in step.
+
+// formatIntensity writes an intensity as the protocol does: "7", "4.5".
+func formatIntensity(f float64) string { return protocol.RoundIntensity(f).String() }
+
+// weatherName names a weather code: "rain".
+func weatherName(code int) string {
+	if code >= 1 && code < len(protocol.WeatherNames) {
+		return protocol.WeatherNames[code]
+	}
+	return "unknown weather"
+}
+
+// effectiveWeather is what weather mode shows: the preview while one is
+// set, else the live weather.
+func effectiveWeather(st state.State) (code int, intensity float64) {
+	if o := st.WeatherOverride; o != nil {
+		return o.Code, o.Intensity
+	}
+	return st.Weather.Code, st.Weather.Intensity
+}
+
+func stateView(st state.State) templates.State {
+	code, intensity := effectiveWeather(st)
+	v := templates.State{
+		Mode:        string(st.Mode),
+		Color:       st.Color.Hex(),
+		R:           int(st.Color.R),
+		G:           int(st.Color.G),
+		B:           int(st.Color.B),
+		Pulse:       st.Pulse,
+		WeatherCode: code,
+		WeatherName: weatherName(code),
+		Intensity:   formatIntensity(intensity),
+		Override:    st.WeatherOverride != nil,
+		Packet:      st.Packet,
+	}
+	if !st.UpdatedAt.IsZero() {
+		v.UpdatedAt = st.UpdatedAt.Format(time.RFC3339Nano)
+		v.UpdatedLabel = st.UpdatedAt.Local().Format("15:04")
+	}
+	switch st.Mode {
+	case state.ModeManual:
+		v.Headline = "Manual colour"
+		if st.Pulse == 0 {
+			v.Detail = v.Color + " · steady"
+		} else {
+			v.Detail = v.Color + " · pulse " + strconv.Itoa(st.Pulse)
+		}
+	case state.ModeWeather:
+		v.Headline = capitalize(v.WeatherName)
+		if v.Override {
+			v.Detail = "Preview · intensity " + v.Intensity
+		} else {
+			v.Detail = "Live weather · intensity " + v.Intensity
+		}
+	default:
+		v.Headline = "Off"
+		v.Detail = "The lamps are dark"
+	}
+	return v
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	b := []byte(s)
+	if b[0] >= 'a' && b[0] <= 'z' {
+		b[0] -= 'a' - 'A'
+	}
+	return string(b)
+}
+
+func deviceLabel(i device.Info) string {
+	if i.Name != "" {
+		return i.Name
+	}
+	return i.ID
+}
+
+func deviceView(i device.Info, now time.Time) templates.Device {
+	v := templates.Device{
+		ID: i.ID, Name: i.Name, Label: deviceLabel(i), RemoteAddr: i.RemoteAddr,
+		ConnectedAt: i.ConnectedAt.Format(time.RFC3339Nano),
+		LastSeen:    i.LastSeen.Format(time.RFC3339Nano),
+		Uptime:      humanDuration(now.Sub(i.ConnectedAt)),
+		LastSeenAgo: ago(now, i.LastSeen),
+		Debug:       i.Debug,
+		PacketsSent: strconv.FormatUint(i.PacketsSent, 10),
+		PacketsRecv: strconv.FormatUint(i.PacketsReceived, 10),
+	}
+	v.Status, v.StatusText = deviceStatus(i)
+	return v
+}
+
+// deviceStatus says exactly which state a lamp is in, Brewblox-style: still
+// in the handshake, online but not yet showing the current packet, or
+// online and in step.
+func deviceStatus(i device.Info) (status, text string) {
+	switch {
+	case !i.Authenticated:
+		return "handshake", "Handshake"
+	case !i.Synchronized:
+		return "syncing", "Syncing"
+	}
+	return "online", "Online"
+}
+
+func logView(l device.LogLine) templates.LogLine {
+	label := l.Name
+	if label == "" {
+		label = l.Device
+	}
+	return templates.LogLine{
+		Time: l.Time.Format(time.RFC3339Nano), Clock: l.Time.Local().Format("15:04:05"),
+		Device: l.Device, Label: label, Message: l.Message,
+	}
+}
+
+// weatherStatus names a weather.Report status for people, with a colour
+// class: good, warn or bad.
+func weatherStatus(status string) (text, class string) {
+	switch status {
+	case weather.StatusOK:
+		return "Live", "good"
+	case weather.StatusNoAPIKey:
+		return "No API key", "warn"
+	case weather.StatusBadAPIKey:
+		return "Bad API key", "bad"
+	case weather.StatusUnknownPlace:
+		return "Unknown place", "bad"
+	case weather.StatusRateLimited:
+		return "Rate limited", "warn"
+	case weather.StatusError:
+		return "Failing", "bad"
+	case "":
+		return "Starting", "warn"
+	}
+	return status, "warn"
+}
+
+func weatherView(svc WeatherService, now time.Time) templates.Weather {
+	if svc == nil {
+		return templates.Weather{
+			Code: protocol.WeatherClear, Name: weatherName(protocol.WeatherClear), Intensity: "9",
+			Description: "The weather service is not running; weather mode shows a clear sky.",
+			StatusText:  "Not running", StatusClass: "warn", FetchedAgo: "never", NextFetchIn: "—", Place: "—", Observation: "—",
+		}
+	}
+	r := svc.Report()
+	v := templates.Weather{
+		Running:     true,
+		Code:        int(r.Reading.Code),
+		Name:        weatherName(int(r.Reading.Code)),
+		Intensity:   formatIntensity(r.Reading.Intensity),
+		Description: r.Description,
+		Status:      r.Status,
+		Error:       r.Error,
+		FetchedAgo:  "never",
+		NextFetchIn: "—",
+		Place:       "—",
+		Observation: "—",
+	}
+	v.StatusText, v.StatusClass = weatherStatus(r.Status)
+	if !r.FetchedAt.IsZero() {
+		v.FetchedAt = r.FetchedAt.Format(time.RFC3339Nano)
+		v.FetchedAgo = ago(now, r.FetchedAt)
+	}
+	if !r.NextFetch.IsZero() {
+		v.NextFetch = r.NextFetch.Format(time.RFC3339Nano)
+		v.NextFetchIn = in(now, r.NextFetch)
+	}
+	if o := r.Observation; o != nil {
+		if o.Place != "" {
+			v.Place = o.Place
+		}
+		v.Temp = fmt.Sprintf("%.0f °C", o.TempC)
+		v.Observation = observationText(*o)
+	}
+	return v
+}
+
+// observationText summarises what OpenWeatherMap said in one line.
+func observationText(o weather.Observation) string {
+	s := o.Description
+	if s == "" {
+		s = o.Main
+	}
+	s += fmt.Sprintf(", %.0f °C, %d %% clouds, wind %.1f m/s", o.TempC, o.CloudCover, o.WindSpeed)
+	return s
+}
+
+// humanDuration writes a duration the way people say it: "45 s", "12 min",
+// "3 h 5 min", "4 d 2 h".
+func humanDuration(d time.Duration) string {
+	if d < 0 {
+		d = 0
+	}
+	switch s := int64(d / time.Second); {
+	case s < 60:
+		return fmt.Sprintf("%d s", s)
+	case s < 3600:
+		return fmt.Sprintf("%d min", s/60)
+	case s < 86400:
+		if m := s % 3600 / 60; m > 0 {
+			return fmt.Sprintf("%d h %d min", s/3600, m)
+		}
+		return fmt.Sprintf("%d h", s/3600)
+	default:
+		if h := s % 86400 / 3600; h > 0 {
+			return fmt.Sprintf("%d d %d h", s/86400, h)
+		}
+		return fmt.Sprintf("%d d", s/86400)
+	}
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	if now.Sub(t) < 2*time.Second {
+		return "just now"
+	}
+	return humanDuration(now.Sub(t)) + " ago"
+}
+
+func in(now, t time.Time) string {
+	d := t.Sub(now)
+	if d <= time.Second {
+		return "now"
+	}
+	return "in " + humanDuration(time.Duration(math.Ceil(d.Seconds()))*time.Second)
+}
+
+// logDownloadURL is the text download of the log, filtered like the view.
+func logDownloadURL(filter string) string {
+	if filter == "" {
+		return "/logs.txt"
+	}
+	return "/logs.txt?device=" + url.QueryEscape(filter)
+}
