@@ -16,14 +16,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/cloudcloud/cloudcloud/config"
 	"github.com/cloudcloud/cloudcloud/credentials"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/metrics"
 	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/weather"
+	"github.com/cloudcloud/cloudcloud/web"
 )
 
 // ShutdownTimeout bounds a graceful shutdown.
@@ -86,6 +92,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("web.trusted_proxies: %w", err)
 	}
+	registry := prometheus.NewRegistry()
+	fanout := metrics.NewFanout()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout)
 	named := make([]device.NamedSecret, len(cfg.Device.Secrets))
 	for i, s := range cfg.Device.Secrets {
 		named[i] = device.NamedSecret{Name: s.Name, Secret: s.Secret}
@@ -110,6 +119,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		StateDir:         dir,
 		Bus:              bus,
 		Logger:           log.With("part", "device"),
+		OnFanout:         fanout.ObserveFanout,
 	}, store.Get().DisplayPacket())
 	if err != nil {
 		return err
@@ -122,9 +132,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	fwHandler := fw.Handler(firmware.Hooks{Served: func(d firmware.Download) {
-		bus.Publish(events.Event{Type: events.TypeFirmware, Data: d})
-	}})
+	updates, err := rollout.Open(dir, bus, log.With("part", "rollout"), 5*time.Minute, func() string {
+		info, _ := fw.Current()
+		return info.Version
+	})
+	if err != nil {
+		return err
+	}
+	// Lamps download through nginx too: progress is keyed by the real client.
+	fwHandler := withClientAddr(proxies, fw.Handler(firmware.Hooks{Served: updates.Served}))
 
 	poller, err := weather.NewPoller(weather.Options{
 		APIKey: cfg.Weather.APIKey, CityID: cfg.Weather.CityID, City: cfg.Weather.City,
@@ -142,19 +158,28 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return fmt.Errorf("weather: %w", err)
 	}
 	applyWeather(store, bus, log, poller.Report())
+	registry.MustRegister(metrics.NewDeviceCollector(gw.Stats()), metrics.NewWeatherCollector(poller.Report))
+
+	ui, err := web.New(web.Options{
+		Username: cfg.Web.Username, Password: password,
+		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
+		Proxies: proxies, DataDir: dir, Logger: log.With("part", "web"),
+		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
+	}, web.Deps{State: store, Devices: gw, Weather: poller, Events: bus})
+	if err != nil {
+		return err
+	}
 
 	deviceMux := http.NewServeMux()
 	deviceMux.Handle("/firmware.bin", fwHandler)
 	deviceMux.Handle("/", gw)
 	deviceSrv := &http.Server{Handler: deviceMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 
-	webHandler := http.NewServeMux()
-	webHandler.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") })
 	// The base context ends with the server, so long-lived requests (the
 	// SSE stream) return and Shutdown does not wait for them in vain.
 	webCtx, stopWeb := context.WithCancel(context.Background())
 	defer stopWeb()
-	webSrv := &http.Server{Handler: webHandler, ReadHeaderTimeout: 10 * time.Second,
+	webSrv := &http.Server{Handler: ui.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return webCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 
@@ -184,6 +209,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	wg.Go(func() { serve("web", webSrv, webLn) })
 	wg.Go(func() { serve("device", deviceSrv, deviceLn) })
 	wg.Go(func() { poller.Run(runCtx) })
+	wg.Go(func() { updates.Run(runCtx, bus) })
 	if o.Ready != nil {
 		o.Ready(Addrs{Web: webLn.Addr().String(), Device: deviceLn.Addr().String()})
 	}
@@ -210,6 +236,16 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log.Info("stopped", "packet", store.Get().Packet)
 	return errors.Join(errs...)
+}
+
+// withClientAddr puts the real client address (behind trusted proxies) in
+// r.RemoteAddr for h.
+func withClientAddr(proxies realip.Resolver, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.RemoteAddr = proxies.ClientAddr(r)
+		h.ServeHTTP(w, r2)
+	})
 }
 
 // applyWeather records a weather report in the display state and tells the UI.
