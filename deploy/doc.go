@@ -1,0 +1,14 @@
+// Package deploy keeps cloudcloud's deployment examples honest: the
+// Dockerfile and .dockerignore at the repository root, nginx.conf (TLS, wss
+// for lamps, https for the UI) and cloudcloud.service (systemd) in this
+// directory, and the Makefile's release builds.
+//
+// The examples are what people copy, so the tests here use them as they are:
+// they run nginx with deploy/nginx.conf in front of a real server and connect
+// a lamp over wss, verify the systemd unit with systemd-analyze, and check
+// that every subcommand, flag, environment variable and port the examples
+// name exists in the binary and its configuration.
+//
+// The small readers of those file formats live in parse.go; they read just
+// enough of each format for the checks and are fuzzed.
+package deploy

@@ -1,0 +1,393 @@
+package deploy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// unitEntry is one Key=Value line of a systemd unit file.
+type unitEntry struct {
+	Section, Key, Value string
+	Line                int
+}
+
+// parseUnit reads a systemd unit file: [Section] headers, Key=Value lines,
+// comments starting with # or ;, and lines continued with a trailing
+// backslash (joined with a space, as systemd does).
+func parseUnit(text string) ([]unitEntry, error) {
+	var (
+		entries []unitEntry
+		section string
+		pending *unitEntry // an entry whose value continues on the next line
+	)
+	for i, raw := range strings.Split(text, "\n") {
+		line := strings.TrimSpace(raw)
+		if pending != nil {
+			if strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
+				continue // systemd skips comments inside a continued value
+			}
+			more, cont := strings.CutSuffix(line, `\`)
+			pending.Value += " " + strings.TrimSpace(more)
+			if !cont {
+				entries = append(entries, *pending)
+				pending = nil
+			}
+			continue
+		}
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+			continue
+		case strings.HasPrefix(line, "["):
+			name, ok := strings.CutSuffix(line, "]")
+			name = strings.TrimPrefix(name, "[")
+			if !ok || name == "" || strings.ContainsAny(name, "[]") {
+				return nil, fmt.Errorf("line %d: %q is not a [Section] header", i+1, line)
+			}
+			section = name
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		key = strings.TrimSpace(key)
+		if !ok || key == "" || strings.ContainsFunc(key, unicode.IsSpace) {
+			return nil, fmt.Errorf("line %d: %q is neither a [Section], a comment nor Key=Value", i+1, line)
+		}
+		if section == "" {
+			return nil, fmt.Errorf("line %d: %s= comes before any [Section] header", i+1, key)
+		}
+		e := unitEntry{Section: section, Key: key, Value: strings.TrimSpace(value), Line: i + 1}
+		if v, cont := strings.CutSuffix(e.Value, `\`); cont {
+			e.Value = strings.TrimSpace(v)
+			pending = &e
+			continue
+		}
+		entries = append(entries, e)
+	}
+	if pending != nil {
+		// A backslash on the last line continues into nothing; systemd
+		// takes the value as it is.
+		entries = append(entries, *pending)
+	}
+	return entries, nil
+}
+
+// unitValues returns the values of every Key= line of section, in order.
+func unitValues(entries []unitEntry, section, key string) []string {
+	var values []string
+	for _, e := range entries {
+		if e.Section == section && e.Key == key {
+			values = append(values, e.Value)
+		}
+	}
+	return values
+}
+
+// instruction is one Dockerfile instruction.
+type instruction struct {
+	Cmd  string // upper case: FROM, RUN, COPY, ...
+	Args string // everything after the instruction, continuation lines joined with a space
+	Line int    // the line it starts on
+}
+
+// parseDockerfile reads a Dockerfile with the default escape character:
+// comment lines (also inside continued instructions) are skipped, and a
+// trailing backslash continues an instruction on the next line.
+func parseDockerfile(text string) ([]instruction, error) {
+	var (
+		out     []instruction
+		pending *instruction
+	)
+	for i, raw := range strings.Split(text, "\n") {
+		line := strings.TrimSpace(raw)
+		if strings.HasPrefix(line, "#") {
+			// Parser directives can only come before the first instruction.
+			if len(out) == 0 && pending == nil {
+				if d, ok := strings.CutPrefix(line, "#"); ok && strings.HasPrefix(strings.ToLower(strings.TrimSpace(d)), "escape=") {
+					return nil, fmt.Errorf("line %d: an escape directive is not supported here; the examples use the default backslash", i+1)
+				}
+			}
+			continue
+		}
+		if line == "" {
+			continue // also inside a continuation, as Docker allows
+		}
+		body, cont := strings.CutSuffix(line, `\`)
+		body = strings.TrimSpace(body)
+		if pending != nil {
+			pending.Args = strings.TrimSpace(pending.Args + " " + body)
+		} else {
+			cmd, args, _ := strings.Cut(body, " ")
+			if cmd == "" || strings.ContainsFunc(cmd, func(r rune) bool { return !unicode.IsLetter(r) }) {
+				return nil, fmt.Errorf("line %d: %q is not a Dockerfile instruction", i+1, cmd)
+			}
+			pending = &instruction{Cmd: strings.ToUpper(cmd), Args: strings.TrimSpace(args), Line: i + 1}
+		}
+		if !cont {
+			out = append(out, *pending)
+			pending = nil
+		}
+	}
+	if pending != nil {
+		out = append(out, *pending)
+	}
+	return out, nil
+}
+
+// dockerFlags splits the leading --name=value options off an instruction's
+// arguments (COPY --from=build, HEALTHCHECK --interval=30s).
+func dockerFlags(args string) (flags map[string]string, rest string) {
+	flags = map[string]string{}
+	rest = strings.TrimSpace(args)
+	for strings.HasPrefix(rest, "--") {
+		word, after, _ := strings.Cut(rest, " ")
+		name, value, _ := strings.Cut(strings.TrimPrefix(word, "--"), "=")
+		flags[name] = value
+		rest = strings.TrimSpace(after)
+	}
+	return flags, rest
+}
+
+// execForm decodes the JSON array form of CMD, ENTRYPOINT and HEALTHCHECK
+// CMD (["cloudcloud", "serve"]); ok is false for the shell form.
+func execForm(args string) (argv []string, ok bool) {
+	args = strings.TrimSpace(args)
+	if !strings.HasPrefix(args, "[") {
+		return nil, false
+	}
+	if err := json.Unmarshal([]byte(args), &argv); err != nil {
+		return nil, false
+	}
+	return argv, true
+}
+
+// nginxDirective is one directive of an nginx configuration, with its
+// block's directives when it has one (server { ... }).
+type nginxDirective struct {
+	Name     string
+	Args     []string
+	HasBlock bool
+	Block    []*nginxDirective
+	Line     int
+}
+
+// nginxToken is a word or one of ; { } with the line it is on.
+type nginxToken struct {
+	text   string
+	quoted bool // a quoted word is never one of ; { }
+	line   int
+}
+
+// tokenizeNginx splits an nginx configuration into words and the
+// punctuation ; { }, dropping comments and unquoting "..." and '...'.
+func tokenizeNginx(text string) ([]nginxToken, error) {
+	var tokens []nginxToken
+	line := 1
+	rs := []rune(text)
+	for i := 0; i < len(rs); {
+		r := rs[i]
+		switch {
+		case r == '\n':
+			line++
+			i++
+		case unicode.IsSpace(r):
+			i++
+		case r == '#':
+			for i < len(rs) && rs[i] != '\n' {
+				i++
+			}
+		case r == ';' || r == '{' || r == '}':
+			tokens = append(tokens, nginxToken{text: string(r), line: line})
+			i++
+		case r == '"' || r == '\'':
+			start := line
+			var b strings.Builder
+			i++
+			for {
+				if i >= len(rs) {
+					return nil, fmt.Errorf("line %d: the quote %c is never closed", start, r)
+				}
+				c := rs[i]
+				if c == r {
+					i++
+					break
+				}
+				if c == '\\' && i+1 < len(rs) {
+					// nginx keeps the backslash except before a quote or another backslash.
+					if next := rs[i+1]; next == r || next == '\\' {
+						c = next
+						i++
+					}
+				}
+				if c == '\n' {
+					line++
+				}
+				b.WriteRune(c)
+				i++
+			}
+			tokens = append(tokens, nginxToken{text: b.String(), quoted: true, line: start})
+		default:
+			var b strings.Builder
+			for i < len(rs) {
+				c := rs[i]
+				if unicode.IsSpace(c) || c == ';' || c == '{' || c == '}' {
+					break
+				}
+				// ${name} is a variable inside a word; its braces do not open a block.
+				if c == '$' && i+1 < len(rs) && rs[i+1] == '{' {
+					end := i + 2
+					for end < len(rs) && rs[end] != '}' {
+						end++
+					}
+					if end == len(rs) {
+						return nil, fmt.Errorf("line %d: the variable ${ is never closed with }", line)
+					}
+					b.WriteString(string(rs[i : end+1]))
+					i = end + 1
+					continue
+				}
+				b.WriteRune(c)
+				i++
+			}
+			tokens = append(tokens, nginxToken{text: b.String(), line: line})
+		}
+	}
+	return tokens, nil
+}
+
+// parseNginx reads an nginx configuration into its directives. It checks
+// the structure (every directive ends with ; or a block, braces balance),
+// not what the directives mean: that is nginx -t's job.
+func parseNginx(text string) ([]*nginxDirective, error) {
+	tokens, err := tokenizeNginx(text)
+	if err != nil {
+		return nil, err
+	}
+	top := &nginxDirective{HasBlock: true}
+	stack := []*nginxDirective{top}
+	var words []nginxToken
+	for _, t := range tokens {
+		punct := !t.quoted && (t.text == ";" || t.text == "{" || t.text == "}")
+		if !punct {
+			words = append(words, t)
+			continue
+		}
+		parent := stack[len(stack)-1]
+		switch t.text {
+		case ";", "{":
+			if len(words) == 0 {
+				return nil, fmt.Errorf("line %d: unexpected %q with no directive before it", t.line, t.text)
+			}
+			d := &nginxDirective{Name: words[0].text, Line: words[0].line}
+			for _, w := range words[1:] {
+				d.Args = append(d.Args, w.text)
+			}
+			parent.Block = append(parent.Block, d)
+			words = nil
+			if t.text == "{" {
+				d.HasBlock = true
+				stack = append(stack, d)
+			}
+		case "}":
+			if len(words) > 0 {
+				return nil, fmt.Errorf("line %d: directive %q is missing its closing ;", words[0].line, words[0].text)
+			}
+			if len(stack) == 1 {
+				return nil, fmt.Errorf("line %d: unexpected } with no block open", t.line)
+			}
+			stack = stack[:len(stack)-1]
+		}
+	}
+	if len(words) > 0 {
+		return nil, fmt.Errorf("line %d: directive %q is missing its closing ;", words[0].line, words[0].text)
+	}
+	if len(stack) > 1 {
+		open := stack[len(stack)-1]
+		return nil, fmt.Errorf("line %d: the block of %q is never closed with }", open.Line, open.Name)
+	}
+	return top.Block, nil
+}
+
+// nginxChildren returns the directives called name directly inside ds.
+func nginxChildren(ds []*nginxDirective, name string) []*nginxDirective {
+	var out []*nginxDirective
+	for _, d := range ds {
+		if d.Name == name {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// nginxDuration reads an nginx time value: "60", "90s", "1h", "1m30s",
+// "500ms". A number without a unit is seconds.
+func nginxDuration(s string) (time.Duration, error) {
+	units := []struct {
+		suffix string
+		d      time.Duration
+	}{ // "ms" before "m" so that the longer suffix wins
+		{"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}, {"h", time.Hour},
+		{"d", 24 * time.Hour}, {"w", 7 * 24 * time.Hour}, {"M", 30 * 24 * time.Hour}, {"y", 365 * 24 * time.Hour},
+	}
+	rest := strings.ReplaceAll(s, " ", "")
+	if rest == "" {
+		return 0, errors.New("empty time value; write e.g. 60s or 1h")
+	}
+	var total time.Duration
+	for rest != "" {
+		digits := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+		if digits == 0 {
+			return 0, fmt.Errorf("time value %q: expected a number at %q", s, rest)
+		}
+		if digits < 0 {
+			digits = len(rest)
+		}
+		n, err := strconv.ParseInt(rest[:digits], 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("time value %q: %q is not a number nginx takes", s, rest[:digits])
+		}
+		rest = rest[digits:]
+		unit := time.Second
+		if rest != "" {
+			found := false
+			for _, u := range units {
+				if after, ok := strings.CutPrefix(rest, u.suffix); ok {
+					unit, rest, found = u.d, after, true
+					break
+				}
+			}
+			if !found {
+				return 0, fmt.Errorf("time value %q: unknown unit at %q; nginx takes ms, s, m, h, d, w, M, y", s, rest)
+			}
+		}
+		if time.Duration(n) > (math.MaxInt64-total)/unit {
+			return 0, fmt.Errorf("time value %q is too long", s)
+		}
+		total += time.Duration(n) * unit
+	}
+	return total, nil
+}
+
+// nginxSize reads an nginx size value: "1024", "8k", "8m", "1g".
+func nginxSize(s string) (int64, error) {
+	num, mult := s, int64(1)
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'k', 'K':
+			num, mult = s[:len(s)-1], 1<<10
+		case 'm', 'M':
+			num, mult = s[:len(s)-1], 1<<20
+		case 'g', 'G':
+			num, mult = s[:len(s)-1], 1<<30
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: write a number with an optional k, m or g, e.g. 8m", s)
+	}
+	return n * mult, nil
+}
