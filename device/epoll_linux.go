@@ -38,13 +38,8 @@ func newReadPoller(g *Gateway) (*readPoller, error) {
 
 // add starts watching l.
 func (p *readPoller) add(l *lamp) error {
-	sc, ok := l.raw.(syscall.Conn)
-	if !ok {
+	if l.rc == nil {
 		return errors.New("connection has no file descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
 	}
 	p.mu.Lock()
 	for {
@@ -53,7 +48,7 @@ func (p *readPoller) add(l *lamp) error {
 			break
 		}
 	}
-	l.token, l.rc = p.next, rc
+	l.token = p.next
 	p.by[l.token] = l
 	p.mu.Unlock()
 	if err := p.arm(l, syscall.EPOLL_CTL_ADD); err != nil {

@@ -14,10 +14,12 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -111,13 +113,20 @@ type Gateway struct {
 	debugAll   bool
 	debugNames map[string]bool
 
-	poller *readPoller // nil: a reader goroutine per lamp
+	poller  *readPoller // nil: a reader goroutine per lamp
+	writers *writerPool
 
 	closing  atomic.Bool
 	done     chan struct{}
 	readers  sync.WaitGroup
 	stopOnce sync.Once
 }
+
+// Frames every lamp gets, encoded once.
+var (
+	okFrame   = textFrame(protocol.OK)
+	pongFrame = textFrame(protocol.Pong)
+)
 
 // ErrNoSecret is returned by New when no lamp could ever authenticate.
 var ErrNoSecret = errors.New("device: no lamp secret configured")
@@ -151,7 +160,11 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 			HandshakeTimeout: opt.HandshakeTimeout,
 		},
 	}
-	g.hub.init(initial.Bytes())
+	g.hub.init(textFrame(initial.Bytes()))
+	g.writers = newWriterPool()
+	for range runtime.GOMAXPROCS(0) {
+		go g.writeLoop()
+	}
 	if !opt.noPoller {
 		var err error
 		if g.poller, err = newReadPoller(g); err != nil {
@@ -190,7 +203,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.log.Debug("lamp upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	l := &lamp{gw: g, conn: conn, raw: conn.UnderlyingConn(), remote: g.opt.Proxies.ClientAddr(r), connectedAt: time.Now().UTC(), hubIndex: -1}
+	// From here on gorilla's Conn is not used: frames are read by frames.go
+	// and written by writer.go. The handshake owns the write side until it
+	// is done (flushing set), so "ok" goes out before anything queued.
+	raw := conn.UnderlyingConn()
+	l := &lamp{gw: g, raw: raw, remote: g.opt.Proxies.ClientAddr(r), connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
+	if sc, ok := raw.(syscall.Conn); ok {
+		l.rc, _ = sc.SyscallConn()
+	}
 	l.lastSeen.Store(l.connectedAt.UnixNano())
 	g.register(l)
 	g.readers.Add(1)
@@ -252,10 +272,11 @@ func (l *lamp) handshake() string {
 				t.Stop()
 			}
 		}
+		l.release()
 		l.end(websocket.ClosePolicyViolation, why, why)
 		return why
 	}
-	_ = l.conn.SetReadDeadline(time.Now().Add(g.opt.HandshakeTimeout))
+	_ = l.raw.SetReadDeadline(time.Now().Add(g.opt.HandshakeTimeout))
 	op, secret, err := l.readMessage()
 	switch {
 	case err != nil && isTimeout(err):
@@ -275,11 +296,11 @@ func (l *lamp) handshake() string {
 	if name != "" {
 		l.name.Store(&name)
 	}
-	_ = l.conn.SetWriteDeadline(time.Now().Add(g.opt.WriteTimeout))
-	if err := l.conn.WriteMessage(websocket.TextMessage, protocol.OK); err != nil {
+	if err := l.writeNow(okFrame); err != nil {
 		g.stats.HandshakesFailed.Add(1)
 		return "could not answer ok: " + err.Error()
 	}
+	l.release()
 	l.sent.Add(1)
 	l.lastSeen.Store(time.Now().UnixNano())
 	l.phase.Store(int32(PhaseAuthenticated))
@@ -340,7 +361,7 @@ func (g *Gateway) SetDisplay(p protocol.Packet) error {
 	if !p.Kind.IsDisplay() {
 		return fmt.Errorf("device: %s is a command, not a display packet", p)
 	}
-	g.hub.setDisplay(p.Bytes(), g.opt.OnFanout)
+	g.hub.setDisplay(textFrame(p.Bytes()), g.opt.OnFanout)
 	return nil
 }
 
@@ -398,7 +419,7 @@ func (g *Gateway) Command(p protocol.Packet, ids []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return g.send(lamps, command{data: p.Bytes(), kind: p.Kind}), nil
+	return g.send(lamps, command{frame: textFrame(p.Bytes()), kind: p.Kind}), nil
 }
 
 // send queues c for lamps, dropping any lamp whose queue is full.
@@ -442,7 +463,7 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	sent := g.send(lamps, command{data: protocol.Debug(on).Bytes(), kind: protocol.KindDebug})
+	sent := g.send(lamps, command{frame: textFrame(protocol.Debug(on).Bytes()), kind: protocol.KindDebug})
 	for _, l := range lamps {
 		g.publishDevice(l, "debug")
 	}
@@ -594,29 +615,17 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		all = append(all, l)
 	}
 	g.mu.Unlock()
-	// Close frames go out from a few workers: a stuck lamp can hold one for
-	// up to a second, and thousands of goroutines would gain nothing.
-	work := make(chan *lamp)
-	var wg sync.WaitGroup
-	for range min(32, len(all)) {
-		wg.Go(func() {
-			for l := range work {
-				l.end(websocket.CloseGoingAway, "server shutting down", "server shutting down")
-			}
-		})
-	}
 	for _, l := range all {
-		work <- l
+		l.end(websocket.CloseGoingAway, "server shutting down", "server shutting down")
 	}
-	close(work)
 	finished := make(chan struct{})
 	go func() {
-		wg.Wait()
 		g.readers.Wait()
 		close(finished)
 	}()
 	select {
 	case <-finished:
+		g.writers.close()
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("device: shutdown: %w", ctx.Err())

@@ -338,6 +338,22 @@ func TestBroadcastReconnectAndManyLamps(t *testing.T) {
 	ts.lamp(t, secret, "[cc:2:255,65,174:0]")
 }
 
+// A lamp connected for longer than the write timeout still gets every
+// packet: no write deadline from the handshake or a slow write lingers.
+func TestLongLivedLampKeepsReceiving(t *testing.T) {
+	ts := newServer(t, Options{WriteTimeout: 100 * time.Millisecond}, nil)
+	c := ts.lamp(t, secret, "[cc:0:?:?]")
+	for i := range 3 {
+		time.Sleep(150 * time.Millisecond)
+		p, _ := protocol.Manual(protocol.RGB{R: uint8(i)}, 0)
+		ts.gw.SetDisplay(p)
+		expect(t, c, p.String())
+	}
+	if n := ts.gw.Stats().SlowDropped.Load(); n != 0 {
+		t.Errorf("%d lamps dropped as slow", n)
+	}
+}
+
 func TestNoLostUpdatesUnderConcurrentJoins(t *testing.T) {
 	ts := newServer(t, Options{}, nil)
 	var wg sync.WaitGroup

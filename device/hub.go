@@ -8,7 +8,8 @@ import (
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
-// hub is the set of authenticated lamps and the current display packet.
+// hub is the set of authenticated lamps and the current display packet (as
+// a ready WebSocket frame).
 // One lock covers both, so a lamp joining gets either the packet before a
 // change and then the change, or the changed packet: never neither.
 type hub struct {
@@ -26,12 +27,12 @@ func (h *hub) add(l *lamp, debug bool) {
 	h.mu.Lock()
 	l.hubIndex = len(h.lamps)
 	h.lamps = append(h.lamps, l)
-	b := &broadcast{data: h.current, gen: h.gen.Load()}
+	b := &broadcast{frame: h.current, gen: h.gen.Load()}
 	b.remaining.Store(1)
 	l.enqueueDisplay(b)
 	h.mu.Unlock()
 	if debug {
-		l.enqueueCommand(command{data: protocol.Debug(true).Bytes(), kind: protocol.KindDebug})
+		l.enqueueCommand(command{frame: textFrame(protocol.Debug(true).Bytes()), kind: protocol.KindDebug})
 	}
 }
 
@@ -53,11 +54,11 @@ func (h *hub) remove(l *lamp) {
 
 // setDisplay makes data current and queues it for every lamp. Queueing is a
 // pointer swap per lamp; the writes happen in the lamps' flushers.
-func (h *hub) setDisplay(data []byte, observe func(int, time.Duration)) {
+func (h *hub) setDisplay(frame []byte, observe func(int, time.Duration)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.current = data
-	b := &broadcast{data: data, gen: h.gen.Add(1), start: time.Now(), observe: observe, lamps: len(h.lamps)}
+	h.current = frame
+	b := &broadcast{frame: frame, gen: h.gen.Add(1), start: time.Now(), observe: observe, lamps: len(h.lamps)}
 	if len(h.lamps) == 0 {
 		return
 	}

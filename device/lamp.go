@@ -8,8 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
@@ -28,13 +26,13 @@ func (p Phase) String() string {
 	return [...]string{"connected", "authenticated", "synchronized", "updating"}[p]
 }
 
-// broadcast is one display packet on its way to every lamp. It is encoded
-// once and shared: queueing it for a lamp allocates nothing. remaining counts
-// the lamps that have neither written it nor moved past it, so the fan-out
-// time (the change has reached every lamp, or a newer one has) is measured
-// without any per-lamp bookkeeping beyond one atomic decrement.
+// broadcast is one display packet on its way to every lamp. Its WebSocket
+// frame is encoded once and shared: queueing it for a lamp allocates
+// nothing. remaining counts the lamps that have neither written it nor moved
+// past it, so the fan-out time (the change has reached every lamp, or a
+// newer one has) is measured with one atomic decrement per lamp.
 type broadcast struct {
-	data      []byte
+	frame     []byte
 	gen       uint64
 	start     time.Time
 	remaining atomic.Int64
@@ -48,18 +46,20 @@ func (b *broadcast) settle() {
 	}
 }
 
+// command is a queued text frame that is not a display packet.
 type command struct {
-	data []byte
-	kind protocol.Kind
+	frame []byte
+	kind  protocol.Kind // 0 for a "pong" reply
 }
 
-// lamp is one connection. The reader goroutine owns its lifetime; writes go
-// through a small queue drained by a flusher goroutine that exists only while
-// there is something to write, so an idle lamp costs no writer goroutine.
+// lamp is one connection. Reads happen on the poller's short-lived
+// goroutines (or one reader goroutine, see reader.go); writes go through a
+// small queue drained by the gateway's writers (writer.go), so an idle lamp
+// costs no goroutine at all.
 type lamp struct {
 	gw          *Gateway
-	conn        *websocket.Conn // writes (gorilla)
-	raw         net.Conn        // reads (frames.go)
+	raw         net.Conn
+	rc          syscall.RawConn // for epoll and non-blocking writes; nil if unavailable
 	id          string
 	remote      string
 	connectedAt time.Time
@@ -71,21 +71,25 @@ type lamp struct {
 	received atomic.Uint64
 	synced   atomic.Uint64 // gen of the last display packet written
 
-	asm   assembler       // fragments of a message being received
-	token uint32          // the lamp's key in the poller
-	rc    syscall.RawConn // for the poller; nil in fallback mode
+	asm   assembler // fragments of a message being received
+	token uint32    // the lamp's key in the poller
 
 	debugSet bool // guarded by gw.mu: a per-connection debug choice (anonymous lamps)
 	debugOn  bool
 
 	hubIndex int // guarded by hub.mu; -1 when not in the hub
 
-	mu       sync.Mutex
-	display  *broadcast // newest display packet not yet written
-	cmds     []command
-	ping     bool
-	flushing bool
-	closed   bool
+	mu         sync.Mutex
+	display    *broadcast // newest display packet not yet written
+	cmds       []command
+	pong       []byte // payload of the newest ping to answer (RFC 6455: the newest is enough)
+	pongDue    bool
+	ping       bool
+	flushing   bool   // a writer owns the connection's write side
+	closed     bool   // no more queueing
+	closeFrame []byte // written last, when the lamp is ended with a code
+	whyClosed  atomic.Pointer[string]
+	gone       sync.Once
 }
 
 func (l *lamp) Name() string {
@@ -93,6 +97,14 @@ func (l *lamp) Name() string {
 		return *p
 	}
 	return ""
+}
+
+// schedule hands l to a writer unless one owns it already; l.mu is held.
+func (l *lamp) schedule() {
+	if !l.flushing {
+		l.flushing = true
+		l.gw.writers.push(l)
+	}
 }
 
 // enqueueDisplay makes b the next display packet, superseding any older one
@@ -105,14 +117,10 @@ func (l *lamp) enqueueDisplay(b *broadcast) bool {
 	}
 	old := l.display
 	l.display = b
-	start := !l.flushing
-	l.flushing = true
+	l.schedule()
 	l.mu.Unlock()
 	if old != nil {
 		old.settle()
-	}
-	if start {
-		go l.flush()
 	}
 	return true
 }
@@ -121,119 +129,78 @@ func (l *lamp) enqueueDisplay(b *broadcast) bool {
 // false when the lamp is closed or its queue is full (the caller drops it).
 func (l *lamp) enqueueCommand(c command) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed || len(l.cmds) >= l.gw.opt.SendQueue {
-		l.mu.Unlock()
 		return false
 	}
 	l.cmds = append(l.cmds, c)
-	start := !l.flushing
-	l.flushing = true
-	l.mu.Unlock()
-	if start {
-		go l.flush()
-	}
+	l.schedule()
 	return true
 }
 
-// requestPing asks the flusher to send a ping control frame.
+// enqueuePong answers a ping control frame with a pong with its payload.
+func (l *lamp) enqueuePong(payload []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return
+	}
+	l.pong, l.pongDue = payload, true
+	l.schedule()
+}
+
+// requestPing asks for a ping control frame.
 func (l *lamp) requestPing() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed || l.ping {
-		l.mu.Unlock()
 		return
 	}
 	l.ping = true
-	start := !l.flushing
-	l.flushing = true
-	l.mu.Unlock()
-	if start {
-		go l.flush()
-	}
+	l.schedule()
 }
 
-// flush writes what is queued until the queue is empty, then exits. Display
-// first, then commands in order: after the handshake that gives exactly
-// "current packet, then [cc:d:1:?]" as the protocol wants.
-func (l *lamp) flush() {
-	for {
-		l.mu.Lock()
-		d, cmds, ping := l.display, l.cmds, l.ping
-		l.display, l.cmds, l.ping = nil, nil, false
-		if l.closed || d == nil && len(cmds) == 0 && !ping {
-			l.flushing = false
-			l.mu.Unlock()
-			if d != nil {
-				d.settle()
-			}
-			return
-		}
-		l.mu.Unlock()
-
-		deadline := time.Now().Add(l.gw.opt.WriteTimeout)
-		err := l.conn.SetWriteDeadline(deadline)
-		if err == nil && d != nil {
-			err = l.conn.WriteMessage(websocket.TextMessage, d.data)
-			if err == nil {
-				l.sent.Add(1)
-				l.gw.stats.PacketsSent.Add(1)
-				l.synced.Store(d.gen)
-				if l.phase.CompareAndSwap(int32(PhaseAuthenticated), int32(PhaseSynchronized)) {
-					l.gw.publishDevice(l, "synchronized")
-				}
-			}
-			d.settle()
-		}
-		for i := 0; err == nil && i < len(cmds); i++ {
-			err = l.conn.WriteMessage(websocket.TextMessage, cmds[i].data)
-			if err == nil {
-				l.sent.Add(1)
-				l.gw.stats.PacketsSent.Add(1)
-				if cmds[i].kind == protocol.KindUpdate {
-					l.phase.Store(int32(PhaseUpdating))
-					l.gw.publishDevice(l, "updating")
-				}
-			}
-		}
-		if err == nil && ping {
-			err = l.conn.WriteControl(websocket.PingMessage, nil, deadline)
-		}
-		if err != nil {
-			why := "write failed: " + err.Error()
-			if isTimeout(err) {
-				l.gw.stats.SlowDropped.Add(1)
-				why = "too slow to receive (write timed out); it will reconnect and get the current state"
-			}
-			l.end(0, "", why)
-			l.mu.Lock()
-			l.flushing = false
-			l.mu.Unlock()
-			return
-		}
-	}
-}
-
-// end closes the connection, with a close frame when code is not 0 (which
-// may wait up to a second for the write lock) or else by dropping TCP at
-// once, and removes the lamp from the gateway, logging why. It is safe to
-// call more than once and from any goroutine; the first call wins.
+// end closes the connection, with a close frame when code is not 0, and
+// removes the lamp from the gateway, logging why. It is safe to call more
+// than once and from any goroutine; the first call wins. A close frame goes
+// out through the writer, after anything it is writing now; a lamp whose
+// writer is stuck is dropped after a second without one.
 func (l *lamp) end(code int, text, why string) {
 	l.mu.Lock()
-	already := l.closed
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
 	l.closed = true
 	d := l.display
-	l.display = nil
+	l.display, l.cmds, l.ping, l.pongDue = nil, nil, false, false
+	if code == 0 {
+		l.mu.Unlock()
+		if d != nil {
+			d.settle()
+		}
+		l.drop(why)
+		return
+	}
+	l.whyClosed.Store(&why)
+	l.closeFrame = closeFrame(code, text)
+	l.schedule()
 	l.mu.Unlock()
 	if d != nil {
 		d.settle()
 	}
-	if already {
-		return
-	}
-	if code != 0 {
-		_ = l.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
-	}
-	_ = l.conn.Close()
-	l.gw.forget(l, why)
+	time.AfterFunc(time.Second, func() { l.drop(why) })
+}
+
+// drop closes the TCP connection and forgets the lamp, once.
+func (l *lamp) drop(why string) {
+	l.gone.Do(func() {
+		_ = l.raw.Close()
+		if p := l.whyClosed.Load(); p != nil {
+			why = *p
+		}
+		l.gw.forget(l, why)
+	})
 }
 
 func isTimeout(err error) bool {

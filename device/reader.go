@@ -64,10 +64,7 @@ func (a *assembler) add(f frame, limit int64) (byte, []byte, bool, error) {
 func (l *lamp) control(op byte, payload []byte) error {
 	switch op {
 	case opPing:
-		err := l.conn.WriteControl(websocket.PongMessage, payload, time.Now().Add(l.gw.opt.WriteTimeout))
-		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
-			return err
-		}
+		l.enqueuePong(payload)
 	case opClose:
 		code := websocket.CloseNormalClosure
 		if len(payload) >= 2 {
@@ -112,7 +109,7 @@ func (l *lamp) handleMessage(op byte, msg []byte) error {
 	}
 	switch kind, line := protocol.ClassifyLamp(msg); kind {
 	case protocol.LampPing:
-		if !l.enqueueCommand(command{data: protocol.Pong}) {
+		if !l.enqueueCommand(command{frame: pongFrame}) {
 			return errQueueFull
 		}
 	case protocol.LampDebug:
