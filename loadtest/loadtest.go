@@ -86,6 +86,7 @@ type run struct {
 	latMu   sync.Mutex
 	lat     []time.Duration // per lamp per change latency (sampled)
 	target  int64
+	readErr sync.Once
 }
 
 // Run connects the lamps, makes the changes, and measures.
@@ -307,6 +308,7 @@ func (r *run) read(l *lamp) {
 	for {
 		_, b, err := l.conn.ReadMessage()
 		if err != nil {
+			r.readErr.Do(func() { fmt.Fprintf(r.o.Log, "a lamp's connection ended: %v\n", err) })
 			return
 		}
 		now := time.Now()

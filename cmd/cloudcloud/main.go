@@ -129,8 +129,13 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Every, "every", 200*time.Millisecond, "one display change every ...")
 	fs.IntVar(&o.Stuck, "stuck", 0, "lamps that stop reading after the handshake")
 	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
+	report := fs.String("report", "", "instead of measuring, render BENCHMARKS.md from the JSON results in this directory")
+	machine := fs.String("machine", "", "with -report: the machine the figures come from")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *report != "" {
+		return loadtest.WriteReport(stdout, *report, *machine, time.Now().UTC().Format("2006-01-02"))
 	}
 	if o.Secret == "" || (o.Changes > 0 && o.Password == "") {
 		return errors.New("-secret is required, and -password too when -changes > 0")
