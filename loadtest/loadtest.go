@@ -80,7 +80,7 @@ type lamp struct {
 
 type run struct {
 	o       Options
-	starts  []time.Time   // when each change was asked for
+	starts  []time.Time    // when each change was asked for
 	reached []atomic.Int64 // lamps that have change k or a newer one
 	doneAt  []atomic.Int64 // unix ns when change k reached every lamp
 	latMu   sync.Mutex
