@@ -165,7 +165,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
 		Proxies: proxies, DataDir: dir, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
-	}, web.Deps{State: store, Devices: gw, Weather: poller, Events: bus})
+		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
+	}, web.Deps{State: store, Devices: gw, Weather: poller, Events: bus, Firmware: fw, Rollout: updates})
 	if err != nil {
 		return err
 	}

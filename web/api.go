@@ -121,6 +121,13 @@ func (s *Server) runCommand(command string, on *bool, ids []string) (commandResu
 	case "reset":
 		sent, err = s.deps.Devices.Command(protocol.Reset(), ids)
 	case "update":
+		if s.deps.Firmware != nil {
+			// A lamp told to update with nothing to download fails the
+			// download and restarts for nothing.
+			if _, ok := s.deps.Firmware.Current(); !ok {
+				return commandResult{}, errorf(http.StatusConflict, "no firmware image has been uploaded yet: upload the application .bin (firmware panel, or POST /api/firmware) before telling lamps to update")
+			}
+		}
 		sent, err = s.deps.Devices.Command(protocol.Update(), ids)
 	case "debug":
 		if on == nil {
@@ -238,5 +245,5 @@ func (s *Server) putFavorites(c echo.Context) error {
 
 // publishFavorites tells every open page about the new list.
 func (s *Server) publishFavorites(list []protocol.RGB) {
-	s.favBus.Publish(events.Event{Type: typeFavorites, Data: favoritesBody{Colors: list}})
+	s.localBus.Publish(events.Event{Type: typeFavorites, Data: favoritesBody{Colors: list}})
 }

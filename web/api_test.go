@@ -275,10 +275,15 @@ func TestCommands(t *testing.T) {
 func TestLogs(t *testing.T) {
 	e := newEnv(t)
 	a, b := e.lamp(t), e.lamp(t)
-	a.send(t, "d:hello from a")
-	b.send(t, "d:hello from b")
-	a.send(t, "d:second from a")
-	waitFor(t, "three log lines", func() bool { return len(e.gw.Logs("", 10)) == 3 })
+	// Lines from two connections are stored in arrival order, so each is
+	// awaited before the next is sent.
+	for i, l := range []struct {
+		lamp *testLamp
+		msg  string
+	}{{a, "d:hello from a"}, {b, "d:hello from b"}, {a, "d:second from a"}} {
+		l.lamp.send(t, l.msg)
+		waitFor(t, fmt.Sprintf("%d log lines", i+1), func() bool { return len(e.gw.Logs("", 10)) == i+1 })
+	}
 
 	lines := decode[[]device.LogLine](t, e.call(t, http.MethodGet, "/api/logs", ""))
 	if len(lines) != 3 || lines[2].Message != "second from a" {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/weather"
 )
@@ -33,6 +35,9 @@ const (
 	testUser     = "admin"
 	testPassword = "correct horse battery staple"
 	lampSecret   = "lamp-secret"
+	// kitchenSecret is a named lamp's secret: such a lamp is known by its
+	// name across reconnects (the firmware rollout follows it by name).
+	kitchenSecret = "kitchen-secret"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -83,9 +88,14 @@ type env struct {
 	bus     *events.Bus
 	gw      *device.Gateway
 	lampURL string
+	lampSrv *httptest.Server // the device port: lamps, and /firmware.bin when firmware is set up
 	dir     string
 	weather *fakeWeather
 	reg     *prometheus.Registry
+
+	// Set by newFirmwareEnv.
+	fw      *firmware.Store
+	updates *rollout.Tracker
 }
 
 type envOption func(*Options, *Deps)
@@ -98,13 +108,14 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.gw, err = device.New(device.Options{Secret: lampSecret, Bus: e.bus, Logger: quiet, AuthBackoff: time.Millisecond}, e.store.Get().DisplayPacket())
+	e.gw, err = device.New(device.Options{
+		Secret: lampSecret, Named: []device.NamedSecret{{Name: "kitchen", Secret: kitchenSecret}},
+		Bus: e.bus, Logger: quiet, AuthBackoff: time.Millisecond,
+	}, e.store.Get().DisplayPacket())
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.store.Watch(func(st state.State) { _ = e.gw.SetDisplay(st.DisplayPacket()) })
-	lampSrv := httptest.NewServer(e.gw)
-	e.lampURL = "ws" + strings.TrimPrefix(lampSrv.URL, "http") + "/"
 
 	opt := Options{
 		Username: testUser, Password: testPassword,
@@ -119,6 +130,15 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The device port as server.go builds it: the firmware the web port
+	// serves, without a login, and every other path for lamps.
+	lampMux := http.NewServeMux()
+	if opt.FirmwareHandler != nil {
+		lampMux.Handle("/firmware.bin", opt.FirmwareHandler)
+	}
+	lampMux.Handle("/", e.gw)
+	e.lampSrv = httptest.NewServer(lampMux)
+	e.lampURL = "ws" + strings.TrimPrefix(e.lampSrv.URL, "http") + "/"
 	e.web = httptest.NewServer(e.srv.Handler())
 	t.Cleanup(func() {
 		e.web.CloseClientConnections()
@@ -126,7 +146,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = e.gw.Shutdown(ctx)
-		lampSrv.Close()
+		e.lampSrv.Close()
 	})
 	return e
 }

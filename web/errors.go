@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
@@ -41,11 +42,27 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		fe   *favorites.ValidationError
 		ude  *device.UnknownDeviceError
 		mbe  *http.MaxBytesError
+		tle  *firmware.TooLargeError
+		iie  *firmware.InvalidImageError
+		cme  *firmware.ChipMismatchError
+		pce  *firmware.ProjectChangeError
 		path = c.Request().URL.Path
 	)
 	switch {
 	case errors.As(err, &he):
 		return he
+	case errors.As(err, &tle):
+		return errorf(http.StatusRequestEntityTooLarge, "%s", tooLargeSentence(tle.Limit))
+	case errors.As(err, &iie):
+		return errorf(http.StatusBadRequest, "%s", iie.Reason)
+	case errors.As(err, &cme):
+		return errorf(http.StatusConflict, "%s", chipSentence(cme))
+	case errors.As(err, &pce):
+		return errorf(http.StatusConflict, "%s", projectChangeSentence(pce))
+	case errors.Is(err, firmware.ErrNoPrevious):
+		return errorf(http.StatusNotFound, "there is no previous firmware image to roll back to: the server keeps the one before the current image once a second image has been uploaded")
+	case errors.Is(err, firmware.ErrNoImage):
+		return errorf(http.StatusNotFound, "no firmware image has been uploaded yet")
 	case errors.As(err, &ve):
 		return errorf(http.StatusBadRequest, "%s", ve.Error())
 	case errors.As(err, &fe):

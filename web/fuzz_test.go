@@ -1,12 +1,22 @@
 package web
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/state"
 )
 
@@ -134,6 +144,89 @@ func FuzzSafeNext(f *testing.F) {
 		base, _ := url.Parse("https://lamps.example/")
 		if r := base.ResolveReference(u); r.Host != "lamps.example" {
 			t.Fatalf("safeNext(%q) = %q resolves to %s", next, got, r)
+		}
+	})
+}
+
+// fuzzFirmwareServer is a web server with a real firmware store, built for
+// a fuzz target (newEnv needs a *testing.T).
+func fuzzFirmwareServer(f *testing.F) *Server {
+	dir := f.TempDir()
+	bus := events.NewBus()
+	st, err := state.Open(dir, bus, quiet)
+	if err != nil {
+		f.Fatal(err)
+	}
+	gw, err := device.New(device.Options{Secret: lampSecret, Bus: bus, Logger: quiet}, st.Get().DisplayPacket())
+	if err != nil {
+		f.Fatal(err)
+	}
+	fw, err := firmware.OpenStore(filepath.Join(dir, "firmware"), quiet)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := New(Options{Username: testUser, Password: testPassword, SessionKey: make([]byte, 32), DataDir: dir, Logger: quiet, FirmwareMaxSize: 64 << 10},
+		Deps{State: st, Devices: gw, Events: bus, Firmware: fw})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return s
+}
+
+// FuzzFirmwareUpload sends arbitrary multipart bodies to POST
+// /api/firmware: never a panic, never a 5xx, always a JSON sentence.
+func FuzzFirmwareUpload(f *testing.F) {
+	s := fuzzFirmwareServer(f)
+	seed := func(parts ...formPart) {
+		var buf bytes.Buffer
+		w := multipart.NewWriter(&buf)
+		_ = w.SetBoundary("fuzzboundary")
+		for _, p := range parts {
+			pw, _ := w.CreateFormFile(p.name, p.filename)
+			pw.Write(p.data)
+		}
+		w.Close()
+		f.Add(buf.Bytes())
+	}
+	seed(formPart{name: "firmware", filename: "a.bin", data: buildImage(f, testImage{})})
+	seed(formPart{name: "allow_project_change", data: []byte("1")}, formPart{name: "binfile", filename: "b.bin", data: buildImage(f, testImage{project: "x"})})
+	seed(formPart{name: "firmware", filename: "t.txt", data: []byte("hello")})
+	seed(formPart{name: "csrf", data: []byte("x")}, formPart{name: "other", data: []byte("y")})
+	f.Add([]byte("--fuzzboundary\r\n\r\n--fuzzboundary--"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, "/api/firmware", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=fuzzboundary")
+		req.SetBasicAuth(testUser, testPassword)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%d %s", rec.Code, rec.Body)
+		}
+		if rec.Code != http.StatusOK {
+			var v map[string]string
+			if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || v["error"] == "" {
+				t.Fatalf("refusal %d is not a JSON sentence: %s", rec.Code, rec.Body)
+			}
+		}
+	})
+}
+
+// FuzzFlash: only messages this server signed are shown.
+func FuzzFlash(f *testing.F) {
+	s := &Server{auth: newAuthenticator("admin", "pw", make([]byte, 32), time.Hour)}
+	f.Add("b2sAaGVsbG8.AAAA")
+	f.Add("")
+	f.Add(".")
+	f.Fuzz(func(t *testing.T, value string) {
+		fl, ok := s.decodeFlash(value)
+		if !ok {
+			return
+		}
+		payload := string(fl.Kind) + "\x00" + fl.Message
+		want := base64.RawURLEncoding.EncodeToString([]byte(payload)) + "." + base64.RawURLEncoding.EncodeToString(s.auth.mac("flash", payload))
+		if value != want {
+			t.Fatalf("accepted a flash cookie we did not sign: %q", value)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -150,10 +151,33 @@ func (s *Server) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Set(ctxAuth, authInfo{viaCookie: true, sess: sess})
 		if !safeMethod(r.Method) && !s.auth.checkCSRF(sess, csrfFrom(r)) {
-			return errorf(http.StatusForbidden, "missing or wrong CSRF token: reload the page and try again (scripts: use HTTP basic auth, which needs no token)")
+			if !csrfInUpload(c) {
+				return errCSRF
+			}
+			// The token is a field of the multipart upload; the handler
+			// checks it before it saves anything.
+			c.Set(ctxCSRFPending, true)
 		}
 		return next(c)
 	}
+}
+
+var errCSRF = errorf(http.StatusForbidden, "missing or wrong CSRF token: reload the page and try again (scripts: use HTTP basic auth, which needs no token)")
+
+// ctxCSRFPending marks a request whose CSRF token the handler must find in
+// the body.
+const ctxCSRFPending = "cloudcloud.csrf-pending"
+
+// uploadRoutes take a multipart firmware upload. Reading the token from
+// the form here would mean reading the whole image first, so a form post
+// without the header defers the check to receiveUpload.
+var uploadRoutes = map[string]bool{"/api/firmware": true, "/ui/firmware": true}
+
+func csrfInUpload(c echo.Context) bool {
+	r := c.Request()
+	mt, _, err := mime.ParseMediaType(r.Header.Get(echo.HeaderContentType))
+	return err == nil && mt == "multipart/form-data" && r.Method == http.MethodPost &&
+		uploadRoutes[c.Path()] && r.Header.Get(csrfHeader) == ""
 }
 
 // crossSite reports a browser request made on behalf of another site.

@@ -64,6 +64,9 @@ type bootData struct {
 	LogFilter  string           `json:"log_filter"`
 	ServerTime time.Time        `json:"server_time"`
 	Logs       []device.LogLine `json:"-"`
+	// Firmware is GET /api/firmware's object; absent on a server without
+	// firmware updates.
+	Firmware *firmwareStatus `json:"firmware,omitempty"`
 }
 
 func (s *Server) indexPage(c echo.Context) error {
@@ -96,6 +99,16 @@ func (s *Server) indexPage(c echo.Context) error {
 	boot := bootData{State: st, Devices: devs, Favorites: favoritesBody{Colors: favs}, LogFilter: filter, ServerTime: now.UTC()}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
+	}
+	if s.deps.Firmware != nil {
+		fw := s.firmwareStatus()
+		boot.Firmware = &fw
+		panel := firmwareView(fw, devs, now, s.opt.FirmwareMaxSize, s.opt.FirmwareChip)
+		panel.CSRF = d.CSRF
+		if f, ok := s.takeFlash(c); ok {
+			panel.Flash, panel.FlashKind = f.Message, string(f.Kind)
+		}
+		d.FirmwarePanel = templates.FirmwareCard(panel)
 	}
 	d.Boot = boot
 	return s.renderPage(c, http.StatusOK, templates.IndexPage(d))
@@ -292,6 +305,10 @@ func (s *Server) formCommand(c echo.Context) error {
 	}
 	if _, err := s.runCommand(f.Get("command"), on, ids); err != nil {
 		return err
+	}
+	// The firmware panel's "Update all lamps" returns to the panel.
+	if f.Get("back") == "firmware" {
+		return c.Redirect(http.StatusSeeOther, "/#firmware")
 	}
 	return c.Redirect(http.StatusSeeOther, "/#lamps")
 }

@@ -11,6 +11,7 @@ package web
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -22,9 +23,11 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/metrics"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/weather"
 )
@@ -49,6 +52,19 @@ type WeatherService interface {
 	Refresh()
 }
 
+// FirmwareService keeps the image lamps download (firmware.Store).
+type FirmwareService interface {
+	Save(r io.Reader, opt firmware.SaveOptions) (firmware.Info, error)
+	Current() (firmware.Info, bool)
+	Previous() (firmware.Info, bool)
+	Rollback() (firmware.Info, error)
+}
+
+// RolloutService follows lamps through firmware updates (rollout.Tracker).
+type RolloutService interface {
+	Updates() []rollout.Update
+}
+
 // EventSource is the event bus (events.Bus).
 type EventSource interface {
 	Subscribe(buffer int, types ...events.Type) *events.Subscription
@@ -67,6 +83,12 @@ type Options struct {
 	// FirmwareHandler, when set, serves GET /firmware.bin behind the login;
 	// without it the route answers 404.
 	FirmwareHandler http.Handler
+	// FirmwareMaxSize is the largest accepted upload in bytes
+	// (firmware.max_size); 0 means firmware.DefaultMaxSize.
+	FirmwareMaxSize int64
+	// FirmwareChip, when set, is the only chip uploads may be built for
+	// (firmware.chip).
+	FirmwareChip string
 }
 
 // Deps are the services the web port shows and drives.
@@ -75,6 +97,11 @@ type Deps struct {
 	Devices DeviceService
 	Weather WeatherService // may be nil: the UI then says weather is not running
 	Events  EventSource
+	// Firmware may be nil: the firmware panel and routes are then absent
+	// (the routes say firmware updates are not set up).
+	Firmware FirmwareService
+	// Rollout may be nil: the panel then lists no lamp updates.
+	Rollout RolloutService
 }
 
 // Server is the web port. Create it with New and serve Handler.
@@ -86,10 +113,12 @@ type Server struct {
 	auth    *authenticator
 	limiter *loginLimiter
 	favs    *favorites.Store
-	favBus  *events.Bus // favourites are web-only news, so they get their own small bus
-	assets  *assetSet
-	httpMet *metrics.HTTP
-	metrics http.Handler
+	// localBus carries the web port's own news (favourites, the firmware
+	// panel's status), which no other part of the server produces.
+	localBus *events.Bus
+	assets   *assetSet
+	httpMet  *metrics.HTTP
+	metrics  http.Handler
 
 	heartbeat time.Duration // SSE comment interval; a field so tests can shorten it
 	now       func() time.Time
@@ -115,6 +144,18 @@ func New(opt Options, deps Deps) (*Server, error) {
 		return nil, errors.New("web: a data directory is required for favorites.json (storage.dir)")
 	case deps.State == nil || deps.Devices == nil || deps.Events == nil:
 		return nil, errors.New("web: the state, device and event services are required")
+	case opt.FirmwareMaxSize < 0:
+		return nil, fmt.Errorf("web: the firmware size limit is %d bytes; it must be positive (firmware.max_size)", opt.FirmwareMaxSize)
+	}
+	if opt.FirmwareChip != "" {
+		chip, err := firmware.NormalizeChip(opt.FirmwareChip)
+		if err != nil {
+			return nil, fmt.Errorf("web: firmware.chip: %w", err)
+		}
+		opt.FirmwareChip = chip
+	}
+	if opt.FirmwareMaxSize == 0 {
+		opt.FirmwareMaxSize = firmware.DefaultMaxSize
 	}
 	if opt.SessionTTL <= 0 {
 		opt.SessionTTL = 30 * 24 * time.Hour
@@ -139,7 +180,7 @@ func New(opt Options, deps Deps) (*Server, error) {
 		log:       opt.Logger,
 		auth:      newAuthenticator(opt.Username, opt.Password, opt.SessionKey, opt.SessionTTL),
 		favs:      favs,
-		favBus:    events.NewBus(),
+		localBus:  events.NewBus(),
 		assets:    assets,
 		heartbeat: 15 * time.Second,
 		now:       time.Now,
@@ -215,6 +256,8 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/ui/command", s.formCommand)
 	e.POST("/ui/favorites", s.formFavorites)
 	e.POST("/ui/weather/refresh", s.formWeatherRefresh)
+	e.POST("/ui/firmware", s.formFirmware)
+	e.POST("/ui/firmware/rollback", s.formFirmwareRollback)
 	e.GET("/firmware.bin", s.firmware)
 	e.HEAD("/firmware.bin", s.firmware)
 
@@ -229,6 +272,9 @@ func (s *Server) routes() *echo.Echo {
 	api.POST("/weather/refresh", s.postWeatherRefresh)
 	api.GET("/favorites", s.getFavorites)
 	api.PUT("/favorites", s.putFavorites)
+	api.GET("/firmware", s.getFirmware)
+	api.POST("/firmware", s.postFirmware)
+	api.POST("/firmware/rollback", s.postFirmwareRollback)
 	return e
 }
 

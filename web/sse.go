@@ -27,16 +27,19 @@ const sseRetry = 2 * time.Second
 
 // events is GET /api/events: Server-Sent Events whose event name is the
 // bus type and whose data is the JSON object. A new stream starts with
-// snapshots (state, devices, weather, favorites), so a page that reconnects
-// is in sync again at once; then it streams. It ends when the client goes,
+// snapshots (state, devices, weather, favorites and, when firmware updates
+// are set up, firmware_status), so a page that reconnects is in sync again
+// at once; then it streams: every bus event, including each lamp's
+// `firmware` update step (a rollout.Update), and the web port's own
+// favorites and firmware_status news. It ends when the client goes,
 // or when the subscription lags (the browser reconnects by itself).
 func (s *Server) events(c echo.Context) error {
 	// Subscribe before taking the snapshots: a change in between is then
 	// both in the snapshot and in the stream, never in neither.
 	sub := s.deps.Events.Subscribe(sseBuffer)
 	defer sub.Close()
-	favSub := s.favBus.Subscribe(8)
-	defer favSub.Close()
+	localSub := s.localBus.Subscribe(8)
+	defer localSub.Close()
 
 	w := c.Response()
 	rc := http.NewResponseController(w)
@@ -48,14 +51,18 @@ func (s *Server) events(c echo.Context) error {
 
 	var buf bytes.Buffer
 	fmt.Fprintf(&buf, "retry: %d\n\n", sseRetry.Milliseconds())
-	snapshot := []struct {
+	type snapshotEvent struct {
 		name string
 		data any
-	}{
+	}
+	snapshot := []snapshotEvent{
 		{string(events.TypeState), s.deps.State.Get()},
 		{"devices", s.deps.Devices.Devices()},
 		{string(events.TypeWeather), s.weatherData(nil)},
 		{string(typeFavorites), favoritesBody{Colors: s.favs.List()}},
+	}
+	if s.deps.Firmware != nil {
+		snapshot = append(snapshot, snapshotEvent{string(typeFirmwareStatus), s.firmwareStatus()})
 	}
 	for _, e := range snapshot {
 		if err := writeEvent(&buf, e.name, e.data); err != nil {
@@ -100,7 +107,7 @@ func (s *Server) events(c echo.Context) error {
 				buf.Reset()
 				continue
 			}
-		case e, ok := <-favSub.C:
+		case e, ok := <-localSub.C:
 			if !ok {
 				return nil
 			}

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/weather"
 	"github.com/cloudcloud/cloudcloud/web/templates"
@@ -257,4 +259,124 @@ func logDownloadURL(filter string) string {
 		return "/logs.txt"
 	}
 	return "/logs.txt?device=" + url.QueryEscape(filter)
+}
+
+// firmwareView is the firmware panel. devs tells which lamps told to update
+// are still connected.
+func firmwareView(st firmwareStatus, devs []device.Info, now time.Time, maxSize int64, chip string) templates.Firmware {
+	v := templates.Firmware{
+		MaxSize:  formatSize(maxSize),
+		MaxBytes: maxSize,
+		Chip:     chip,
+		Hint:     "The application .bin, up to " + formatSize(maxSize),
+	}
+	if chip != "" {
+		v.Hint += ", built for " + chip
+	}
+	v.Hint += ". It is checked before any lamp can fetch it; a refused file leaves the current image in place."
+	if st.Current != nil {
+		img := firmwareImageView(*st.Current, now)
+		v.Current = &img
+	}
+	if st.Previous != nil {
+		img := firmwareImageView(*st.Previous, now)
+		v.Previous = &img
+	}
+	online := map[string]bool{}
+	for _, d := range devs {
+		online[d.ID] = true
+	}
+	for _, u := range st.Updates {
+		v.Updates = append(v.Updates, firmwareUpdateView(u, online[u.DeviceID], now))
+	}
+	return v
+}
+
+func firmwareImageView(i firmware.Info, now time.Time) templates.FirmwareImage {
+	v := templates.FirmwareImage{
+		Project: i.Project, Version: i.Version,
+		BuildDate: i.BuildDate, BuildTime: i.BuildTime,
+		IDFVersion: i.IDFVersion, Chip: i.Chip,
+		Size:        formatSize(i.Size),
+		SizeBytes:   strconv.FormatInt(i.Size, 10) + " bytes",
+		SHA256:      i.SHA256,
+		SHA256Short: shortSHA(i.SHA256),
+		UploadedAgo: ago(now, i.UploadedAt),
+	}
+	if v.Project == "" {
+		v.Project = "(no project name)"
+	}
+	if !i.UploadedAt.IsZero() {
+		v.UploadedAt = i.UploadedAt.Format(time.RFC3339Nano)
+	}
+	return v
+}
+
+// shortSHA keeps the start and end of a digest, enough to compare by eye.
+func shortSHA(h string) string {
+	if len(h) <= 20 {
+		return h
+	}
+	return h[:12] + "…" + h[len(h)-6:]
+}
+
+// firmwareUpdateView says where one lamp stands in its update. online is
+// whether the connection told to update is still open.
+func firmwareUpdateView(u rollout.Update, online bool, now time.Time) templates.FirmwareUpdate {
+	v := templates.FirmwareUpdate{
+		Lamp: u.Lamp, State: u.State, StateText: u.State, StateClass: "info",
+		AskedAt: u.AskedAt.Format(time.RFC3339Nano), AskedClock: u.AskedAt.Local().Format("15:04"),
+	}
+	pending := func(detail string) string {
+		if !online {
+			return detail + " · offline"
+		}
+		return detail
+	}
+	switch u.State {
+	case rollout.StateAsked:
+		v.StateText = "Asked"
+		v.Detail = pending("told to update to " + orUnknown(u.Version))
+	case rollout.StateDownloading:
+		v.Percent = percent(u.Sent, u.Total)
+		v.StateText = "Downloading " + strconv.Itoa(v.Percent) + " %"
+		v.Progress = true
+		v.Detail = pending(formatSize(u.Sent) + " of " + formatSize(u.Total))
+	case rollout.StateDownloaded:
+		v.Percent, v.Progress = 100, true
+		v.StateText = "Downloaded"
+		v.Detail = pending("image sent; it flashes and restarts")
+	case rollout.StateBack:
+		v.StateClass = "good"
+		v.StateText = "Back"
+		if u.BackAt != nil {
+			v.StateText = "Back after " + humanDuration(u.BackAt.Sub(u.AskedAt))
+		}
+		v.Detail = "now on " + orUnknown(u.Version)
+		if u.RunningVersion != "" && u.RunningVersion != u.Version {
+			v.Detail += " (was " + u.RunningVersion + ")"
+		}
+	case rollout.StateOverdue:
+		v.StateClass = "bad"
+		v.StateText = "Overdue"
+		v.Detail = "not back after " + humanDuration(now.Sub(u.AskedAt)) + "; check its power and Wi-Fi, or flash it over USB"
+	}
+	if u.RunningVersion != "" && u.State != rollout.StateBack {
+		v.Detail += " · ran " + u.RunningVersion
+	}
+	return v
+}
+
+func percent(sent, total int64) int {
+	if total <= 0 {
+		return 0
+	}
+	return int(min(100, max(0, sent*100/total)))
+}
+
+func orUnknown(version string) string {
+	if version == "" {
+		return "an unknown version"
+	}
+	return version
 }

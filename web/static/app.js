@@ -111,13 +111,15 @@
 
   class APIError extends Error {}
 
+  // api calls the JSON API; a FormData body goes as multipart (uploads).
   async function api(method, path, body) {
     const headers = { Accept: 'application/json' };
     if (method !== 'GET') headers['X-CSRF-Token'] = csrf;
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const form = body instanceof FormData;
+    if (body !== undefined && !form) headers['Content-Type'] = 'application/json';
     let res;
     try {
-      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
+      res = await fetch(path, { method, headers, body: body === undefined || form ? body : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
     } catch (e) {
       throw new APIError('The server cannot be reached. Check the connection.');
     }
@@ -529,6 +531,7 @@
     $('#devices-empty').hidden = app.devices.size > 0;
     updateSynced();
     updateLogLamps();
+    renderUpdates();
   }
 
   function onDevice(d) {
@@ -562,13 +565,10 @@
     if (seen && seen.dataset.ago) setText(seen, ago(seen.dataset.ago));
   }
 
-  // Commands: a second tap confirms reboot and update, so a thumb brushing
-  // past does not reboot a lamp.
-  $('#devices').addEventListener('submit', (ev) => {
-    const form = ev.target.closest('form[data-api="command"]');
-    if (!form) return;
-    ev.preventDefault();
-    const btn = ev.submitter || form.querySelector('button');
+  // confirmed is a second tap on a button with data-confirm: the first one
+  // only arms it for 3 s, so a thumb brushing past does not reboot, update
+  // or roll back anything. Buttons without data-confirm go at once.
+  function confirmed(btn) {
     const confirmText = btn.dataset.confirm;
     if (confirmText && !btn.classList.contains('armed')) {
       btn.classList.add('armed');
@@ -578,7 +578,7 @@
       btn.setAttribute('aria-label', confirmText);
       btn._disarm = setTimeout(() => { btn.classList.remove('armed'); label.textContent = before; btn.removeAttribute('aria-label'); }, 3000);
       btn._before = before;
-      return;
+      return false;
     }
     if (btn.classList.contains('armed')) {
       clearTimeout(btn._disarm);
@@ -586,6 +586,16 @@
       btn.querySelector('span').textContent = btn._before;
       btn.removeAttribute('aria-label');
     }
+    return true;
+  }
+
+  // Commands from a lamp's row.
+  $('#devices').addEventListener('submit', (ev) => {
+    const form = ev.target.closest('form[data-api="command"]');
+    if (!form) return;
+    ev.preventDefault();
+    const btn = ev.submitter || form.querySelector('button');
+    if (!confirmed(btn)) return;
     const id = form.querySelector('input[name="device"]').value;
     const command = btn.value || form.querySelector('input[name="command"]').value;
     const body = { command, devices: [id] };
@@ -723,6 +733,218 @@
     setText(btn.querySelector('span'), log.paused ? 'Resume' : 'Pause');
   });
 
+  // ---------- firmware ----------
+
+  // The panel exists only when the server keeps firmware (static markup in
+  // templates/firmware.templ; the sentences repeat view.go's firmware views).
+  const fwCard = $('#firmware');
+  app.updates = new Map(); // lamp → its latest rollout update
+
+  const formatSize = (n) => {
+    n = Number(n) || 0;
+    const trim = (f) => f.toFixed(1).replace(/\.0$/, '');
+    if (n < 1024) return n + ' B';
+    if (n < 1048576) return trim(n / 1024) + ' KiB';
+    return trim(n / 1048576) + ' MiB';
+  };
+  const shortSHA = (h) => (h && h.length > 20 ? h.slice(0, 12) + '…' + h.slice(-6) : h || '');
+  const orUnknown = (v) => v || 'an unknown version';
+
+  function applyFirmware(st) {
+    if (!fwCard || !st) return;
+    const cur = st.current;
+    $('#fw-current').hidden = !cur;
+    $('#fw-none').hidden = !!cur;
+    if (cur) {
+      setText(field(fwCard, 'fw-project'), cur.project || '(no project name)');
+      setText(field(fwCard, 'fw-version'), cur.version);
+      field(fwCard, 'fw-uploaded').dataset.ago = cur.uploaded_at || '';
+      setText(field(fwCard, 'fw-built'), cur.build_date + ' ' + cur.build_time);
+      setText(field(fwCard, 'fw-idf'), cur.idf_version);
+      setText(field(fwCard, 'fw-chip'), cur.chip);
+      const size = field(fwCard, 'fw-size');
+      setText(size, formatSize(cur.size));
+      size.title = cur.size + ' bytes';
+      const sha = field(fwCard, 'fw-sha');
+      setText(sha, shortSHA(cur.sha256));
+      sha.title = cur.sha256;
+      $('#fw-copy').dataset.sha = cur.sha256;
+    }
+    const prev = st.previous;
+    $('#fw-previous').hidden = !prev;
+    if (prev) {
+      setText(field(fwCard, 'fw-prev-project'), prev.project || '(no project name)');
+      setText(field(fwCard, 'fw-prev-version'), prev.version);
+      setText(field(fwCard, 'fw-prev-built'), 'built ' + prev.build_date + ' ' + prev.build_time);
+    }
+    $('#fw-update-all').disabled = !cur;
+    app.updates = new Map((st.updates || []).map((u) => [u.lamp, u]));
+    renderUpdates();
+    tickFirmware();
+  }
+
+  function onFirmwareUpdate(u) {
+    app.updates.set(u.lamp, u);
+    renderUpdates();
+  }
+
+  // updateView says where a lamp stands; keep in step with firmwareUpdateView.
+  function updateView(u) {
+    const d = app.devices.get(u.device_id);
+    const online = !!d && d.event !== 'disconnected';
+    const pending = (detail) => (online ? detail : detail + ' · offline');
+    const v = { text: u.state, cls: 'info', detail: '', progress: false, percent: 0 };
+    switch (u.state) {
+      case 'asked':
+        v.text = 'Asked';
+        v.detail = pending('told to update to ' + orUnknown(u.version));
+        break;
+      case 'downloading':
+        v.percent = u.total > 0 ? Math.min(100, Math.max(0, Math.floor((u.sent * 100) / u.total))) : 0;
+        v.text = 'Downloading ' + v.percent + ' %';
+        v.progress = true;
+        v.detail = pending(formatSize(u.sent) + ' of ' + formatSize(u.total));
+        break;
+      case 'downloaded':
+        v.percent = 100;
+        v.progress = true;
+        v.text = 'Downloaded';
+        v.detail = pending('image sent; it flashes and restarts');
+        break;
+      case 'back':
+        v.cls = 'good';
+        v.text = u.back_at ? 'Back after ' + humanDuration(Date.parse(u.back_at) - Date.parse(u.asked_at)) : 'Back';
+        v.detail = 'now on ' + orUnknown(u.version);
+        if (u.running_version && u.running_version !== u.version) v.detail += ' (was ' + u.running_version + ')';
+        break;
+      case 'overdue':
+        v.cls = 'bad';
+        v.text = 'Overdue';
+        v.detail = 'not back after ' + humanDuration(serverNow() - Date.parse(u.asked_at)) + '; check its power and Wi-Fi, or flash it over USB';
+        break;
+    }
+    if (u.running_version && u.state !== 'back') v.detail += ' · ran ' + u.running_version;
+    return v;
+  }
+
+  function renderUpdates() {
+    if (!fwCard) return;
+    const list = $('#fw-updates');
+    const updates = [...app.updates.values()].sort((a, b) => Date.parse(b.asked_at) - Date.parse(a.asked_at));
+    const keep = new Set(updates.map((u) => u.lamp));
+    $$('.fw-update', list).forEach((row) => { if (!keep.has(row.dataset.lamp)) row.remove(); });
+    for (const u of updates) {
+      let row = $$('.fw-update', list).find((r) => r.dataset.lamp === u.lamp);
+      if (!row) row = $('#fw-update-template').content.firstElementChild.cloneNode(true);
+      list.append(row); // newest first: appending in order sorts the rows
+      const v = updateView(u);
+      row.dataset.lamp = u.lamp;
+      row.dataset.state = u.state;
+      setText(field(row, 'lamp'), u.lamp);
+      const state = field(row, 'state');
+      setText(state, v.text);
+      state.className = 'pill ' + v.cls;
+      const bar = field(row, 'progress');
+      bar.hidden = !v.progress;
+      bar.value = v.percent;
+      setText(field(row, 'detail'), v.detail);
+      const asked = field(row, 'asked');
+      asked.setAttribute('datetime', u.asked_at);
+      setText(asked, new Date(u.asked_at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false }));
+    }
+    $('#fw-updates-empty').hidden = updates.length > 0;
+  }
+
+  function tickFirmware() {
+    if (!fwCard) return;
+    const up = field(fwCard, 'fw-uploaded');
+    if (up && up.dataset.ago) setText(up, ago(up.dataset.ago));
+  }
+
+  async function reloadFirmware() {
+    applyFirmware(await api('GET', '/api/firmware'));
+  }
+
+  if (fwCard) {
+    const upload = $('#fw-upload');
+    const fileInput = $('#fw-file');
+    const uploadError = $('#fw-error');
+    const showUploadError = (msg) => {
+      setText(uploadError, msg);
+      uploadError.hidden = !msg;
+    };
+    fileInput.addEventListener('change', () => showUploadError(''));
+    upload.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const file = fileInput.files && fileInput.files[0];
+      if (!file) { showUploadError('Choose the application .bin from your build directory first.'); return; }
+      const max = Number(upload.dataset.maxSize);
+      if (max && file.size > max) {
+        // Refused here, before megabytes travel for nothing; the server says the same.
+        showUploadError('The file is ' + formatSize(file.size) + ', larger than firmware.max_size, ' + upload.dataset.maxLabel + '. An ESP32 application is usually 1-2 MiB: check that this is the application .bin and not a merged flash image.');
+        return;
+      }
+      // The override goes before the file: the server reads the upload as a stream.
+      const body = new FormData();
+      if ($('#fw-allow').checked) body.append('allow_project_change', '1');
+      body.append('firmware', file, file.name);
+      const btn = $('#fw-send');
+      btn.disabled = true;
+      btn.classList.add('busy');
+      setText(btn.querySelector('span'), 'Checking…');
+      showUploadError('');
+      api('POST', '/api/firmware', body)
+        .then((info) => {
+          toast('Uploaded ' + info.project + ' ' + info.version + '. Press Update to send it to the lamps.');
+          upload.reset();
+          $('#fw-flash').hidden = true;
+          return reloadFirmware();
+        })
+        .catch((e) => showUploadError(e.message))
+        .finally(() => {
+          btn.disabled = false;
+          btn.classList.remove('busy');
+          setText(btn.querySelector('span'), 'Upload');
+        });
+    });
+
+    $('#fw-previous').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (!confirmed($('#fw-rollback'))) return;
+      api('POST', '/api/firmware/rollback')
+        .then((info) => { toast('Rolled back to ' + info.project + ' ' + info.version + '. Press Update to send it to the lamps.'); return reloadFirmware(); })
+        .catch((e) => toast(e.message, 'error'));
+    });
+
+    $('form[data-api="update-all"]').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      if (!confirmed($('#fw-update-all'))) return;
+      api('POST', '/api/commands', { command: 'update' })
+        .then((res) => toast(res.sent_to.length ? 'Update sent to ' + (res.sent_to.length === 1 ? '1 lamp' : res.sent_to.length + ' lamps') : 'No lamp is connected to update'))
+        .catch((e) => toast(e.message, 'error'));
+    });
+
+    // Copy the whole digest; plain HTTP on a LAN has no Clipboard API, so
+    // fall back to a selected text field.
+    $('#fw-copy').addEventListener('click', () => {
+      const sha = $('#fw-copy').dataset.sha;
+      const done = () => toast('SHA-256 copied');
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(sha).then(done, () => toast('Could not copy; the digest is in the tooltip', 'error'));
+        return;
+      }
+      const ta = document.createElement('textarea');
+      ta.value = sha;
+      ta.setAttribute('readonly', '');
+      ta.className = 'visually-hidden';
+      document.body.append(ta);
+      ta.select();
+      const ok = document.execCommand('copy');
+      ta.remove();
+      if (ok) done(); else toast('Could not copy; the digest is in the tooltip', 'error');
+    });
+  }
+
   // ---------- live connection ----------
 
   const conn = $('#conn');
@@ -771,6 +993,8 @@
     on('log', onLog);
     on('weather', applyWeather);
     on('favorites', (f) => renderFavorites(f.colors || []));
+    on('firmware', onFirmwareUpdate);
+    on('firmware_status', applyFirmware);
   }
 
   window.addEventListener('online', connect);
@@ -787,6 +1011,7 @@
     if (document.hidden) return;
     $$('.device').forEach(tickRow);
     tickWeather();
+    tickFirmware();
   }, 1000);
 
   // ---------- start ----------
@@ -795,6 +1020,7 @@
   applyState(boot.state);
   renderFavorites((boot.favorites && boot.favorites.colors) || []);
   applyWeather(boot.weather);
+  applyFirmware(boot.firmware);
   renderDevices();
   logBox.scrollTop = logBox.scrollHeight;
   connect();

@@ -44,7 +44,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 			var templ_7745c5c3_Var2 string
 			templ_7745c5c3_Var2, templ_7745c5c3_Err = templ.JoinStringErrs(p.CSRF)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 21, Col: 44}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 21, Col: 44}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var2))
 			if templ_7745c5c3_Err != nil {
@@ -62,7 +62,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var3 string
 		templ_7745c5c3_Var3, templ_7745c5c3_Err = templ.JoinStringErrs(p.Title)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 23, Col: 19}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 23, Col: 19}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var3))
 		if templ_7745c5c3_Err != nil {
@@ -75,7 +75,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var4 templ.SafeURL
 		templ_7745c5c3_Var4, templ_7745c5c3_Err = templ.JoinURLErrs(p.Assets.CSS)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 24, Col: 45}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 24, Col: 45}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var4))
 		if templ_7745c5c3_Err != nil {
@@ -88,7 +88,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var5 templ.SafeURL
 		templ_7745c5c3_Var5, templ_7745c5c3_Err = templ.JoinURLErrs(p.Assets.NoScriptCSS)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 25, Col: 63}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 25, Col: 63}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var5))
 		if templ_7745c5c3_Err != nil {
@@ -101,7 +101,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var6 templ.SafeURL
 		templ_7745c5c3_Var6, templ_7745c5c3_Err = templ.JoinURLErrs(p.Assets.Manifest)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 26, Col: 48}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 26, Col: 48}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var6))
 		if templ_7745c5c3_Err != nil {
@@ -114,7 +114,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var7 templ.SafeURL
 		templ_7745c5c3_Var7, templ_7745c5c3_Err = templ.JoinURLErrs(p.Assets.Icon)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 27, Col: 61}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 27, Col: 61}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var7))
 		if templ_7745c5c3_Err != nil {
@@ -127,7 +127,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var8 templ.SafeURL
 		templ_7745c5c3_Var8, templ_7745c5c3_Err = templ.JoinURLErrs(p.Assets.Icon192)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 28, Col: 76}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 28, Col: 76}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var8))
 		if templ_7745c5c3_Err != nil {
@@ -140,7 +140,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var9 templ.SafeURL
 		templ_7745c5c3_Var9, templ_7745c5c3_Err = templ.JoinURLErrs(p.Assets.AppleTouchIcon)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 29, Col: 62}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 29, Col: 62}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var9))
 		if templ_7745c5c3_Err != nil {
@@ -153,7 +153,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var10 string
 		templ_7745c5c3_Var10, templ_7745c5c3_Err = templ.JoinStringErrs(p.Assets.JS)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 30, Col: 28}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 30, Col: 28}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var10))
 		if templ_7745c5c3_Err != nil {
@@ -175,7 +175,7 @@ func Layout(p Page, bodyClass string) templ.Component {
 		var templ_7745c5c3_Var12 string
 		templ_7745c5c3_Var12, templ_7745c5c3_Err = templ.JoinStringErrs(templ.CSSClasses(templ_7745c5c3_Var11).String())
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 1, Col: 0}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 1, Col: 0}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var12))
 		if templ_7745c5c3_Err != nil {
@@ -230,7 +230,7 @@ func Icon(name string) templ.Component {
 		var templ_7745c5c3_Var14 string
 		templ_7745c5c3_Var14, templ_7745c5c3_Err = templ.JoinStringErrs("#i-" + name)
 		if templ_7745c5c3_Err != nil {
-			return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 41, Col: 80}
+			return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 41, Col: 80}
 		}
 		_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var14))
 		if templ_7745c5c3_Err != nil {
@@ -297,7 +297,7 @@ func IconSprite() templ.Component {
 			templ_7745c5c3_Var16 = templ.NopComponent
 		}
 		ctx = templ.ClearChildren(ctx)
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "<svg class=\"sprite\" aria-hidden=\"true\" xmlns=\"http://www.w3.org/2000/svg\"><symbol id=\"i-cloud\" viewBox=\"0 0 24 24\"><path d=\"M7 19h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 11.2 4 4 0 0 0 7 19z\"></path></symbol> <symbol id=\"i-sun\" viewBox=\"0 0 24 24\"><circle cx=\"12\" cy=\"12\" r=\"4\"></circle><path d=\"M12 2.5v2M12 19.5v2M4.6 4.6 6 6M18 18l1.4 1.4M2.5 12h2M19.5 12h2M4.6 19.4 6 18M18 6l1.4-1.4\"></path></symbol> <symbol id=\"i-sunrise\" viewBox=\"0 0 24 24\"><path d=\"M7 17a5 5 0 0 1 10 0M2.5 17h19M12 3.5v5M9.5 6 12 3.5 14.5 6M4.2 10.2l1.4 1.4M18.4 11.6l1.4-1.4M5 21h14\"></path></symbol> <symbol id=\"i-sunset\" viewBox=\"0 0 24 24\"><path d=\"M7 17a5 5 0 0 1 10 0M2.5 17h19M12 3.5v5M9.5 6 12 8.5 14.5 6M4.2 10.2l1.4 1.4M18.4 11.6l1.4-1.4M5 21h14\"></path></symbol> <symbol id=\"i-rain\" viewBox=\"0 0 24 24\"><path d=\"M7 15h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 7.2 4 4 0 0 0 7 15zM8 18l-1 2.5M12 18l-1 2.5M16 18l-1 2.5\"></path></symbol> <symbol id=\"i-storm\" viewBox=\"0 0 24 24\"><path d=\"M7 15h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 7.2 4 4 0 0 0 7 15zM12.5 15.5l-2 3.5h3l-2 3.5\"></path></symbol> <symbol id=\"i-snow\" viewBox=\"0 0 24 24\"><path d=\"M7 15h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 7.2 4 4 0 0 0 7 15zM8 18.5h.01M12 18.5h.01M16 18.5h.01M10 21.5h.01M14 21.5h.01\"></path></symbol> <symbol id=\"i-mist\" viewBox=\"0 0 24 24\"><path d=\"M3 8h13M6 12h15M3 16h11M17 16h4M8 20h9\"></path></symbol> <symbol id=\"i-wind\" viewBox=\"0 0 24 24\"><path d=\"M3 9h11a3 3 0 1 0-3-3M3 14h15a3 3 0 1 1-3 3M3 19h7\"></path></symbol> <symbol id=\"i-power\" viewBox=\"0 0 24 24\"><path d=\"M12 3v8M7.1 6.1a7.5 7.5 0 1 0 9.8 0\"></path></symbol> <symbol id=\"i-drop\" viewBox=\"0 0 24 24\"><path d=\"M12 3.5s6 6.4 6 10.7a6 6 0 0 1-12 0C6 9.9 12 3.5 12 3.5z\"></path></symbol> <symbol id=\"i-plus\" viewBox=\"0 0 24 24\"><path d=\"M12 5v14M5 12h14\"></path></symbol> <symbol id=\"i-x\" viewBox=\"0 0 24 24\"><path d=\"M6 6l12 12M18 6 6 18\"></path></symbol> <symbol id=\"i-edit\" viewBox=\"0 0 24 24\"><path d=\"M4 20h4L19 9l-4-4L4 16v4zM13.5 6.5l4 4\"></path></symbol> <symbol id=\"i-reboot\" viewBox=\"0 0 24 24\"><path d=\"M20 12a8 8 0 1 1-2.6-5.9M20 4v5h-5\"></path></symbol> <symbol id=\"i-update\" viewBox=\"0 0 24 24\"><path d=\"M12 3v12M7 10l5 5 5-5M4 20h16\"></path></symbol> <symbol id=\"i-download\" viewBox=\"0 0 24 24\"><path d=\"M12 4v11M7.5 10.5 12 15l4.5-4.5M5 19.5h14\"></path></symbol> <symbol id=\"i-pause\" viewBox=\"0 0 24 24\"><path d=\"M9 5v14M15 5v14\"></path></symbol> <symbol id=\"i-play\" viewBox=\"0 0 24 24\"><path d=\"M8 5v14l11-7z\"></path></symbol> <symbol id=\"i-bug\" viewBox=\"0 0 24 24\"><path d=\"M5 7l3 3M19 7l-3 3M4 13h4M16 13h4M5 19l3-2.5M19 19l-3-2.5M9 7.5V7a3 3 0 0 1 6 0v.5M8 10.5a4 4 0 0 1 8 0v4a4 4 0 0 1-8 0z\"></path></symbol> <symbol id=\"i-refresh\" viewBox=\"0 0 24 24\"><path d=\"M4 12a8 8 0 0 1 13.7-5.6L20 8.5M20 4v4.5h-4.5M20 12a8 8 0 0 1-13.7 5.6L4 15.5M4 20v-4.5h4.5\"></path></symbol> <symbol id=\"i-logout\" viewBox=\"0 0 24 24\"><path d=\"M14 4h4a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2h-4M10 16l-4-4 4-4M6 12h10\"></path></symbol> <symbol id=\"i-lamp\" viewBox=\"0 0 24 24\"><path d=\"M8 18h8M9.5 21h5M12 3a6 6 0 0 0-3.5 10.9V15h7v-1.1A6 6 0 0 0 12 3z\"></path></symbol> <symbol id=\"i-star\" viewBox=\"0 0 24 24\"><path d=\"m12 3.5 2.6 5.3 5.9.9-4.3 4.1 1 5.8L12 16.9l-5.2 2.7 1-5.8-4.3-4.1 5.9-.9z\"></path></symbol></svg>")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 19, "<svg class=\"sprite\" aria-hidden=\"true\" xmlns=\"http://www.w3.org/2000/svg\"><symbol id=\"i-cloud\" viewBox=\"0 0 24 24\"><path d=\"M7 19h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 11.2 4 4 0 0 0 7 19z\"></path></symbol> <symbol id=\"i-sun\" viewBox=\"0 0 24 24\"><circle cx=\"12\" cy=\"12\" r=\"4\"></circle><path d=\"M12 2.5v2M12 19.5v2M4.6 4.6 6 6M18 18l1.4 1.4M2.5 12h2M19.5 12h2M4.6 19.4 6 18M18 6l1.4-1.4\"></path></symbol> <symbol id=\"i-sunrise\" viewBox=\"0 0 24 24\"><path d=\"M7 17a5 5 0 0 1 10 0M2.5 17h19M12 3.5v5M9.5 6 12 3.5 14.5 6M4.2 10.2l1.4 1.4M18.4 11.6l1.4-1.4M5 21h14\"></path></symbol> <symbol id=\"i-sunset\" viewBox=\"0 0 24 24\"><path d=\"M7 17a5 5 0 0 1 10 0M2.5 17h19M12 3.5v5M9.5 6 12 8.5 14.5 6M4.2 10.2l1.4 1.4M18.4 11.6l1.4-1.4M5 21h14\"></path></symbol> <symbol id=\"i-rain\" viewBox=\"0 0 24 24\"><path d=\"M7 15h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 7.2 4 4 0 0 0 7 15zM8 18l-1 2.5M12 18l-1 2.5M16 18l-1 2.5\"></path></symbol> <symbol id=\"i-storm\" viewBox=\"0 0 24 24\"><path d=\"M7 15h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 7.2 4 4 0 0 0 7 15zM12.5 15.5l-2 3.5h3l-2 3.5\"></path></symbol> <symbol id=\"i-snow\" viewBox=\"0 0 24 24\"><path d=\"M7 15h10.5a4.5 4.5 0 0 0 .6-8.96A6.5 6.5 0 0 0 5.7 7.2 4 4 0 0 0 7 15zM8 18.5h.01M12 18.5h.01M16 18.5h.01M10 21.5h.01M14 21.5h.01\"></path></symbol> <symbol id=\"i-mist\" viewBox=\"0 0 24 24\"><path d=\"M3 8h13M6 12h15M3 16h11M17 16h4M8 20h9\"></path></symbol> <symbol id=\"i-wind\" viewBox=\"0 0 24 24\"><path d=\"M3 9h11a3 3 0 1 0-3-3M3 14h15a3 3 0 1 1-3 3M3 19h7\"></path></symbol> <symbol id=\"i-power\" viewBox=\"0 0 24 24\"><path d=\"M12 3v8M7.1 6.1a7.5 7.5 0 1 0 9.8 0\"></path></symbol> <symbol id=\"i-drop\" viewBox=\"0 0 24 24\"><path d=\"M12 3.5s6 6.4 6 10.7a6 6 0 0 1-12 0C6 9.9 12 3.5 12 3.5z\"></path></symbol> <symbol id=\"i-plus\" viewBox=\"0 0 24 24\"><path d=\"M12 5v14M5 12h14\"></path></symbol> <symbol id=\"i-x\" viewBox=\"0 0 24 24\"><path d=\"M6 6l12 12M18 6 6 18\"></path></symbol> <symbol id=\"i-edit\" viewBox=\"0 0 24 24\"><path d=\"M4 20h4L19 9l-4-4L4 16v4zM13.5 6.5l4 4\"></path></symbol> <symbol id=\"i-reboot\" viewBox=\"0 0 24 24\"><path d=\"M20 12a8 8 0 1 1-2.6-5.9M20 4v5h-5\"></path></symbol> <symbol id=\"i-update\" viewBox=\"0 0 24 24\"><path d=\"M12 3v12M7 10l5 5 5-5M4 20h16\"></path></symbol> <symbol id=\"i-upload\" viewBox=\"0 0 24 24\"><path d=\"M12 16V5M7.5 9.5 12 5l4.5 4.5M5 19.5h14\"></path></symbol> <symbol id=\"i-undo\" viewBox=\"0 0 24 24\"><path d=\"M9 14 4 9l5-5\"></path><path d=\"M4 9h10.5a5.5 5.5 0 0 1 0 11H11\"></path></symbol> <symbol id=\"i-copy\" viewBox=\"0 0 24 24\"><rect x=\"9\" y=\"9\" width=\"11\" height=\"11\" rx=\"2\"></rect><path d=\"M5 15H4.5A1.5 1.5 0 0 1 3 13.5v-9A1.5 1.5 0 0 1 4.5 3h9A1.5 1.5 0 0 1 15 4.5V5\"></path></symbol> <symbol id=\"i-chip\" viewBox=\"0 0 24 24\"><rect x=\"6\" y=\"6\" width=\"12\" height=\"12\" rx=\"2\"></rect><rect x=\"9.5\" y=\"9.5\" width=\"5\" height=\"5\" rx=\"1\"></rect><path d=\"M9 2.5V6M15 2.5V6M9 18v3.5M15 18v3.5M2.5 9H6M2.5 15H6M18 9h3.5M18 15h3.5\"></path></symbol> <symbol id=\"i-download\" viewBox=\"0 0 24 24\"><path d=\"M12 4v11M7.5 10.5 12 15l4.5-4.5M5 19.5h14\"></path></symbol> <symbol id=\"i-pause\" viewBox=\"0 0 24 24\"><path d=\"M9 5v14M15 5v14\"></path></symbol> <symbol id=\"i-play\" viewBox=\"0 0 24 24\"><path d=\"M8 5v14l11-7z\"></path></symbol> <symbol id=\"i-bug\" viewBox=\"0 0 24 24\"><path d=\"M5 7l3 3M19 7l-3 3M4 13h4M16 13h4M5 19l3-2.5M19 19l-3-2.5M9 7.5V7a3 3 0 0 1 6 0v.5M8 10.5a4 4 0 0 1 8 0v4a4 4 0 0 1-8 0z\"></path></symbol> <symbol id=\"i-refresh\" viewBox=\"0 0 24 24\"><path d=\"M4 12a8 8 0 0 1 13.7-5.6L20 8.5M20 4v4.5h-4.5M20 12a8 8 0 0 1-13.7 5.6L4 15.5M4 20v-4.5h4.5\"></path></symbol> <symbol id=\"i-logout\" viewBox=\"0 0 24 24\"><path d=\"M14 4h4a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2h-4M10 16l-4-4 4-4M6 12h10\"></path></symbol> <symbol id=\"i-lamp\" viewBox=\"0 0 24 24\"><path d=\"M8 18h8M9.5 21h5M12 3a6 6 0 0 0-3.5 10.9V15h7v-1.1A6 6 0 0 0 12 3z\"></path></symbol> <symbol id=\"i-star\" viewBox=\"0 0 24 24\"><path d=\"m12 3.5 2.6 5.3 5.9.9-4.3 4.1 1 5.8L12 16.9l-5.2 2.7 1-5.8-4.3-4.1 5.9-.9z\"></path></symbol></svg>")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
@@ -355,7 +355,7 @@ func ErrorPage(p Page, status int, title, message string) templ.Component {
 			var templ_7745c5c3_Var19 string
 			templ_7745c5c3_Var19, templ_7745c5c3_Err = templ.JoinStringErrs(itoa(status))
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 104, Col: 22}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 108, Col: 22}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var19))
 			if templ_7745c5c3_Err != nil {
@@ -368,7 +368,7 @@ func ErrorPage(p Page, status int, title, message string) templ.Component {
 			var templ_7745c5c3_Var20 string
 			templ_7745c5c3_Var20, templ_7745c5c3_Err = templ.JoinStringErrs(title)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 104, Col: 35}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 108, Col: 35}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var20))
 			if templ_7745c5c3_Err != nil {
@@ -381,7 +381,7 @@ func ErrorPage(p Page, status int, title, message string) templ.Component {
 			var templ_7745c5c3_Var21 string
 			templ_7745c5c3_Var21, templ_7745c5c3_Err = templ.JoinStringErrs(message)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 105, Col: 38}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 109, Col: 38}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var21))
 			if templ_7745c5c3_Err != nil {
@@ -455,7 +455,7 @@ func LoginPage(d Login) templ.Component {
 				var templ_7745c5c3_Var24 string
 				templ_7745c5c3_Var24, templ_7745c5c3_Err = templ.JoinStringErrs(d.Error)
 				if templ_7745c5c3_Err != nil {
-					return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 121, Col: 44}
+					return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 125, Col: 44}
 				}
 				_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var24))
 				if templ_7745c5c3_Err != nil {
@@ -473,7 +473,7 @@ func LoginPage(d Login) templ.Component {
 			var templ_7745c5c3_Var25 string
 			templ_7745c5c3_Var25, templ_7745c5c3_Err = templ.JoinStringErrs(d.Next)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 123, Col: 51}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 127, Col: 51}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var25))
 			if templ_7745c5c3_Err != nil {
@@ -486,7 +486,7 @@ func LoginPage(d Login) templ.Component {
 			var templ_7745c5c3_Var26 string
 			templ_7745c5c3_Var26, templ_7745c5c3_Err = templ.JoinStringErrs(d.User)
 			if templ_7745c5c3_Err != nil {
-				return templ.Error{Err: templ_7745c5c3_Err, FileName: `layout.templ`, Line: 126, Col: 54}
+				return templ.Error{Err: templ_7745c5c3_Err, FileName: `web/templates/layout.templ`, Line: 130, Col: 54}
 			}
 			_, templ_7745c5c3_Err = templ_7745c5c3_Buffer.WriteString(templ.EscapeString(templ_7745c5c3_Var26))
 			if templ_7745c5c3_Err != nil {

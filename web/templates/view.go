@@ -103,6 +103,45 @@ type WeatherChoice struct {
 	Name string
 }
 
+// Firmware is the firmware panel: the image lamps download, the one a
+// rollback brings back, the upload form and every lamp's latest update.
+type Firmware struct {
+	CSRF      string
+	Current   *FirmwareImage // nil before the first upload
+	Previous  *FirmwareImage // nil when there is nothing to roll back to
+	Updates   []FirmwareUpdate
+	MaxSize   string // "4 MiB"
+	MaxBytes  int64
+	Chip      string // the only chip accepted; "" for any
+	Hint      string // what the upload accepts, in a sentence
+	Flash     string // the outcome of the last form post, shown once
+	FlashKind string // ok or error
+}
+
+// FirmwareImage describes one image for people.
+type FirmwareImage struct {
+	Project, Version        string
+	BuildDate, BuildTime    string
+	IDFVersion, Chip        string
+	Size                    string // "1.4 MiB"
+	SizeBytes               string // "1468320 bytes"
+	SHA256, SHA256Short     string
+	UploadedAt, UploadedAgo string // RFC 3339 and "3 min ago"
+}
+
+// FirmwareUpdate is one lamp's latest update.
+type FirmwareUpdate struct {
+	Lamp       string
+	State      string // asked, downloading, downloaded, back, overdue
+	StateText  string // "Downloading 42 %", "Back after 41 s"
+	StateClass string // info, good, bad
+	Detail     string // "620 KiB of 1.4 MiB · offline"
+	Percent    int    // download progress 0-100
+	Progress   bool   // whether to draw the progress bar
+	AskedAt    string // RFC 3339
+	AskedClock string // "22:01"
+}
+
 // Index is the main page.
 type Index struct {
 	Page
@@ -116,8 +155,8 @@ type Index struct {
 	LogLamps       []LampOption
 	Weather        Weather
 	WeatherChoices []WeatherChoice
-	// FirmwarePanel is the firmware upload and status panel of a later
-	// issue; nil renders nothing in its place.
+	// FirmwarePanel is the firmware upload and status panel (FirmwareCard);
+	// nil, on a server without firmware updates, renders nothing.
 	FirmwarePanel templ.Component
 	// Boot is the same data as JSON for the script, so it starts from what
 	// the page shows without waiting for the event stream.
@@ -125,6 +164,8 @@ type Index struct {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func i64toa(i int64) string { return strconv.FormatInt(i, 10) }
 
 // pulseLabel names a pulse setting for people.
 func pulseLabel(p int) string {

@@ -1,0 +1,88 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/rollout"
+)
+
+// TestFirmwareOverTheAir is the whole story with real parts, wired as
+// server.go wires them: a person uploads an image, tells every lamp to
+// update; a lamp (a real WebSocket client behaving like the firmware)
+// receives [cc:u:?:?], downloads /firmware.bin from the device port, drops
+// off and connects again; the API and the event stream show each step and
+// finally the lamp back on the new version.
+func TestFirmwareOverTheAir(t *testing.T) {
+	e := newFirmwareEnv(t, fwConfig{})
+	img := buildImage(t, testImage{version: "1.3.0", payload: 200 << 10}) // > 64 KiB: progress is reported on the way
+	info := e.uploadImage(t, img)
+
+	lamp := e.otaLamp(t, kitchenSecret, "1.2.9")
+	waitFor(t, "the kitchen lamp to connect", func() bool {
+		return slices.ContainsFunc(e.gw.Devices(), func(d device.Info) bool { return d.Name == "kitchen" && d.Authenticated })
+	})
+	stream := e.openEvents(t)
+	if snap := stream.next(t, string(typeFirmwareStatus)); !bytes.Contains([]byte(snap.data), []byte(info.SHA256)) {
+		t.Fatalf("the stream's firmware snapshot lacks the current image: %s", snap.data)
+	}
+
+	res := e.call(t, http.MethodPost, "/api/commands", `{"command": "update"}`)
+	if res.status != http.StatusOK {
+		t.Fatalf("update all: %d %s", res.status, res.body)
+	}
+	if sent := decode[commandResult](t, res).SentTo; len(sent) != 1 {
+		t.Fatalf("update sent to %v, want the one lamp", sent)
+	}
+
+	// The lamp downloads exactly the image and comes back.
+	waitFor(t, "the lamp to download and reconnect", func() bool {
+		connects, downloads, _ := lamp.state()
+		return len(downloads) == 1 && connects >= 2
+	})
+	if _, downloads, _ := lamp.state(); !bytes.Equal(downloads[0], img) {
+		t.Fatalf("the lamp downloaded %d bytes that differ from the %d-byte image", len(downloads[0]), len(img))
+	}
+
+	// The event stream showed each step, in order, ending with "back".
+	var states []string
+	for len(states) == 0 || states[len(states)-1] != rollout.StateBack {
+		ev := stream.next(t, "firmware")
+		var u rollout.Update
+		if err := json.Unmarshal([]byte(ev.data), &u); err != nil {
+			t.Fatalf("firmware event %s: %v", ev.data, err)
+		}
+		if u.Lamp != "kitchen" {
+			t.Fatalf("firmware event for %q", u.Lamp)
+		}
+		if len(states) == 0 || states[len(states)-1] != u.State {
+			states = append(states, u.State)
+		}
+		if len(states) > 10 {
+			t.Fatalf("no end to the update steps: %v", states)
+		}
+	}
+	if want := []string{rollout.StateAsked, rollout.StateDownloading, rollout.StateDownloaded, rollout.StateBack}; !slices.Equal(states, want) {
+		t.Errorf("the stream showed %v, want %v", states, want)
+	}
+
+	// GET /api/firmware tells the same.
+	var st struct {
+		Updates []rollout.Update `json:"updates"`
+	}
+	if err := json.Unmarshal([]byte(e.call(t, http.MethodGet, "/api/firmware", "").body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Updates) != 1 {
+		t.Fatalf("updates %+v", st.Updates)
+	}
+	u := st.Updates[0]
+	if u.Lamp != "kitchen" || u.State != rollout.StateBack || u.Version != "1.3.0" || u.BackAt == nil ||
+		u.Sent != int64(len(img)) || u.Total != int64(len(img)) || u.RunningVersion != "1.2.9" {
+		t.Errorf("the lamp's update: %+v", u)
+	}
+}
