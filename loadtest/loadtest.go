@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -264,8 +265,16 @@ func (r *run) connect(ctx context.Context) ([]*lamp, []time.Duration, int, time.
 
 func (r *run) dialLamp(ctx context.Context, i int) (*lamp, time.Duration, error) {
 	src := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i/r.o.Sources))}
+	nd := &net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
+	if i < r.o.Stuck {
+		// A stuck lamp's socket fills after a few packets, as a lamp that
+		// hangs on a weak link would: the server's writes to it then block.
+		nd.Control = func(_, _ string, rc syscall.RawConn) error {
+			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+		}
+	}
 	d := websocket.Dialer{
-		NetDialContext:   (&net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}).DialContext,
+		NetDialContext:   nd.DialContext,
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   256,
 		WriteBufferSize:  256,

@@ -31,9 +31,13 @@ scenario() {
 scenario 1000        -lamps 1000  -changes 50
 scenario 10000       -lamps 10000 -changes 50
 scenario 19500       -lamps 19500 -changes 50
+scenario 19500-overload -lamps 19500 -changes 100 -every 50ms
 scenario 10lamps     -lamps 10    -changes 200 -every 20ms
-scenario 1000-stuck0 -lamps 1000  -changes 100
-scenario 1000-stuck1 -lamps 1000  -changes 100 -stuck 1
+scenario 1000-stuck0 -lamps 1000  -changes 200 -every 50ms
+scenario 1000-stuck1 -lamps 1000  -changes 200 -every 50ms -stuck 1
+
+echo "== go benchmarks"
+go test -run XXX -bench . -benchmem ./protocol ./device | grep -E '^(Benchmark|goos|goarch|cpu)' | tee "$out/gobench.txt"
 
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(go version | cut -d' ' -f3), open-file limit $(ulimit -n)"
 "$bin" bench -report "$out" -machine "$machine" > BENCHMARKS.md
