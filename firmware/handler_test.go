@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 // recorder keeps what the Served hook reports. The final report of a
@@ -92,7 +94,7 @@ func TestHandlerNoImage(t *testing.T) {
 
 func TestHandlerResponses(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
-	img := buildImage(t, testImage{payload: 3000})
+	img := firmwaretest.Build(firmwaretest.Image{Payload: 3000})
 	info := mustSave(t, s, img)
 	url, rec := serve(t, s)
 	etag := `"` + info.SHA256 + `"`
@@ -204,7 +206,7 @@ func TestHandlerResponses(t *testing.T) {
 
 func TestHandlerServedHook(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
-	img := buildImage(t, testImage{version: "4.2", payload: 300 << 10})
+	img := firmwaretest.Build(firmwaretest.Image{Version: "4.2", Payload: 300 << 10})
 	mustSave(t, s, img)
 
 	tests := []struct {
@@ -264,8 +266,8 @@ func TestHandlerLastModifiedMovesOnRollback(t *testing.T) {
 	// A frozen clock: every change lands in the same second.
 	clock := time.Date(2026, 11, 21, 22, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return clock }
-	a := buildImage(t, testImage{version: "1"})
-	b := buildImage(t, testImage{version: "2"})
+	a := firmwaretest.Build(firmwaretest.Image{Version: "1"})
+	b := firmwaretest.Build(firmwaretest.Image{Version: "2"})
 	mustSave(t, s, a)
 	mustSave(t, s, b)
 	url, _ := serve(t, s)
@@ -284,7 +286,7 @@ func TestHandlerLastModifiedMovesOnRollback(t *testing.T) {
 func TestHandlerDownloadDuringReplace(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	old := buildImage(t, testImage{version: "1", payload: 1 << 20, seed: 1})
+	old := firmwaretest.Build(firmwaretest.Image{Version: "1", Payload: 1 << 20, Seed: 1})
 	mustSave(t, s, old)
 
 	// The hook runs on the serving goroutine: holding it at the first
@@ -324,8 +326,8 @@ func TestHandlerDownloadDuringReplace(t *testing.T) {
 	}
 	// Two uploads: the first pushes the old image to "previous", the second
 	// deletes it from disk, all while the download is half sent.
-	newest := buildImage(t, testImage{version: "3", seed: 3})
-	mustSave(t, s, buildImage(t, testImage{version: "2", seed: 2}))
+	newest := firmwaretest.Build(firmwaretest.Image{Version: "3", Seed: 3})
+	mustSave(t, s, firmwaretest.Build(firmwaretest.Image{Version: "2", Seed: 2}))
 	mustSave(t, s, newest)
 	if _, err := os.Stat(filepath.Join(dir, sha256Hex(old)+".bin")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("the old image is still on disk (%v); the test would prove nothing", err)
@@ -352,7 +354,7 @@ func TestHandlerConcurrentDownloadsAndUploads(t *testing.T) {
 	images := map[string][]byte{}
 	var versions [][]byte
 	for i := range 4 {
-		img := buildImage(t, testImage{version: fmt.Sprint(i), payload: 100 << 10, seed: uint64(i)})
+		img := firmwaretest.Build(firmwaretest.Image{Version: fmt.Sprint(i), Payload: 100 << 10, Seed: uint64(i)})
 		images[sha256Hex(img)] = img
 		versions = append(versions, img)
 	}

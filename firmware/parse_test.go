@@ -9,6 +9,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 func parseBytes(b []byte) (Info, error) {
@@ -22,16 +24,16 @@ func TestParseValid(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		spec testImage
+		spec firmwaretest.Image
 	}{
-		{"hash appended", testImage{elfSHA: elf, payload: 1000, extra: []int{64, 4096}}},
-		{"hash absent", testImage{elfSHA: elf, noHash: true, payload: 12}},
-		{"sixteen segments", testImage{elfSHA: elf, extra: make([]int, 15)}},
-		{"segments already 16-aligned", testImage{elfSHA: elf, payload: 8}},
+		{"hash appended", firmwaretest.Image{ELFSHA: elf, Payload: 1000, Extra: []int{64, 4096}}},
+		{"hash absent", firmwaretest.Image{ELFSHA: elf, NoHash: true, Payload: 12}},
+		{"sixteen segments", firmwaretest.Image{ELFSHA: elf, Extra: make([]int, 15)}},
+		{"segments already 16-aligned", firmwaretest.Image{ELFSHA: elf, Payload: 8}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			img := buildImage(t, tt.spec)
+			img := firmwaretest.Build(tt.spec)
 			info, err := parseBytes(img)
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
@@ -41,8 +43,8 @@ func TestParseValid(t *testing.T) {
 			want := Info{
 				Project: "cloud-lamp", Version: "1.2.3", IDFVersion: "v5.3.1",
 				BuildDate: "Nov 21 2026", BuildTime: "22:00:00",
-				Chip: "esp32", ChipID: 0, Segments: 1 + len(tt.spec.extra), Entry: 0x40081234,
-				HashAppended: !tt.spec.noHash, ELFSHA256: hex.EncodeToString(elf[:]),
+				Chip: "esp32", ChipID: 0, Segments: 1 + len(tt.spec.Extra), Entry: 0x40081234,
+				HashAppended: !tt.spec.NoHash, ELFSHA256: hex.EncodeToString(elf[:]),
 				Size: int64(len(img)), SHA256: hex.EncodeToString(wantSHA[:]), MD5: hex.EncodeToString(wantMD5[:]),
 			}
 			if info != want {
@@ -63,7 +65,7 @@ func TestParseChipIDs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			info, err := parseBytes(buildImage(t, testImage{chipID: tt.id}))
+			info, err := parseBytes(firmwaretest.Build(firmwaretest.Image{ChipID: tt.id}))
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -75,10 +77,10 @@ func TestParseChipIDs(t *testing.T) {
 }
 
 func TestParseTrimsDescriptionStrings(t *testing.T) {
-	img := buildImage(t, testImage{
-		project: strings.Repeat("p", 32), // fills the field: no NUL at all
-		version: "v2\x00garbage",
-		idfVer:  "v5\xff",
+	img := firmwaretest.Build(firmwaretest.Image{
+		Project: strings.Repeat("p", 32), // fills the field: no NUL at all
+		Version: "v2\x00garbage",
+		IDFVer:  "v5\xff",
 	})
 	info, err := parseBytes(img)
 	if err != nil {
@@ -91,7 +93,7 @@ func TestParseTrimsDescriptionStrings(t *testing.T) {
 
 func TestParseAllowsTrailingData(t *testing.T) {
 	// A signed image carries its signature block after the image.
-	img := append(buildImage(t, testImage{}), make([]byte, 4096)...)
+	img := append(firmwaretest.Build(firmwaretest.Image{}), make([]byte, 4096)...)
 	info, err := parseBytes(img)
 	if err != nil {
 		t.Fatal(err)
@@ -102,8 +104,8 @@ func TestParseAllowsTrailingData(t *testing.T) {
 }
 
 func TestParseRejects(t *testing.T) {
-	valid := buildImage(t, testImage{payload: 400, extra: []int{100}})
-	noHash := buildImage(t, testImage{noHash: true, payload: 400})
+	valid := firmwaretest.Build(firmwaretest.Image{Payload: 400, Extra: []int{100}})
+	noHash := firmwaretest.Build(firmwaretest.Image{NoHash: true, Payload: 400})
 	mutate := func(src []byte, f func(b []byte)) []byte {
 		b := bytes.Clone(src)
 		f(b)
@@ -137,15 +139,15 @@ func TestParseRejects(t *testing.T) {
 		{"truncated before the checksum", noHash[:len(noHash)-1], "before the checksum"},
 		{"truncated in the hash", valid[:len(valid)-10], "ends 10 bytes short"},
 		{"checksum wrong", mutate(valid, func(b []byte) { b[imageHeaderSize+segmentHeaderSize+300]++ }), "checksum does not match"},
-		{"checksum wrong without hash", mutate(noHash, func(b []byte) { b[checksumOffset(b, false)]++ }), "checksum does not match"},
+		{"checksum wrong without hash", mutate(noHash, func(b []byte) { b[firmwaretest.ChecksumOffset(b, false)]++ }), "checksum does not match"},
 		// wp_pin is outside the checksum but inside the hash.
 		{"hash wrong", mutate(valid, func(b []byte) { b[8]++ }), "SHA-256 digest appended to the image does not match"},
 		{"appended hash damaged", mutate(valid, func(b []byte) { b[len(b)-1]++ }), "SHA-256 digest appended"},
-		{"wrong app-desc magic", buildImage(t, testImage{descMagic: 0x12345678}), "starts with 0x12345678 instead of 0xabcd5432"},
-		{"bootloader with description", buildImage(t, testImage{firstSegment: bootloaderSeg, firstLoadAddr: 0x3fff0030}), "looks like a bootloader"},
-		{"old bootloader", buildImage(t, testImage{firstSegment: make([]byte, 64), firstLoadAddr: 0x3fff0000}), "looks like a bootloader"},
-		{"unknown chip without description", buildImage(t, testImage{chipID: 300, descMagic: 1}), "ESP8266"},
-		{"first segment too short", buildImage(t, testImage{firstSegment: []byte{}}), "too short to hold the application description"},
+		{"wrong app-desc magic", firmwaretest.Build(firmwaretest.Image{DescMagic: 0x12345678}), "starts with 0x12345678 instead of 0xabcd5432"},
+		{"bootloader with description", firmwaretest.Build(firmwaretest.Image{FirstSegment: bootloaderSeg, FirstLoadAddr: 0x3fff0030}), "looks like a bootloader"},
+		{"old bootloader", firmwaretest.Build(firmwaretest.Image{FirstSegment: make([]byte, 64), FirstLoadAddr: 0x3fff0000}), "looks like a bootloader"},
+		{"unknown chip without description", firmwaretest.Build(firmwaretest.Image{ChipID: 300, DescMagic: 1}), "ESP8266"},
+		{"first segment too short", firmwaretest.Build(firmwaretest.Image{FirstSegment: []byte{}}), "too short to hold the application description"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,7 +167,7 @@ func TestParseRejects(t *testing.T) {
 }
 
 func TestParseReadErrorIsNotAnInvalidImage(t *testing.T) {
-	img := buildImage(t, testImage{})
+	img := firmwaretest.Build(firmwaretest.Image{})
 	r := &splitReader{data: img, failAt: 100}
 	_, err := Parse(r, int64(len(img)))
 	var invalid *InvalidImageError
@@ -211,10 +213,10 @@ func TestChipNames(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	f.Add(buildImage(f, testImage{}))
-	f.Add(buildImage(f, testImage{noHash: true, extra: []int{8, 8}}))
-	f.Add(buildImage(f, testImage{descMagic: 1}))
-	f.Add(buildImage(f, testImage{firstSegment: []byte{bootloaderDescTag, 0, 0, 0}, firstLoadAddr: 0x3fff0030}))
+	f.Add(firmwaretest.Build(firmwaretest.Image{}))
+	f.Add(firmwaretest.Build(firmwaretest.Image{NoHash: true, Extra: []int{8, 8}}))
+	f.Add(firmwaretest.Build(firmwaretest.Image{DescMagic: 1}))
+	f.Add(firmwaretest.Build(firmwaretest.Image{FirstSegment: []byte{bootloaderDescTag, 0, 0, 0}, FirstLoadAddr: 0x3fff0030}))
 	f.Add([]byte("\x7fELF"))
 	f.Add([]byte{imageMagic, 1})
 	f.Add([]byte{})

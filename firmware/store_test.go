@@ -13,6 +13,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 func openTestStore(t *testing.T, dir string) *Store {
@@ -96,7 +98,7 @@ func TestStoreSaveAndReplace(t *testing.T) {
 	clock := time.Date(2026, 11, 21, 22, 0, 0, 0, time.UTC)
 	s.now = func() time.Time { return clock }
 
-	a := buildImage(t, testImage{version: "1.0", seed: 1, payload: 5000})
+	a := firmwaretest.Build(firmwaretest.Image{Version: "1.0", Seed: 1, Payload: 5000})
 	infoA := mustSave(t, s, a)
 	if infoA.Version != "1.0" || !infoA.UploadedAt.Equal(clock) {
 		t.Errorf("saved info %+v", infoA)
@@ -108,7 +110,7 @@ func TestStoreSaveAndReplace(t *testing.T) {
 		t.Error("Open does not give the saved bytes")
 	}
 
-	b := buildImage(t, testImage{version: "2.0", seed: 2})
+	b := firmwaretest.Build(firmwaretest.Image{Version: "2.0", Seed: 2})
 	infoB := mustSave(t, s, b)
 	if prev, ok := s.Previous(); !ok || prev != infoA {
 		t.Errorf("Previous = %+v, %v; want the first image", prev, ok)
@@ -123,7 +125,7 @@ func TestStoreSaveAndReplace(t *testing.T) {
 	}
 
 	// A third image pushes the first one out, from disk too.
-	c := buildImage(t, testImage{version: "3.0", seed: 3})
+	c := firmwaretest.Build(firmwaretest.Image{Version: "3.0", Seed: 3})
 	infoC := mustSave(t, s, c)
 	if got, want := dirNames(t, dir), imageFiles(infoB, infoC); !slices.Equal(got, want) {
 		t.Errorf("directory holds %v, want %v", got, want)
@@ -134,14 +136,14 @@ func TestStoreSaveAndReplace(t *testing.T) {
 }
 
 func TestStoreSaveRefusals(t *testing.T) {
-	current := buildImage(t, testImage{project: "cloud-lamp", seed: 1})
+	current := firmwaretest.Build(firmwaretest.Image{Project: "cloud-lamp", Seed: 1})
 	tests := []struct {
 		name   string
 		upload io.Reader
 		opt    SaveOptions
 		check  func(t *testing.T, err error)
 	}{
-		{"too large", bytes.NewReader(buildImage(t, testImage{payload: 2000, seed: 2})), SaveOptions{MaxSize: 1000}, func(t *testing.T, err error) {
+		{"too large", bytes.NewReader(firmwaretest.Build(firmwaretest.Image{Payload: 2000, Seed: 2})), SaveOptions{MaxSize: 1000}, func(t *testing.T, err error) {
 			var tooLarge *TooLargeError
 			if !errors.As(err, &tooLarge) || tooLarge.Limit != 1000 || !strings.Contains(err.Error(), "1000-byte limit (firmware.max_size)") {
 				t.Errorf("err = %v, want *TooLargeError{1000}", err)
@@ -153,19 +155,19 @@ func TestStoreSaveRefusals(t *testing.T) {
 				t.Errorf("err = %v, want *InvalidImageError", err)
 			}
 		}},
-		{"wrong chip", bytes.NewReader(buildImage(t, testImage{chipID: 9, seed: 2})), SaveOptions{Chip: "ESP32"}, func(t *testing.T, err error) {
+		{"wrong chip", bytes.NewReader(firmwaretest.Build(firmwaretest.Image{ChipID: 9, Seed: 2})), SaveOptions{Chip: "ESP32"}, func(t *testing.T, err error) {
 			var mismatch *ChipMismatchError
 			if !errors.As(err, &mismatch) || mismatch.Want != "esp32" || mismatch.Got != "esp32s3" ||
 				!strings.Contains(err.Error(), "built for esp32s3, but this server only accepts esp32 images") {
 				t.Errorf("err = %v, want *ChipMismatchError{esp32, esp32s3}", err)
 			}
 		}},
-		{"unknown chip setting", bytes.NewReader(buildImage(t, testImage{seed: 2})), SaveOptions{Chip: "esp8266"}, func(t *testing.T, err error) {
+		{"unknown chip setting", bytes.NewReader(firmwaretest.Build(firmwaretest.Image{Seed: 2})), SaveOptions{Chip: "esp8266"}, func(t *testing.T, err error) {
 			if err == nil || !strings.Contains(err.Error(), `unknown chip "esp8266"`) {
 				t.Errorf("err = %v", err)
 			}
 		}},
-		{"other project", bytes.NewReader(buildImage(t, testImage{project: "thermostat", seed: 2})), SaveOptions{}, func(t *testing.T, err error) {
+		{"other project", bytes.NewReader(firmwaretest.Build(firmwaretest.Image{Project: "thermostat", Seed: 2})), SaveOptions{}, func(t *testing.T, err error) {
 			var change *ProjectChangeError
 			if !errors.As(err, &change) || change.Current != "cloud-lamp" || change.Uploaded != "thermostat" {
 				t.Errorf("err = %v, want *ProjectChangeError", err)
@@ -208,12 +210,12 @@ func TestStoreSaveRefusals(t *testing.T) {
 }
 
 func TestStoreSaveLimits(t *testing.T) {
-	img := buildImage(t, testImage{})
+	img := firmwaretest.Build(firmwaretest.Image{})
 	s := openTestStore(t, t.TempDir())
 	if _, err := s.Save(bytes.NewReader(img), SaveOptions{MaxSize: int64(len(img))}); err != nil {
 		t.Errorf("an image of exactly MaxSize was refused: %v", err)
 	}
-	big := buildImage(t, testImage{payload: DefaultMaxSize, seed: 2})
+	big := firmwaretest.Build(firmwaretest.Image{Payload: DefaultMaxSize, Seed: 2})
 	var tooLarge *TooLargeError
 	if _, err := s.Save(bytes.NewReader(big), SaveOptions{}); !errors.As(err, &tooLarge) || tooLarge.Limit != DefaultMaxSize {
 		t.Errorf("no MaxSize: err = %v, want the default limit", err)
@@ -222,8 +224,8 @@ func TestStoreSaveLimits(t *testing.T) {
 
 func TestStoreProjectChangeAllowed(t *testing.T) {
 	s := openTestStore(t, t.TempDir())
-	mustSave(t, s, buildImage(t, testImage{project: "cloud-lamp"}))
-	info, err := s.Save(bytes.NewReader(buildImage(t, testImage{project: "cloud-lamp-v2"})), SaveOptions{AllowProjectChange: true, Chip: "esp32"})
+	mustSave(t, s, firmwaretest.Build(firmwaretest.Image{Project: "cloud-lamp"}))
+	info, err := s.Save(bytes.NewReader(firmwaretest.Build(firmwaretest.Image{Project: "cloud-lamp-v2"})), SaveOptions{AllowProjectChange: true, Chip: "esp32"})
 	if err != nil || info.Project != "cloud-lamp-v2" {
 		t.Fatalf("Save = %+v, %v", info, err)
 	}
@@ -232,8 +234,8 @@ func TestStoreProjectChangeAllowed(t *testing.T) {
 func TestStoreRollback(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	a := buildImage(t, testImage{version: "1.0", seed: 1})
-	b := buildImage(t, testImage{version: "2.0", seed: 2})
+	a := firmwaretest.Build(firmwaretest.Image{Version: "1.0", Seed: 1})
+	b := firmwaretest.Build(firmwaretest.Image{Version: "2.0", Seed: 2})
 	infoA, infoB := mustSave(t, s, a), mustSave(t, s, b)
 
 	for i, want := range []struct {
@@ -262,7 +264,7 @@ func TestStoreRollback(t *testing.T) {
 
 func TestInfoJSONIsSnakeCase(t *testing.T) {
 	dir := t.TempDir()
-	info := mustSave(t, openTestStore(t, dir), buildImage(t, testImage{}))
+	info := mustSave(t, openTestStore(t, dir), firmwaretest.Build(firmwaretest.Image{}))
 	raw, err := os.ReadFile(filepath.Join(dir, info.SHA256+".json"))
 	if err != nil {
 		t.Fatal(err)
@@ -285,8 +287,8 @@ func TestInfoJSONIsSnakeCase(t *testing.T) {
 func TestStoreRestartKeepsInfo(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestStore(t, dir)
-	infoA := mustSave(t, s, buildImage(t, testImage{version: "1.0", seed: 1}))
-	infoB := mustSave(t, s, buildImage(t, testImage{version: "2.0", seed: 2}))
+	infoA := mustSave(t, s, firmwaretest.Build(firmwaretest.Image{Version: "1.0", Seed: 1}))
+	infoB := mustSave(t, s, firmwaretest.Build(firmwaretest.Image{Version: "2.0", Seed: 2}))
 
 	reopened := openTestStore(t, dir)
 	cur, okCur := reopened.Current()
@@ -359,8 +361,8 @@ func TestStoreRestartRecovers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := openTestStore(t, dir)
-			a := mustSave(t, s, buildImage(t, testImage{version: "1.0", seed: 1}))
-			b := mustSave(t, s, buildImage(t, testImage{version: "2.0", seed: 2}))
+			a := mustSave(t, s, firmwaretest.Build(firmwaretest.Image{Version: "1.0", Seed: 1}))
+			b := mustSave(t, s, firmwaretest.Build(firmwaretest.Image{Version: "2.0", Seed: 2}))
 			tt.damage(t, dir, a, b)
 
 			reopened := openTestStore(t, dir)

@@ -20,6 +20,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/cloudcloud/cloudcloud/state"
+
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 // The browser tests drive Debian's Chromium, headless, at a phone's size
@@ -420,12 +422,12 @@ func TestBrowser(t *testing.T) {
 		lamp.conn.Close()
 		kitchen := e.otaLamp(t, kitchenSecret, "1.2.9")
 		// What the lamps run now; the page learns of it from the stream.
-		e.uploadImage(t, buildImage(t, testImage{version: "1.2.9", payload: 1000}))
+		e.uploadImage(t, firmwaretest.Build(firmwaretest.Image{Version: "1.2.9", Payload: 1000}))
 		b.waitJS(t, ctx, "the current image from the stream", `document.querySelector('[data-field="fw-version"]').textContent === "1.2.9"`)
 		b.waitJS(t, ctx, "the kitchen lamp's row", `[...document.querySelectorAll('.device [data-field="label"]')].some(el => el.textContent === "kitchen")`)
 		dir := t.TempDir()
 		textFile, binFile := filepath.Join(dir, "notes.txt"), filepath.Join(dir, "cloud-lamp.bin")
-		img := buildImage(t, testImage{version: "1.3.0", payload: 300 << 10})
+		img := firmwaretest.Build(firmwaretest.Image{Version: "1.3.0", Payload: 300 << 10})
 		if err := os.WriteFile(textFile, []byte("this is not firmware\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}

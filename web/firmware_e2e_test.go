@@ -9,6 +9,8 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/rollout"
+
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 // TestFirmwareOverTheAir is the whole story with real parts, wired as
@@ -19,7 +21,7 @@ import (
 // finally the lamp back on the new version.
 func TestFirmwareOverTheAir(t *testing.T) {
 	e := newFirmwareEnv(t, fwConfig{})
-	img := buildImage(t, testImage{version: "1.3.0", payload: 200 << 10}) // > 64 KiB: progress is reported on the way
+	img := firmwaretest.Build(firmwaretest.Image{Version: "1.3.0", Payload: 200 << 10}) // > 64 KiB: progress is reported on the way
 	info := e.uploadImage(t, img)
 
 	lamp := e.otaLamp(t, kitchenSecret, "1.2.9")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/firmware"
+
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 // The firmware routes against a real firmware.Store: every refusal leaves
@@ -59,7 +61,7 @@ func TestFirmwareUploadAndStatus(t *testing.T) {
 		t.Errorf("empty status body %s", body)
 	}
 
-	img := buildImage(t, testImage{payload: 4000})
+	img := firmwaretest.Build(firmwaretest.Image{Payload: 4000})
 	info := e.uploadImage(t, img)
 	if info.Project != "cloud-lamp" || info.Version != "1.2.3" || info.IDFVersion != "v5.3.1" ||
 		info.BuildDate != "Nov 21 2026" || info.BuildTime != "22:00:00" || info.Chip != "esp32" ||
@@ -73,7 +75,7 @@ func TestFirmwareUploadAndStatus(t *testing.T) {
 	e.assertCurrent(t, img)
 
 	t.Run("the original's field name binfile", func(t *testing.T) {
-		img2 := buildImage(t, testImage{version: "1.2.4", payload: 4000, seed: 2})
+		img2 := firmwaretest.Build(firmwaretest.Image{Version: "1.2.4", Payload: 4000, Seed: 2})
 		res := e.upload(t, "/api/firmware", []formPart{fileField(fieldFirmwareLegacy, img2)})
 		if res.status != http.StatusOK || decode[firmware.Info](t, res).Version != "1.2.4" {
 			t.Fatalf("%d %s", res.status, res.body)
@@ -89,12 +91,12 @@ func TestFirmwareUploadAndStatus(t *testing.T) {
 func TestFirmwareUploadRefusals(t *testing.T) {
 	const maxSize = 64 << 10
 	e := newFirmwareEnv(t, fwConfig{maxSize: maxSize})
-	good := buildImage(t, testImage{payload: 3000})
+	good := firmwaretest.Build(firmwaretest.Image{Payload: 3000})
 	e.uploadImage(t, good)
 
 	truncated := good[:len(good)-100]
-	tooLarge := buildImage(t, testImage{payload: maxSize})
-	other := buildImage(t, testImage{project: "garage-door", payload: 3000, seed: 3})
+	tooLarge := firmwaretest.Build(firmwaretest.Image{Payload: maxSize})
+	other := firmwaretest.Build(firmwaretest.Image{Project: "garage-door", Payload: 3000, Seed: 3})
 	tests := []struct {
 		name   string
 		parts  []formPart
@@ -103,7 +105,7 @@ func TestFirmwareUploadRefusals(t *testing.T) {
 		want   []string
 	}{
 		{"a text file", []formPart{fileField("firmware", []byte("hello, this is not firmware\n"))}, nil, 400, []string{"text file"}},
-		{"a bootloader", []formPart{fileField("firmware", bootloaderImage(t))}, nil, 400, []string{"bootloader"}},
+		{"a bootloader", []formPart{fileField("firmware", firmwaretest.Bootloader())}, nil, 400, []string{"bootloader"}},
 		{"a truncated image", []formPart{fileField("firmware", truncated)}, nil, 400, []string{"incomplete"}},
 		{"an ELF file", []formPart{fileField("firmware", append([]byte("\x7fELF"), make([]byte, 60)...))}, nil, 400, []string{".elf"}},
 		{"too large", []formPart{fileField("firmware", tooLarge)}, nil, 413, []string{"firmware.max_size", "64 KiB", strconv.Itoa(maxSize)}},
@@ -159,7 +161,7 @@ func TestFirmwareUploadRefusals(t *testing.T) {
 
 func TestFirmwareChip(t *testing.T) {
 	e := newFirmwareEnv(t, fwConfig{chip: "ESP32-S3"})
-	res := e.upload(t, "/api/firmware", []formPart{fileField("firmware", buildImage(t, testImage{}))})
+	res := e.upload(t, "/api/firmware", []formPart{fileField("firmware", firmwaretest.Build(firmwaretest.Image{}))})
 	if res.status != http.StatusConflict {
 		t.Fatalf("an esp32 image on an esp32s3 server: %d %s", res.status, res.body)
 	}
@@ -172,7 +174,7 @@ func TestFirmwareChip(t *testing.T) {
 	if code, _ := e.firmwareBin(t); code != http.StatusNotFound {
 		t.Errorf("/firmware.bin after a refusal: %d", code)
 	}
-	info := e.uploadImage(t, buildImage(t, testImage{chipID: 9})) // esp32s3
+	info := e.uploadImage(t, firmwaretest.Build(firmwaretest.Image{ChipID: 9})) // esp32s3
 	if info.Chip != "esp32s3" {
 		t.Errorf("chip %q", info.Chip)
 	}
@@ -188,8 +190,8 @@ func TestFirmwareRollback(t *testing.T) {
 	if res.status != http.StatusNotFound || !strings.Contains(errorBody(t, res), "no previous firmware image") {
 		t.Fatalf("rollback with nothing uploaded: %d %s", res.status, res.body)
 	}
-	one := buildImage(t, testImage{version: "1.0.0", payload: 1000})
-	two := buildImage(t, testImage{version: "2.0.0", payload: 1000, seed: 1})
+	one := firmwaretest.Build(firmwaretest.Image{Version: "1.0.0", Payload: 1000})
+	two := firmwaretest.Build(firmwaretest.Image{Version: "2.0.0", Payload: 1000, Seed: 1})
 	e.uploadImage(t, one)
 	if res := e.call(t, http.MethodPost, "/api/firmware/rollback", ""); res.status != http.StatusNotFound {
 		t.Fatalf("rollback with one image: %d %s", res.status, res.body)
@@ -208,7 +210,7 @@ func TestFirmwareRollback(t *testing.T) {
 
 func TestFirmwareNeedsLogin(t *testing.T) {
 	e := newFirmwareEnv(t, fwConfig{})
-	img := buildImage(t, testImage{})
+	img := firmwaretest.Build(firmwaretest.Image{})
 	for _, tt := range []struct{ method, path string }{
 		{"GET", "/api/firmware"}, {"POST", "/api/firmware"}, {"POST", "/api/firmware/rollback"}, {"GET", "/firmware.bin"},
 	} {
@@ -236,7 +238,7 @@ func TestFirmwareCSRF(t *testing.T) {
 	e := newFirmwareEnv(t, fwConfig{})
 	cookie, token := e.login(t)
 	img := func(seed uint64) formPart {
-		return fileField("firmware", buildImage(t, testImage{payload: 100, seed: seed}))
+		return fileField("firmware", firmwaretest.Build(firmwaretest.Image{Payload: 100, Seed: seed}))
 	}
 	tests := []struct {
 		name   string
@@ -328,7 +330,7 @@ func TestFirmwareForms(t *testing.T) {
 		t.Error("the empty panel does not say there is no image, or lets lamps be updated")
 	}
 
-	one := buildImage(t, testImage{version: "1.0.0", payload: 500})
+	one := firmwaretest.Build(firmwaretest.Image{Version: "1.0.0", Payload: 500})
 	body := post("/ui/firmware", []formPart{csrfPart(token), fileField("firmware", one)}, nil)
 	for _, want := range []string{`class="flash ok"`, "Uploaded cloud-lamp 1.0.0", `data-field="fw-project">cloud-lamp<`, "v5.3.1", "Nov 21 2026 22:00:00", ">esp32<"} {
 		if !strings.Contains(body, want) {
@@ -344,7 +346,7 @@ func TestFirmwareForms(t *testing.T) {
 		t.Error("a refused upload does not show the refusal")
 	}
 
-	two := buildImage(t, testImage{version: "2.0.0", payload: 500, seed: 1})
+	two := firmwaretest.Build(firmwaretest.Image{Version: "2.0.0", Payload: 500, Seed: 1})
 	post("/ui/firmware", []formPart{csrfPart(token), fileField("firmware", two)}, nil)
 	body = post("/ui/firmware/rollback", nil, url.Values{"csrf": {token}})
 	if !strings.Contains(body, "Rolled back: lamps now get cloud-lamp 1.0.0") {
@@ -374,7 +376,7 @@ func TestUpdateNeedsAnImage(t *testing.T) {
 		t.Fatalf("update without an image: %d %s", res.status, res.body)
 	}
 	lamp.quietFor(t, 100*time.Millisecond)
-	e.uploadImage(t, buildImage(t, testImage{}))
+	e.uploadImage(t, firmwaretest.Build(firmwaretest.Image{}))
 	if res := e.call(t, http.MethodPost, "/api/commands", `{"command": "update"}`); res.status != http.StatusOK {
 		t.Fatalf("update with an image: %d %s", res.status, res.body)
 	}
@@ -396,7 +398,7 @@ func TestFirmwareNotSetUp(t *testing.T) {
 
 func TestFirmwarePanel(t *testing.T) {
 	e := newFirmwareEnv(t, fwConfig{maxSize: 2 << 20, chip: "esp32"})
-	info := e.uploadImage(t, buildImage(t, testImage{payload: 2000}))
+	info := e.uploadImage(t, firmwaretest.Build(firmwaretest.Image{Payload: 2000}))
 	body := e.call(t, http.MethodGet, "/", "").body
 	for _, want := range []string{
 		`id="firmware"`, `action="/ui/firmware"`, `enctype="multipart/form-data"`, `name="allow_project_change"`,

@@ -18,6 +18,8 @@ import (
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/state"
+
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 // Every parser of client input has a fuzz target: it must never panic, and
@@ -188,8 +190,8 @@ func FuzzFirmwareUpload(f *testing.F) {
 		w.Close()
 		f.Add(buf.Bytes())
 	}
-	seed(formPart{name: "firmware", filename: "a.bin", data: buildImage(f, testImage{})})
-	seed(formPart{name: "allow_project_change", data: []byte("1")}, formPart{name: "binfile", filename: "b.bin", data: buildImage(f, testImage{project: "x"})})
+	seed(formPart{name: "firmware", filename: "a.bin", data: firmwaretest.Build(firmwaretest.Image{})})
+	seed(formPart{name: "allow_project_change", data: []byte("1")}, formPart{name: "binfile", filename: "b.bin", data: firmwaretest.Build(firmwaretest.Image{Project: "x"})})
 	seed(formPart{name: "firmware", filename: "t.txt", data: []byte("hello")})
 	seed(formPart{name: "csrf", data: []byte("x")}, formPart{name: "other", data: []byte("y")})
 	f.Add([]byte("--fuzzboundary\r\n\r\n--fuzzboundary--"))
