@@ -29,7 +29,15 @@ func (h *hub) add(l *lamp, debug bool) {
 	h.lamps = append(h.lamps, l)
 	b := &broadcast{frame: h.current, gen: h.gen.Load()}
 	b.remaining.Store(1)
-	l.enqueueDisplay(b)
+	if !l.enqueueDisplay(b) {
+		// Ended meanwhile (a shutdown during the handshake): it has been
+		// forgotten already, so it must not stay in the set.
+		h.lamps = h.lamps[:len(h.lamps)-1]
+		l.hubIndex = -1
+		h.mu.Unlock()
+		b.settle()
+		return
+	}
 	h.mu.Unlock()
 	if debug {
 		l.enqueueCommand(command{frame: textFrame(protocol.Debug(true).Bytes()), kind: protocol.KindDebug})
