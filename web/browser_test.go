@@ -27,7 +27,7 @@ import (
 // The browser tests drive Debian's Chromium, headless, at a phone's size
 // (390×844), against the real server with simulated lamps (real WebSocket
 // clients). They are slow on two cores, so they share one browser in one
-// test function. Screenshots of the main states go to $CLOUDCLOUD_ARTIFACTS
+// test function. Screenshots of the main states go to $ARTIFACTS_DIR
 // (the lead's CI sets it), else to a temp dir.
 
 func findChromium() string {
@@ -81,7 +81,7 @@ func newBrowser(t *testing.T) *browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Skipf("Chromium at %s did not start (%v); skipping the browser tests", path, err)
 	}
-	dir := os.Getenv("CLOUDCLOUD_ARTIFACTS")
+	dir := os.Getenv("ARTIFACTS_DIR")
 	if dir == "" {
 		dir = t.TempDir()
 	} else if err := os.MkdirAll(dir, 0o755); err != nil {
