@@ -1,7 +1,9 @@
 package realip
 
 import (
+	"net"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 )
 
@@ -51,4 +53,33 @@ func TestNewRejectsGarbage(t *testing.T) {
 	if _, err := New([]string{"proxy.local"}); err == nil {
 		t.Error("accepted a host name")
 	}
+}
+
+// FuzzClientAddr: whatever headers arrive, the answer is the peer itself or
+// a parseable address, and headers are believed only from a trusted peer.
+func FuzzClientAddr(f *testing.F) {
+	r, _ := New([]string{"127.0.0.1", "10.0.0.0/8"})
+	f.Add("127.0.0.1:4000", "198.51.100.9, 10.1.2.3", "198.51.100.10")
+	f.Add("203.0.113.7:1", "1.2.3.4", "")
+	f.Add("[::1]:80", ",,,", "::ffff:1.2.3.4")
+	f.Fuzz(func(t *testing.T, remote, xff, xri string) {
+		req := httptest.NewRequest("GET", "/", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("X-Forwarded-For", xff)
+		req.Header.Set("X-Real-IP", xri)
+		got := r.ClientAddr(req)
+		if got == remote {
+			return
+		}
+		host, _, err := net.SplitHostPort(remote)
+		if err != nil {
+			t.Fatalf("unparseable peer %q answered %q", remote, got)
+		}
+		if peer, err := netip.ParseAddr(host); err != nil || !r.isTrusted(peer) {
+			t.Fatalf("headers believed from untrusted peer %q: %q", remote, got)
+		}
+		if _, err := netip.ParseAddr(got); err != nil {
+			t.Fatalf("answer %q is not an address", got)
+		}
+	})
 }
