@@ -91,8 +91,10 @@ func (a *authenticator) decode(v string, now time.Time) (session, bool) {
 	if len(parts) != 4 || parts[0] != "v1" || len(parts[1]) != 32 {
 		return session{}, false
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[3])
-	if err != nil || !hmac.Equal(sig, a.mac("session", parts[1], parts[2])) {
+	// Compare the text, not the decoded bytes: base64 decoding skips line
+	// breaks, so a decoded comparison would accept altered copies of a cookie.
+	want := base64.RawURLEncoding.EncodeToString(a.mac("session", parts[1], parts[2]))
+	if !hmac.Equal([]byte(parts[3]), []byte(want)) {
 		return session{}, false
 	}
 	exp, err := strconv.ParseInt(parts[2], 10, 64)

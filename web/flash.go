@@ -61,9 +61,11 @@ func (s *Server) decodeFlash(value string) (flash, bool) {
 	if !ok {
 		return flash{}, false
 	}
-	payload, err1 := base64.RawURLEncoding.DecodeString(enc)
-	sig, err2 := base64.RawURLEncoding.DecodeString(sigEnc)
-	if err1 != nil || err2 != nil || !hmac.Equal(sig, s.auth.mac("flash", string(payload))) {
+	payload, err := base64.RawURLEncoding.DecodeString(enc)
+	// The signature is compared as text, like the session cookie's (see
+	// authenticator.decode): only the exact value we set is accepted.
+	want := base64.RawURLEncoding.EncodeToString(s.auth.mac("flash", string(payload)))
+	if err != nil || !hmac.Equal([]byte(sigEnc), []byte(want)) {
 		return flash{}, false
 	}
 	kind, msg, ok := strings.Cut(string(payload), "\x00")
