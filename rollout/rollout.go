@@ -152,7 +152,16 @@ func (t *Tracker) Served(d firmware.Download) {
 	host := key("", d.RemoteAddr)
 	for _, h := range t.history {
 		u := &h[len(h)-1]
-		if u.BackAt != nil || u.Addr != host {
+		if u.Addr != host {
+			continue
+		}
+		if u.BackAt != nil {
+			// The lamp can be back before the server has seen the end of its
+			// own answer: record the last bytes of that download, no more.
+			if d.Total == u.Total && d.Sent > u.Sent {
+				u.Sent = d.Sent
+				t.changed(*u)
+			}
 			continue
 		}
 		u.Sent, u.Total = d.Sent, d.Total

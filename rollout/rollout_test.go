@@ -89,3 +89,18 @@ func TestHistoryIsBounded(t *testing.T) {
 		t.Error("an ordinary connect was recorded as an update")
 	}
 }
+
+func TestDownloadEndAfterTheLampIsBack(t *testing.T) {
+	tr, _ := newTracker(t, t.TempDir(), nil)
+	// The end of a download reported after the lamp is back still counts,
+	// without changing its state; a later, unrelated download does not.
+	tr.Device(device.Info{ID: "d-7", Name: "hall", RemoteAddr: "192.0.2.9:1", Event: "updating"})
+	tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:2", Sent: 1000, Total: 5000})
+	tr.Device(device.Info{ID: "d-8", Name: "hall", RemoteAddr: "192.0.2.9:3", Event: "authenticated"})
+	tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:2", Sent: 5000, Total: 5000, Done: true})
+	tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:4", Sent: 10, Total: 99, Done: true})
+	if u := tr.History("hall")[0]; u.State != StateBack || u.Sent != 5000 || u.Total != 5000 {
+		t.Errorf("late end of download: %+v", u)
+	}
+
+}
