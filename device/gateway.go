@@ -108,10 +108,11 @@ type Gateway struct {
 	hub      hub
 	stats    Stats
 
-	mu         sync.Mutex // guards conns and the debug switches
+	mu         sync.Mutex // guards conns, the debug switches and offline
 	conns      map[string]*lamp
 	debugAll   bool
 	debugNames map[string]bool
+	offline    map[string]Info // lamps that left, by offlineKey
 
 	poller  *readPoller // nil: a reader goroutine per lamp
 	writers *writerPool
@@ -145,6 +146,7 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		logs:       newLogBook(opt.LogLines, 256),
 		conns:      make(map[string]*lamp),
 		debugNames: make(map[string]bool),
+		offline:    make(map[string]Info),
 		done:       make(chan struct{}),
 		upgrader: websocket.Upgrader{
 			// Small buffers: lamp frames are tiny, and with thousands of lamps
@@ -254,7 +256,59 @@ func (g *Gateway) forget(l *lamp, why string) {
 		g.stats.Lamps.Add(-1)
 	}
 	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", why)
-	g.publishDevice(l, "disconnected")
+	i := g.info(l, g.debugFor(l))
+	if i.Authenticated {
+		// Remember the lamp that left, so a person sees it offline and why,
+		// until it comes back.
+		now := time.Now().UTC()
+		i.Phase, i.DisconnectedAt, i.Reason = "offline", &now, why
+		g.mu.Lock()
+		g.offline[offlineKey(l)] = i
+		if len(g.offline) > maxOffline {
+			g.evictOffline()
+		}
+		g.mu.Unlock()
+	}
+	if g.opt.Bus != nil {
+		i.Event = "disconnected"
+		i.Reason = why
+		g.opt.Bus.Publish(events.Event{Type: events.TypeDevice, Data: i})
+	}
+}
+
+// maxOffline bounds how many departed lamps are remembered.
+const maxOffline = 64
+
+// offlineKey recognises a lamp across reconnects: its name, else its address.
+func offlineKey(l *lamp) string {
+	if n := l.Name(); n != "" {
+		return "name:" + n
+	}
+	return "addr:" + realip.IP(l.remote)
+}
+
+// evictOffline forgets the lamp that left longest ago; g.mu is held.
+func (g *Gateway) evictOffline() {
+	var oldest string
+	for k, i := range g.offline {
+		if oldest == "" || i.DisconnectedAt.Before(*g.offline[oldest].DisconnectedAt) {
+			oldest = k
+		}
+	}
+	delete(g.offline, oldest)
+}
+
+// Offline lists lamps that were connected and left (and have not come back
+// since), most recently gone first; named lamps by name, others by address.
+func (g *Gateway) Offline() []Info {
+	g.mu.Lock()
+	out := make([]Info, 0, len(g.offline))
+	for _, i := range g.offline {
+		out = append(out, i)
+	}
+	g.mu.Unlock()
+	slices.SortFunc(out, func(a, b Info) int { return b.DisconnectedAt.Compare(*a.DisconnectedAt) })
+	return out
 }
 
 // handshake reads the secret and answers "ok"; it returns "" on success or
@@ -307,6 +361,9 @@ func (l *lamp) handshake() string {
 	g.stats.HandshakesOK.Add(1)
 	g.stats.Lamps.Add(1)
 	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "remote", l.remote)
+	g.mu.Lock()
+	delete(g.offline, offlineKey(l))
+	g.mu.Unlock()
 	g.publishDevice(l, "authenticated")
 	// Joining the hub queues the current display packet atomically with
 	// respect to broadcasts: no change can slip between "current" and "next".
@@ -555,8 +612,11 @@ type Info struct {
 	Debug           bool      `json:"debug"`
 	PacketsSent     uint64    `json:"packets_sent"`
 	PacketsReceived uint64    `json:"packets_received"`
-	Phase           string    `json:"phase"`
+	Phase           string    `json:"phase"` // connected, authenticated, synchronized, updating; offline for a lamp that left
 	Event           string    `json:"event,omitempty"`
+	// For a lamp that left: when and why.
+	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
+	Reason         string     `json:"reason,omitempty"`
 }
 
 func (g *Gateway) info(l *lamp, debug bool) Info {

@@ -602,3 +602,33 @@ func TestDeviceEvents(t *testing.T) {
 		t.Errorf("events %v", seen)
 	}
 }
+
+func TestOfflineLampsAreRememberedUntilTheyReturn(t *testing.T) {
+	ts := newServer(t, Options{Named: []NamedSecret{{Name: "bedroom", Secret: "bedroom-secret"}}}, nil)
+	bed := ts.lamp(t, "bedroom-secret", "[cc:0:?:?]")
+	anon := ts.lamp(t, secret, "[cc:0:?:?]")
+	refused := dial(t, ts.url, nil)
+	send(t, refused, "wrong")
+	closeCode(t, refused)
+	if n := len(ts.gw.Offline()); n != 0 {
+		t.Fatalf("%d offline lamps before any left (a refused lamp is not one)", n)
+	}
+	bed.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseGoingAway, "reboot"), time.Now().Add(time.Second))
+	anon.Close()
+	waitFor(t, "both lamps offline", func() bool { return len(ts.gw.Offline()) == 2 })
+	for _, o := range ts.gw.Offline() {
+		if o.Phase != "offline" || o.DisconnectedAt == nil || o.Reason == "" || !o.Authenticated {
+			t.Errorf("offline entry %+v", o)
+		}
+		if o.Name == "bedroom" && !strings.Contains(o.Reason, "1001") {
+			t.Errorf("bedroom's reason %q", o.Reason)
+		}
+	}
+	if d := ts.gw.Devices(); len(d) != 0 {
+		t.Errorf("offline lamps listed as connected: %+v", d)
+	}
+	ts.lamp(t, "bedroom-secret", "[cc:0:?:?]")
+	if o := ts.gw.Offline(); len(o) != 1 || o[0].Name != "" {
+		t.Errorf("after bedroom came back: %+v", o)
+	}
+}
