@@ -337,6 +337,7 @@ func (l *lamp) handshake() string {
 		return refuse(fmt.Sprintf("no secret within %s", g.opt.HandshakeTimeout), 0)
 	case err != nil:
 		g.stats.HandshakesFailed.Add(1)
+		l.release() // so that the close frame readError asks for goes out
 		return l.readError(err)
 	case op != opText:
 		return refuse("the first frame must be the secret as text", 0)

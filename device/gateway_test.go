@@ -186,6 +186,13 @@ func TestHandshake(t *testing.T) {
 		{"nothing within the timeout", "no secret within", func(*websocket.Conn) {}},
 		{"secret with a suffix", "wrong secret", func(c *websocket.Conn) { c.WriteMessage(websocket.TextMessage, []byte(secret+"x")) }},
 	}
+	t.Run("an oversized first frame gets 1009", func(t *testing.T) {
+		c := dial(t, ts.url, nil)
+		c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("s", 5000)))
+		if code, _ := closeCode(t, c); code != websocket.CloseMessageTooBig {
+			t.Errorf("close code %d, want 1009", code)
+		}
+	})
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dial(t, ts.url, nil)
