@@ -65,12 +65,49 @@ func (s *Server) putState(c echo.Context) error {
 	return noStoreJSON(c, http.StatusOK, st)
 }
 
+// getDevices is GET /api/devices: the connected lamps, oldest first, as
+// API.md says. With ?include=offline the lamps that left (and have not come
+// back) follow them, most recently gone first, each with phase "offline",
+// disconnected_at and reason, so a script sees what the Lamps panel shows.
+// include takes no other value: a typo is a 400, not a silently shorter list.
 func (s *Server) getDevices(c echo.Context) error {
+	withOffline, err := parseInclude(c.QueryParams()["include"])
+	if err != nil {
+		return err
+	}
+	if withOffline {
+		return noStoreJSON(c, http.StatusOK, s.lamps())
+	}
 	devs := s.deps.Devices.Devices()
 	if devs == nil {
 		devs = []device.Info{}
 	}
 	return noStoreJSON(c, http.StatusOK, devs)
+}
+
+// parseInclude reads the include query parameter of GET /api/devices: absent,
+// or "offline" (repeating it changes nothing).
+func parseInclude(values []string) (offline bool, err error) {
+	for _, v := range values {
+		if v != "offline" {
+			return false, errorf(http.StatusBadRequest, "include %q is not known; the only value is include=offline (connected lamps followed by those that left)", v)
+		}
+	}
+	return len(values) > 0, nil
+}
+
+// lamps is every lamp a person should see: the connected ones, oldest
+// first, then those that left, most recently gone first. The page, its boot
+// data, the event stream's snapshot and ?include=offline share it, so they
+// cannot disagree.
+func (s *Server) lamps() []device.Info { return s.withOffline(s.deps.Devices.Devices()) }
+
+// withOffline appends the lamps that left to live, the connected ones.
+func (s *Server) withOffline(live []device.Info) []device.Info {
+	gone := s.deps.Devices.Offline()
+	out := make([]device.Info, 0, len(live)+len(gone))
+	out = append(out, live...)
+	return append(out, gone...)
 }
 
 // commandRequest is the body of POST /api/commands.

@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/gorilla/websocket"
 
 	"github.com/cloudcloud/cloudcloud/state"
 
@@ -414,6 +415,44 @@ func TestBrowser(t *testing.T) {
 		b.waitJS(t, ctx, "live again", `document.querySelector('#conn').dataset.conn === "live"`)
 		b.waitJS(t, ctx, "the change made while reconnecting", `document.querySelector('[data-field="packet"]').textContent === "[cc:2:255,160,0:0]"`)
 		lamp.waitFor(t, "[cc:2:255,160,0:0]")
+	})
+
+	t.Run("a lamp that leaves stays as an offline row until it is back", func(t *testing.T) {
+		gone := e.lamp(t)
+		row := fmt.Sprintf(`.device[data-id="%s"]`, gone.id)
+		b.waitJS(t, ctx, "the second lamp's row", fmt.Sprintf(`document.querySelector('%s')?.dataset.status === "online" && document.querySelector('#lamp-count').textContent === "2"`, row))
+		gone.leave(t, websocket.CloseGoingAway)
+		offline := fmt.Sprintf(`(() => {
+			const r = document.querySelector('%s');
+			return !!r && r.dataset.status === "offline"
+				&& r.querySelector('[data-field="status"]').textContent === "Offline"
+				&& r.querySelector('[data-field="reason"]').textContent === "Lamp closed the connection (code 1001)"
+				&& r.querySelector('[data-field="label"]').textContent === "127.0.0.1"
+				&& /^\d\d:\d\d \(\d+ s\)$/.test(r.querySelector('[data-field="offline-since"]').textContent)
+				&& r.querySelector('[data-field="offline-since"]').offsetParent !== null
+				&& [...r.querySelectorAll('button')].every((b) => b.offsetParent === null)
+				&& document.querySelector('#lamp-count').textContent === "1"
+				&& document.querySelector('#devices').lastElementChild === r;
+		})()`, row)
+		b.waitJS(t, ctx, "the offline row, with why, without buttons, below the online lamp", offline)
+		// Before, the row went after 4 s: it must still be there after that.
+		time.Sleep(4500 * time.Millisecond)
+		b.waitJS(t, ctx, "the offline row after 4.5 s", offline)
+		b.shotElement(t, ctx, "lamps-offline-light", "#lamps")
+		b.viewport(t, ctx, 390, 844, true)
+		b.shotElement(t, ctx, "lamps-offline-dark", "#lamps")
+		b.viewport(t, ctx, 390, 844, false)
+
+		// A fresh page (server-rendered, then the stream's snapshot) shows it too.
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, ctx, "live after the reload", `document.querySelector('#conn').dataset.conn === "live"`)
+		b.waitJS(t, ctx, "the offline row after a reload", offline)
+
+		// It comes back (same address, so the same lamp): the live row replaces it.
+		back := e.lamp(t)
+		b.waitJS(t, ctx, "the live row instead of the offline one", fmt.Sprintf(`!document.querySelector('%s') && document.querySelector('.device[data-id="%s"]')?.dataset.status === "online" && !document.querySelector('.device[data-status="offline"]') && document.querySelector('#lamp-count').textContent === "2"`, row, back.id))
+		back.leave(t, websocket.CloseNormalClosure)
+		b.waitJS(t, ctx, "the lamp offline again", fmt.Sprintf(`document.querySelector('.device[data-id="%s"]')?.dataset.status === "offline" && document.querySelector('#lamp-count').textContent === "1"`, back.id))
 	})
 
 	t.Run("firmware over the air", func(t *testing.T) {

@@ -232,3 +232,19 @@ func FuzzFlash(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseInclude(f *testing.F) {
+	for _, q := range []string{"include=offline", "include=", "include=all", "include=offline&include=offline", "include=%ff", "include", ""} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		// What the handler sees: echo, like url.URL.Query, keeps the pairs
+		// it could parse and drops the rest.
+		values, _ := url.ParseQuery(query)
+		offline, err := parseInclude(values["include"])
+		checkClientError(t, err)
+		if err == nil && offline != (len(values["include"]) > 0) {
+			t.Fatalf("%q: offline %v without an error", query, offline)
+		}
+	})
+}

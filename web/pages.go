@@ -89,14 +89,16 @@ func (s *Server) indexPage(c echo.Context) error {
 	for _, f := range favs {
 		d.Favorites = append(d.Favorites, f.Hex())
 	}
-	for _, dev := range devs {
+	lamps := s.withOffline(devs)
+	for _, dev := range lamps {
 		d.Devices = append(d.Devices, deviceView(dev, now))
 	}
+	d.LampCount = len(devs)
 	for _, l := range logs {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: devs, Favorites: favoritesBody{Colors: favs}, LogFilter: filter, ServerTime: now.UTC()}
+	boot := bootData{State: st, Devices: lamps, Favorites: favoritesBody{Colors: favs}, LogFilter: filter, ServerTime: now.UTC()}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}

@@ -41,6 +41,9 @@ type StateService interface {
 // DeviceService is the lamp gateway (device.Gateway).
 type DeviceService interface {
 	Devices() []device.Info
+	// Offline lists lamps that left and have not come back, most recently
+	// gone first, each with phase "offline", when and why.
+	Offline() []device.Info
 	Command(p protocol.Packet, ids []string) ([]string, error)
 	SetDebug(on bool, ids []string) ([]string, error)
 	Logs(device string, limit int) []device.LogLine

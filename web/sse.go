@@ -27,7 +27,7 @@ const sseRetry = 2 * time.Second
 
 // events is GET /api/events: Server-Sent Events whose event name is the
 // bus type and whose data is the JSON object. A new stream starts with
-// snapshots (state, devices, weather, favorites and, when firmware updates
+// snapshots (state, devices including the offline ones, weather, favorites and, when firmware updates
 // are set up, firmware_status), so a page that reconnects is in sync again
 // at once; then it streams: every bus event, including each lamp's
 // `firmware` update step (a rollout.Update), and the web port's own
@@ -57,7 +57,7 @@ func (s *Server) events(c echo.Context) error {
 	}
 	snapshot := []snapshotEvent{
 		{string(events.TypeState), s.deps.State.Get()},
-		{"devices", s.deps.Devices.Devices()},
+		{"devices", s.lamps()}, // offline lamps too: a page that reconnects shows them
 		{string(events.TypeWeather), s.weatherData(nil)},
 		{string(typeFavorites), favoritesBody{Colors: s.favs.List()}},
 	}

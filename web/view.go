@@ -10,6 +10,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/realip"
 	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/weather"
@@ -92,12 +93,21 @@ func capitalize(s string) string {
 	return string(b)
 }
 
+// deviceLabel names a lamp in its row: its name, else the connection's id;
+// a lamp that left is known by its address, the way it is recognised when it
+// comes back (its old connection id means nothing to a person).
 func deviceLabel(i device.Info) string {
-	if i.Name != "" {
+	switch {
+	case i.Name != "":
 		return i.Name
+	case i.Phase == phaseOffline && i.RemoteAddr != "":
+		return realip.IP(i.RemoteAddr)
 	}
 	return i.ID
 }
+
+// phaseOffline is device.Info.Phase for a lamp that left.
+const phaseOffline = "offline"
 
 func deviceView(i device.Info, now time.Time) templates.Device {
 	v := templates.Device{
@@ -111,14 +121,40 @@ func deviceView(i device.Info, now time.Time) templates.Device {
 		PacketsRecv: strconv.FormatUint(i.PacketsReceived, 10),
 	}
 	v.Status, v.StatusText = deviceStatus(i)
+	if v.Status == phaseOffline {
+		v.Offline = true
+		v.Uptime = "—" // the connection's age stops meaning anything once it is gone
+		v.Reason = capitalize(i.Reason)
+		if v.Reason == "" {
+			v.Reason = "Unknown"
+		}
+		v.OfflineSinceText = "—"
+		if t := i.DisconnectedAt; t != nil {
+			v.OfflineSince = t.Format(time.RFC3339Nano)
+			v.OfflineSinceText = offlineSince(now, *t)
+		}
+	}
 	return v
 }
 
-// deviceStatus says exactly which state a lamp is in, Brewblox-style: still
-// in the handshake, online but not yet showing the current packet, or
-// online and in step.
+// offlineSince says when a lamp left and how long ago: "10:32 (12 min)";
+// older than a day it names the date too: "3 Mar 10:32 (2 d 4 h)".
+// static/app.js writes the same.
+func offlineSince(now, t time.Time) string {
+	layout := "15:04"
+	if now.Sub(t) >= 24*time.Hour {
+		layout = "2 Jan 15:04"
+	}
+	return t.Local().Format(layout) + " (" + humanDuration(now.Sub(t)) + ")"
+}
+
+// deviceStatus says exactly which state a lamp is in, Brewblox-style: gone
+// (offline), still in the handshake, online but not yet showing the current
+// packet, or online and in step.
 func deviceStatus(i device.Info) (status, text string) {
 	switch {
+	case i.Phase == phaseOffline:
+		return phaseOffline, "Offline"
 	case !i.Authenticated:
 		return "handshake", "Handshake"
 	case !i.Synchronized:

@@ -489,12 +489,36 @@
   // ---------- lamps ----------
 
   const STATUS_TEXT = { handshake: 'Handshake', syncing: 'Syncing', online: 'Online', offline: 'Offline' };
+  // A lamp that left: remembered by the server (phase "offline"), or a
+  // connection that just ended before it ever authenticated.
+  const isOffline = (d) => d.phase === 'offline' || d.event === 'disconnected';
   function deviceStatus(d) {
-    if (d.event === 'disconnected') return 'offline';
+    if (isOffline(d)) return 'offline';
     if (!d.authenticated) return 'handshake';
     return d.synchronized ? 'online' : 'syncing';
   }
-  const deviceLabel = (d) => d.name || d.id;
+  // hostOf drops the port: "192.0.2.7:51234" → "192.0.2.7", "[::1]:80" → "::1".
+  function hostOf(addr) {
+    const a = addr || '';
+    if (a.startsWith('[')) return a.slice(1, a.indexOf(']') > 0 ? a.indexOf(']') : a.length);
+    return a.indexOf(':') === a.lastIndexOf(':') && a.includes(':') ? a.slice(0, a.indexOf(':')) : a;
+  }
+  // Keep in step with deviceLabel in view.go: a lamp that left is known by
+  // its address, as the server recognises it when it comes back.
+  const deviceLabel = (d) => d.name || (d.phase === 'offline' && d.remote_addr ? hostOf(d.remote_addr) : d.id);
+  // offlineKey is how the server recognises a lamp across reconnects (the
+  // gateway's offlineKey): its name, else its address without the port.
+  const offlineKey = (d) => (d.name ? 'name:' + d.name : 'addr:' + hostOf(d.remote_addr));
+  // Written like offlineSince in view.go: "10:32 (12 min)", with the date
+  // when it is a day or more ago.
+  function offlineSince(iso) {
+    if (!iso) return '—';
+    const t = new Date(iso);
+    const d = serverNow() - t.getTime();
+    const hm = t.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', hour12: false });
+    const when = d >= 86400000 ? t.toLocaleDateString([], { day: 'numeric', month: 'short' }) + ' ' + hm : hm;
+    return when + ' (' + humanDuration(d) + ')';
+  }
 
   function renderDevice(d) {
     const list = $('#devices');
@@ -505,6 +529,7 @@
       list.append(row);
     }
     const status = deviceStatus(d);
+    const offline = status === 'offline';
     row.dataset.status = status;
     setText(field(row, 'label'), deviceLabel(d));
     setText(field(row, 'status'), STATUS_TEXT[status]);
@@ -513,37 +538,97 @@
     field(row, 'seen').dataset.ago = d.last_seen;
     setText(field(row, 'sent'), String(d.packets_sent));
     setText(field(row, 'received'), String(d.packets_received));
+    const since = field(row, 'offline-since');
+    since.dataset.offline = d.disconnected_at || '';
+    setText(field(row, 'reason'), capitalize(d.reason || '') || 'Unknown');
+    $$('[data-when]', row).forEach((el) => { el.hidden = (el.dataset.when === 'offline') !== offline; });
     $$('input[data-bind="id"]', row).forEach((el) => { el.value = d.id; });
     $$('input[data-bind="debug-next"]', row).forEach((el) => { el.value = String(!d.debug); });
     const dbg = field(row, 'debug');
     dbg.setAttribute('aria-pressed', String(!!d.debug));
     setText(dbg.querySelector('span'), 'Debug ' + (d.debug ? 'on' : 'off'));
-    row.querySelectorAll('button').forEach((b) => { b.disabled = status === 'offline'; });
+    row.querySelectorAll('button').forEach((b) => { b.disabled = offline; });
     tickRow(row);
+    return row;
+  }
+
+  // lampOrder is the server's: connected lamps oldest first, then the ones
+  // that left, most recently gone first.
+  function lampOrder(a, b) {
+    const ao = isOffline(a), bo = isOffline(b);
+    if (ao !== bo) return ao ? 1 : -1;
+    const gone = (d) => (d.disconnected_at ? Date.parse(d.disconnected_at) : Infinity); // unknown: just now
+    if (ao) return gone(b) - gone(a) || 0;
+    return Date.parse(a.connected_at) - Date.parse(b.connected_at) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
   }
 
   function renderDevices() {
     const list = $('#devices');
     const ids = new Set(app.devices.keys());
     $$('.device', list).forEach((row) => { if (!ids.has(row.dataset.id)) row.remove(); });
-    for (const d of app.devices.values()) renderDevice(d);
-    setText($('#lamp-count'), String([...app.devices.values()].filter((d) => d.event !== 'disconnected').length));
+    const lamps = [...app.devices.values()].sort(lampOrder);
+    // Move only rows out of place, so a focused button keeps its focus.
+    lamps.forEach((d, i) => {
+      const row = renderDevice(d);
+      if (list.children[i] !== row) list.insertBefore(row, list.children[i] || null);
+    });
+    setText($('#lamp-count'), String(lamps.filter((d) => !isOffline(d)).length));
     $('#devices-empty').hidden = app.devices.size > 0;
     updateSynced();
     updateLogLamps();
     renderUpdates();
   }
 
+  // dropOffline forgets the offline rows of the lamp with that key except
+  // keep's; it returns the last one dropped.
+  function dropOffline(key, keep) {
+    let dropped = null;
+    for (const [id, d] of app.devices) {
+      if (id !== keep && d.phase === 'offline' && offlineKey(d) === key) { app.devices.delete(id); dropped = d; }
+    }
+    return dropped;
+  }
+
+  // Offline rows a connection stood in for while its handshake ran, by the
+  // connection's id: if the handshake fails, the server still remembers the
+  // lamp that left, so the row comes back.
+  const standIns = new Map();
+
   function onDevice(d) {
     if (d.event === 'disconnected') {
-      // Show the lamp as offline for a moment, so a person sees it go.
       app.devices.set(d.id, d);
+      const replaced = standIns.get(d.id);
+      standIns.delete(d.id);
+      if (d.phase === 'offline') {
+        // The server remembers one departed lamp per key, until it is back.
+        dropOffline(offlineKey(d), d.id);
+      } else {
+        // It never authenticated, so nothing is remembered: show it go,
+        // then drop it and put back the row it had replaced.
+        setTimeout(() => {
+          const cur = app.devices.get(d.id);
+          if (!cur || cur.phase === 'offline' || cur.event !== 'disconnected') return;
+          app.devices.delete(d.id);
+          if (replaced && !app.devices.has(replaced.id)) app.devices.set(replaced.id, replaced);
+          renderDevices();
+        }, 4000);
+      }
       renderDevices();
-      setTimeout(() => {
-        const cur = app.devices.get(d.id);
-        if (cur && cur.event === 'disconnected') { app.devices.delete(d.id); renderDevices(); }
-      }, 4000);
       return;
+    }
+    // The lamp is back: its live row replaces the offline one. A new
+    // connection has no name until its handshake, so then only an unnamed
+    // lamp at the same address is recognised, as the server does.
+    if (d.event === 'authenticated' || (d.event === 'connected' && !d.name)) {
+      const replaced = dropOffline(offlineKey(d), d.id);
+      if (d.event === 'connected' && replaced) standIns.set(d.id, replaced);
+      if (d.event === 'authenticated') {
+        // A named lamp from the address of an unnamed one that left is
+        // another lamp: the server still remembers that one.
+        const stoodIn = standIns.get(d.id);
+        standIns.delete(d.id);
+        if (stoodIn && offlineKey(stoodIn) !== offlineKey(d) && !app.devices.has(stoodIn.id)) app.devices.set(stoodIn.id, stoodIn);
+      }
     }
     app.devices.set(d.id, d);
     renderDevices();
@@ -552,13 +637,17 @@
   function updateSynced() {
     const el = $('#synced');
     if (!el) return;
-    const lamps = [...app.devices.values()].filter((d) => d.authenticated && d.event !== 'disconnected');
+    const lamps = [...app.devices.values()].filter((d) => d.authenticated && !isOffline(d));
     if (!lamps.length) { setText(el, 'no lamp connected'); return; }
     const synced = lamps.filter((d) => d.synchronized).length;
     setText(el, synced === lamps.length ? (lamps.length === 1 ? '1 lamp shows this' : lamps.length + ' lamps show this') : synced + ' of ' + lamps.length + ' lamps in step');
   }
 
   function tickRow(row) {
+    const since = field(row, 'offline-since');
+    if (row.dataset.status === 'offline') {
+      if (since) setText(since, offlineSince(since.dataset.offline));
+    }
     const up = field(row, 'uptime');
     if (up && up.dataset.since) setText(up, humanDuration(serverNow() - Date.parse(up.dataset.since)));
     const seen = field(row, 'seen');
@@ -791,7 +880,7 @@
   // updateView says where a lamp stands; keep in step with firmwareUpdateView.
   function updateView(u) {
     const d = app.devices.get(u.device_id);
-    const online = !!d && d.event !== 'disconnected';
+    const online = !!d && !isOffline(d);
     const pending = (detail) => (online ? detail : detail + ' · offline');
     const v = { text: u.state, cls: 'info', detail: '', progress: false, percent: 0 };
     switch (u.state) {

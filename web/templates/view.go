@@ -54,15 +54,20 @@ type State struct {
 	UpdatedLabel string // "22:00"
 }
 
-// Device is one lamp row.
+// Device is one lamp row: a connected lamp, or one that left (Offline),
+// which keeps its last known facts and says when and why it went.
 type Device struct {
 	ID, Label, Name, RemoteAddr string
-	Status                      string // online, syncing, handshake
+	Status                      string // online, syncing, handshake, offline
 	StatusText                  string
 	ConnectedAt, LastSeen       string // RFC 3339, for scripts
 	Uptime, LastSeenAgo         string
 	Debug                       bool
 	PacketsSent, PacketsRecv    string
+	Offline                     bool
+	OfflineSince                string // RFC 3339, for scripts; "" when unknown
+	OfflineSinceText            string // "10:32 (12 min)"
+	Reason                      string // "No sign of life for 45s"
 }
 
 // LogLine is one debug line.
@@ -148,7 +153,8 @@ type Index struct {
 	State          State
 	Favorites      []string
 	FavoritesFull  bool
-	Devices        []Device
+	Devices        []Device // connected lamps first, then those that left
+	LampCount      int      // connected lamps, for the badge
 	Logs           []LogLine
 	LogFilter      string
 	LogDownload    string // URL of the filtered log as text
