@@ -3,8 +3,6 @@ package device
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"sync"
-	"time"
 
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
@@ -55,59 +53,4 @@ func (s secrets) match(frame []byte) (name string, ok bool) {
 		}
 	}
 	return name, found == 1
-}
-
-// backoff slows down repeated wrong secrets from one address: each failure
-// doubles the delay before the refusal is sent, up to max; a success or a
-// quiet period clears it. Only the failing connection waits, so good lamps
-// behind the same address are not held up.
-type backoff struct {
-	base, max time.Duration
-	mu        sync.Mutex
-	failures  map[string]failure
-}
-
-type failure struct {
-	count int
-	last  time.Time
-}
-
-func newBackoff(base, max time.Duration) *backoff {
-	return &backoff{base: base, max: max, failures: make(map[string]failure)}
-}
-
-// fail records a failure from ip and returns how long to wait before answering.
-func (b *backoff) fail(ip string, now time.Time) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	f := b.failures[ip]
-	if now.Sub(f.last) > 2*b.max {
-		f.count = 0
-	}
-	f.count++
-	f.last = now
-	b.failures[ip] = f
-	if len(b.failures) > 10000 {
-		b.prune(now)
-	}
-	d := b.base
-	for i := 1; i < f.count && d < b.max; i++ {
-		d *= 2
-	}
-	return min(d, b.max)
-}
-
-func (b *backoff) succeed(ip string) {
-	b.mu.Lock()
-	delete(b.failures, ip)
-	b.mu.Unlock()
-}
-
-// prune drops entries quiet for long; b.mu is held.
-func (b *backoff) prune(now time.Time) {
-	for ip, f := range b.failures {
-		if now.Sub(f.last) > 2*b.max {
-			delete(b.failures, ip)
-		}
-	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/cloudcloud/cloudcloud/atomicfile"
+	"github.com/cloudcloud/cloudcloud/backoff"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/realip"
@@ -102,7 +103,7 @@ type Gateway struct {
 	opt      Options
 	log      *slog.Logger
 	secrets  secrets
-	backoff  *backoff
+	refusals *backoff.PerAddress // slows down repeated wrong secrets from one address; only the failing connection waits
 	upgrader websocket.Upgrader
 	logs     *logBook
 	hub      hub
@@ -142,7 +143,7 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		opt:        opt,
 		log:        opt.Logger,
 		secrets:    newSecrets(opt.Secret, opt.Named),
-		backoff:    newBackoff(opt.AuthBackoff, opt.AuthBackoffMax),
+		refusals:   backoff.New(opt.AuthBackoff, opt.AuthBackoffMax, nil),
 		logs:       newLogBook(opt.LogLines, 256),
 		conns:      make(map[string]*lamp),
 		debugNames: make(map[string]bool),
@@ -345,9 +346,9 @@ func (l *lamp) handshake() string {
 	name, ok := g.secrets.match(secret)
 	ip := realip.IP(l.remote)
 	if !ok {
-		return refuse("wrong secret", g.backoff.fail(ip, time.Now()))
+		return refuse("wrong secret", g.refusals.Fail(ip))
 	}
-	g.backoff.succeed(ip)
+	g.refusals.Succeed(ip)
 	if name != "" {
 		l.name.Store(&name)
 	}

@@ -208,28 +208,6 @@ func TestHandshake(t *testing.T) {
 	}
 }
 
-func TestWrongSecretsAreSlowedDown(t *testing.T) {
-	b := newBackoff(time.Second, 8*time.Second)
-	now := time.Now()
-	var got []time.Duration
-	for range 5 {
-		got = append(got, b.fail("192.0.2.1", now))
-	}
-	if fmt.Sprint(got) != "[1s 2s 4s 8s 8s]" {
-		t.Errorf("delays %v", got)
-	}
-	if d := b.fail("192.0.2.2", now); d != time.Second {
-		t.Errorf("another address starts at %v", d)
-	}
-	b.succeed("192.0.2.1")
-	if d := b.fail("192.0.2.1", now); d != time.Second {
-		t.Errorf("after success delay %v", d)
-	}
-	if d := b.fail("192.0.2.2", now.Add(time.Minute)); d != time.Second {
-		t.Errorf("after a quiet minute delay %v", d)
-	}
-}
-
 func TestLampMessages(t *testing.T) {
 	ts := newServer(t, Options{}, nil)
 	logs := ts.bus.Subscribe(10, events.TypeLog)

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -127,96 +126,6 @@ func (a *authenticator) cookie(s session, secure bool, now time.Time) *http.Cook
 
 func clearCookie(secure bool) *http.Cookie {
 	return &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secure, SameSite: http.SameSiteLaxMode}
-}
-
-// loginLimiter slows down password guessing per client address: after each
-// failure the next attempt from that address must wait twice as long as the
-// last time (1 s, 2 s, 4 s … up to max). Attempts too early are answered 429
-// with Retry-After instead of being checked, so no goroutine sleeps and the
-// guess rate is bounded no matter how many requests arrive.
-type loginLimiter struct {
-	base, max time.Duration
-	now       func() time.Time
-
-	mu       sync.Mutex
-	failures map[string]loginFailures
-}
-
-type loginFailures struct {
-	count     int
-	last      time.Time
-	nextAllow time.Time
-}
-
-// maxTracked bounds the memory an attacker with many addresses can use.
-const maxTracked = 10000
-
-func newLoginLimiter(base, max time.Duration, now func() time.Time) *loginLimiter {
-	return &loginLimiter{base: base, max: max, now: now, failures: make(map[string]loginFailures)}
-}
-
-// wait returns how long ip must wait before its next attempt; 0 means go.
-func (l *loginLimiter) wait(ip string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f, ok := l.failures[ip]
-	if !ok {
-		return 0
-	}
-	return max(0, f.nextAllow.Sub(l.now()))
-}
-
-// fail records a wrong password from ip and returns the delay it now faces.
-func (l *loginLimiter) fail(ip string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	f := l.failures[ip]
-	if now.Sub(f.last) > 2*l.max {
-		f.count = 0 // quiet for long: start over
-	}
-	f.count++
-	f.last = now
-	d := l.base
-	for i := 1; i < f.count && d < l.max; i++ {
-		d *= 2
-	}
-	d = min(d, l.max)
-	f.nextAllow = now.Add(d)
-	if _, ok := l.failures[ip]; !ok && len(l.failures) >= maxTracked {
-		l.prune(now)
-	}
-	l.failures[ip] = f
-	return d
-}
-
-// succeed forgets ip's failures.
-func (l *loginLimiter) succeed(ip string) {
-	l.mu.Lock()
-	delete(l.failures, ip)
-	l.mu.Unlock()
-}
-
-// prune drops addresses quiet for long, then, if an attack keeps the map
-// full, the oldest half; l.mu is held.
-func (l *loginLimiter) prune(now time.Time) {
-	for ip, f := range l.failures {
-		if now.Sub(f.last) > 2*l.max {
-			delete(l.failures, ip)
-		}
-	}
-	if len(l.failures) < maxTracked {
-		return
-	}
-	cutoff := now.Add(-l.max)
-	for ip, f := range l.failures {
-		if f.last.Before(cutoff) || len(l.failures) >= maxTracked/2 {
-			delete(l.failures, ip)
-		}
-		if len(l.failures) < maxTracked/2 {
-			return
-		}
-	}
 }
 
 // retryAfterSeconds rounds a wait up to whole seconds for Retry-After.

@@ -133,15 +133,15 @@ func (s *Server) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if user, pass, ok := r.BasicAuth(); ok {
 			ip := realip.IP(s.opt.Proxies.ClientAddr(r))
-			if d := s.limiter.wait(ip); d > 0 {
+			if d := s.limiter.Wait(ip); d > 0 {
 				return tooManyAttempts(d)
 			}
 			if !s.auth.checkPassword(user, pass) {
-				d := s.limiter.fail(ip)
+				d := s.limiter.Fail(ip)
 				s.log.Warn("wrong basic auth password", "client", ip, "next_attempt_in", d)
 				return s.unauthorized(c, "wrong user name or password (web.username / web.password)")
 			}
-			s.limiter.succeed(ip)
+			s.limiter.Succeed(ip)
 			c.Set(ctxAuth, authInfo{})
 			return next(c)
 		}

@@ -188,19 +188,19 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	next := safeNext(r.PostForm.Get("next"))
 	page := templates.Login{Page: s.pageData(c, "Sign in · cloudcloud"), Next: next, User: user}
 	ip := realip.IP(s.opt.Proxies.ClientAddr(r))
-	if d := s.limiter.wait(ip); d > 0 {
+	if d := s.limiter.Wait(ip); d > 0 {
 		secs := retryAfterSeconds(d)
 		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
 		page.Error = fmt.Sprintf("Too many wrong passwords from your address. Try again in %d s.", secs)
 		return s.renderPage(c, http.StatusTooManyRequests, templates.LoginPage(page))
 	}
 	if !s.auth.checkPassword(user, pass) {
-		d := s.limiter.fail(ip)
+		d := s.limiter.Fail(ip)
 		s.log.Warn("wrong login password", "client", ip, "user", user, "next_attempt_in", d)
 		page.Error = "Wrong user name or password."
 		return s.renderPage(c, http.StatusUnauthorized, templates.LoginPage(page))
 	}
-	s.limiter.succeed(ip)
+	s.limiter.Succeed(ip)
 	now := s.now()
 	c.SetCookie(s.auth.cookie(s.auth.newSession(now), s.secure(r), now))
 	s.log.Info("logged in", "client", ip, "user", user)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cloudcloud/cloudcloud/backoff"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/favorites"
@@ -114,7 +115,7 @@ type Server struct {
 	log     *slog.Logger
 	echo    *echo.Echo
 	auth    *authenticator
-	limiter *loginLimiter
+	limiter *backoff.PerAddress // slows down password guessing: early attempts get 429 with Retry-After, no goroutine sleeps
 	favs    *favorites.Store
 	// localBus carries the web port's own news (favourites, the firmware
 	// panel's status), which no other part of the server produces.
@@ -189,7 +190,7 @@ func New(opt Options, deps Deps) (*Server, error) {
 		now:       time.Now,
 	}
 	// Wrong passwords: 1 s, 2 s, 4 s … up to 5 minutes between attempts.
-	s.limiter = newLoginLimiter(time.Second, 5*time.Minute, func() time.Time { return s.now() })
+	s.limiter = backoff.New(time.Second, 5*time.Minute, func() time.Time { return s.now() })
 	if err := s.setupMetrics(); err != nil {
 		return nil, err
 	}
