@@ -47,8 +47,6 @@ type Options struct {
 	// Ready, if set, is called once both ports listen (tests use it to learn
 	// the ports when the config says ":0").
 	Ready func(Addrs)
-	// Announce is where the first-start secrets are printed (stderr by default).
-	HTTPClient *http.Client // for the weather poller; nil = default
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -150,7 +148,6 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		Timeout:       cfg.Weather.Timeout.D(),
 		Endpoint:      cfg.Weather.Endpoint,
 		WindBeaufort:  cfg.Weather.WindBeaufort,
-		HTTPClient:    o.HTTPClient,
 		Logger:        log.With("part", "weather"),
 		Publish:       func(r weather.Report) { applyWeather(store, bus, log, r) },
 	})
