@@ -113,7 +113,7 @@ type Gateway struct {
 	conns      map[string]*lamp
 	debugAll   bool
 	debugNames map[string]bool
-	offline    map[string]Info // lamps that left, by offlineKey
+	offline    map[string]Info // lamps that left, by Info.Lamp
 
 	poller  *readPoller // nil: a reader goroutine per lamp
 	writers *writerPool
@@ -264,7 +264,7 @@ func (g *Gateway) forget(l *lamp, why string) {
 		now := time.Now().UTC()
 		i.Phase, i.DisconnectedAt, i.Reason = "offline", &now, why
 		g.mu.Lock()
-		g.offline[offlineKey(l)] = i
+		g.offline[i.Lamp()] = i
 		if len(g.offline) > maxOffline {
 			g.evictOffline()
 		}
@@ -279,14 +279,6 @@ func (g *Gateway) forget(l *lamp, why string) {
 
 // maxOffline bounds how many departed lamps are remembered.
 const maxOffline = 64
-
-// offlineKey recognises a lamp across reconnects: its name, else its address.
-func offlineKey(l *lamp) string {
-	if n := l.Name(); n != "" {
-		return "name:" + n
-	}
-	return "addr:" + realip.IP(l.remote)
-}
 
 // evictOffline forgets the lamp that left longest ago; g.mu is held.
 func (g *Gateway) evictOffline() {
@@ -364,7 +356,7 @@ func (l *lamp) handshake() string {
 	g.stats.Lamps.Add(1)
 	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "remote", l.remote)
 	g.mu.Lock()
-	delete(g.offline, offlineKey(l))
+	delete(g.offline, lampKey(l.Name(), l.remote))
 	g.mu.Unlock()
 	g.publishDevice(l, "authenticated")
 	// Joining the hub queues the current display packet atomically with
@@ -619,6 +611,18 @@ type Info struct {
 	// For a lamp that left: when and why.
 	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
 	Reason         string     `json:"reason,omitempty"`
+}
+
+// Lamp is how a lamp is recognised across reconnects, when its connection
+// id changes: its name when it used a named secret, else its address
+// without the port (so unnamed lamps behind one address look like one).
+func (i Info) Lamp() string { return lampKey(i.Name, i.RemoteAddr) }
+
+func lampKey(name, remote string) string {
+	if name != "" {
+		return name
+	}
+	return realip.IP(remote)
 }
 
 func (g *Gateway) info(l *lamp, debug bool) Info {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/realip"
 )
 
 // States of one update.
@@ -79,18 +79,6 @@ func Open(dir string, bus events.Publisher, log *slog.Logger, overdue time.Durat
 	return t, nil
 }
 
-// key is how a lamp is recognised across reconnects: its name, else its
-// address without the port.
-func key(name, remote string) string {
-	if name != "" {
-		return name
-	}
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		return host
-	}
-	return remote
-}
-
 // Run follows the bus until ctx ends. A lagging subscription is renewed.
 func (t *Tracker) Run(ctx context.Context, bus *events.Bus) {
 	for ctx.Err() == nil {
@@ -123,12 +111,12 @@ func (t *Tracker) follow(ctx context.Context, sub *events.Subscription) {
 // Device takes a lamp event: "updating" starts an update, "authenticated"
 // ends one that is under way.
 func (t *Tracker) Device(info device.Info) {
-	k := key(info.Name, info.RemoteAddr)
+	k := info.Lamp()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch info.Event {
 	case "updating":
-		u := Update{Lamp: k, DeviceID: info.ID, Addr: key("", info.RemoteAddr), State: StateAsked, AskedAt: t.now().UTC(), Version: t.image()}
+		u := Update{Lamp: k, DeviceID: info.ID, Addr: realip.IP(info.RemoteAddr), State: StateAsked, AskedAt: t.now().UTC(), Version: t.image()}
 		h := append(t.history[k], u)
 		if len(h) > keep {
 			h = h[len(h)-keep:]
@@ -149,7 +137,7 @@ func (t *Tracker) Device(info device.Info) {
 func (t *Tracker) Served(d firmware.Download) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	host := key("", d.RemoteAddr)
+	host := realip.IP(d.RemoteAddr)
 	for _, h := range t.history {
 		u := &h[len(h)-1]
 		if u.Addr != host {
