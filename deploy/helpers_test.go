@@ -138,7 +138,7 @@ type testServer struct {
 	keepalive          time.Duration
 }
 
-// startServer runs server.Run on loopback ports until the test ends. It
+// startServer builds a server and runs it on loopback ports until the test ends. It
 // trusts 127.0.0.1 as a proxy, as the nginx docs tell people to, and pings
 // lamps every second so that keepalive goes through nginx within the test.
 func startServer(t *testing.T) testServer {
@@ -159,10 +159,13 @@ func startServer(t *testing.T) testServer {
 	ready := make(chan server.Addrs, 1)
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
-	go func() {
-		done <- server.Run(ctx, cfg, server.Options{Version: testVersion, Logger: logger,
-			Ready: func(a server.Addrs) { ready <- a }})
-	}()
+	srv, err := server.New(cfg, server.Options{Version: testVersion, Logger: logger,
+		Ready: func(a server.Addrs) { ready <- a }})
+	if err != nil {
+		cancel()
+		t.Fatalf("server.New: %v", err)
+	}
+	go func() { done <- srv.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -27,7 +27,12 @@ func TestRunAgainstARealServer(t *testing.T) {
 	ready := make(chan server.Addrs, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- server.Run(ctx, cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a server.Addrs) { ready <- a }})
+		srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func(a server.Addrs) { ready <- a }})
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- srv.Run(ctx)
 	}()
 	var addrs server.Addrs
 	select {

@@ -45,10 +45,17 @@ type Update struct {
 	RunningVersion string     `json:"running_version,omitempty"` // what the lamp's updater said it ran
 }
 
+// Bus is the event bus the tracker follows lamps on and announces each
+// step of an update on (events.Bus).
+type Bus interface {
+	events.Publisher
+	Subscribe(buffer int, types ...events.Type) *events.Subscription
+}
+
 // Tracker keeps the updates.
 type Tracker struct {
 	path    string
-	bus     events.Publisher
+	bus     Bus
 	log     *slog.Logger
 	now     func() time.Time
 	overdue time.Duration
@@ -61,7 +68,7 @@ type Tracker struct {
 const keep = 10
 
 // Open loads the history from dir/updates.json.
-func Open(dir string, bus events.Publisher, log *slog.Logger, overdue time.Duration, image func() string) (*Tracker, error) {
+func Open(dir string, bus Bus, log *slog.Logger, overdue time.Duration, image func() string) (*Tracker, error) {
 	t := &Tracker{path: filepath.Join(dir, "updates.json"), bus: bus, log: log, now: time.Now, overdue: overdue, image: image, history: map[string][]Update{}}
 	err := atomicfile.ReadJSON(t.path, &t.history)
 	var corrupt *atomicfile.CorruptError
@@ -80,9 +87,9 @@ func Open(dir string, bus events.Publisher, log *slog.Logger, overdue time.Durat
 }
 
 // Run follows the bus until ctx ends. A lagging subscription is renewed.
-func (t *Tracker) Run(ctx context.Context, bus *events.Bus) {
+func (t *Tracker) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		sub := bus.Subscribe(4096, events.TypeDevice)
+		sub := t.bus.Subscribe(4096, events.TypeDevice)
 		t.follow(ctx, sub)
 		sub.Close()
 	}

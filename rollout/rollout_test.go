@@ -13,7 +13,7 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newTracker(t *testing.T, dir string, bus events.Publisher) (*Tracker, *time.Time) {
+func newTracker(t *testing.T, dir string, bus Bus) (*Tracker, *time.Time) {
 	t.Helper()
 	tr, err := Open(dir, bus, quiet, 5*time.Minute, func() string { return "v2.0" })
 	if err != nil {

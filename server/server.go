@@ -1,5 +1,6 @@
-// Package server assembles cloudcloud from its parts (display state, lamp
-// gateway, weather poller, firmware store, web UI) and runs it until its
+// Package server is cloudcloud's composition root: New builds every part
+// (display state, lamp gateway, weather poller, firmware store, web UI) and
+// the two HTTP handlers from the configuration; Run listens, serves until its
 // context ends, then shuts down gracefully: lamps get a close frame with
 // code 1001, state is on disk, and it all takes a few seconds at most.
 package server
@@ -40,107 +41,66 @@ type Addrs struct {
 	Web, Device string
 }
 
-// Options are what Run needs besides the configuration.
+// Options are what New needs besides the configuration.
 type Options struct {
 	Version string
 	Logger  *slog.Logger
-	// Ready, if set, is called once both ports listen (tests use it to learn
-	// the ports when the config says ":0").
+	// Ready, if set, is called by Run once both ports listen (tests use it
+	// to learn the ports when the config says ":0").
 	Ready func(Addrs)
 }
 
-// Run serves until ctx ends, then shuts down gracefully.
-func Run(ctx context.Context, cfg config.Config, o Options) error {
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
+// Server is a built cloudcloud, ready to Run.
+type Server struct {
+	cfg config.Config
+	opt Options
+	log *slog.Logger
+
+	bus     *events.Bus
+	state   *state.Store
+	gateway *device.Gateway
+	poller  *weather.Poller
+	updates *rollout.Tracker
+
+	webHandler    http.Handler // the UI, the API, /healthz and /metrics
+	deviceHandler http.Handler // the lamps' WebSocket and /firmware.bin
+}
+
+// New builds every part from cfg. Nothing listens yet; on an error nothing
+// is left running.
+func New(cfg config.Config, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
+	s := &Server{cfg: cfg, opt: o, log: o.Logger, bus: events.NewBus()}
+	log := s.log
 	dir := cfg.Storage.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("storage.dir %q: %w", dir, err)
+		return nil, fmt.Errorf("storage.dir %q: %w", dir, err)
 	}
-	creds, generated, err := credentials.Ensure(dir)
+	creds, password, secret, err := s.credentials()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	password, secret := cfg.Web.Password, cfg.Device.AuthSecret
-	if password == "" {
-		password = creds.WebPassword
-		if generated.WebPassword {
-			log.Warn("generated a UI password (kept in "+filepath.Join(dir, credentials.FileName)+"; set web.password to choose one)", "username", cfg.Web.Username, "password", password)
-		} else {
-			log.Info("UI password: the generated one in "+filepath.Join(dir, credentials.FileName), "username", cfg.Web.Username)
-		}
-	}
-	if secret == "" {
-		secret = creds.DeviceSecret
-		if generated.DeviceSecret {
-			log.Warn("generated the lamp secret (kept in "+filepath.Join(dir, credentials.FileName)+"; flash it into your lamps or set device.auth_secret)", "secret", secret)
-		} else {
-			log.Info("lamp secret: the generated one in " + filepath.Join(dir, credentials.FileName))
-		}
-	}
-
-	bus := events.NewBus()
-	store, err := state.Open(dir, bus, log)
-	if err != nil {
-		return err
+	if s.state, err = state.Open(dir, s.bus, log); err != nil {
+		return nil, err
 	}
 	proxies, err := realip.New(cfg.Web.TrustedProxies)
 	if err != nil {
-		return fmt.Errorf("web.trusted_proxies: %w", err)
+		return nil, fmt.Errorf("web.trusted_proxies: %w", err)
 	}
-	registry := prometheus.NewRegistry()
-	fanout := metrics.NewFanout()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout)
-	named := make([]device.NamedSecret, len(cfg.Device.Secrets))
-	for i, s := range cfg.Device.Secrets {
-		named[i] = device.NamedSecret{Name: s.Name, Secret: s.Secret}
-	}
-	maxConns := cfg.Device.MaxConnections
-	if maxConns == 0 {
-		maxConns = connectionLimit(log)
-	}
-	gw, err := device.New(device.Options{
-		Secret: secret, Named: named,
-		HandshakeTimeout: cfg.Device.HandshakeTimeout.D(),
-		PingInterval:     cfg.Device.PingInterval.D(),
-		KeepaliveTimeout: cfg.Device.KeepaliveTimeout.D(),
-		WriteTimeout:     cfg.Device.WriteTimeout.D(),
-		MaxFrameSize:     int64(cfg.Device.MaxFrameSize),
-		MaxConnections:   maxConns,
-		SendQueue:        cfg.Device.SendQueue,
-		LogLines:         cfg.Device.LogLines,
-		AuthBackoff:      cfg.Device.AuthBackoff.D(),
-		AuthBackoffMax:   cfg.Device.AuthBackoffMax.D(),
-		Proxies:          proxies,
-		StateDir:         dir,
-		Bus:              bus,
-		Logger:           log.With("part", "device"),
-		OnFanout:         fanout.ObserveFanout,
-	}, store.Get().DisplayPacket())
-	if err != nil {
-		return err
-	}
-	// Every display change reaches the gateway in order, straight from the
-	// store's commit; see state.Store.Watch.
-	store.Watch(func(s state.State) { _ = gw.SetDisplay(s.DisplayPacket()) })
-
 	fw, err := firmware.OpenStore(filepath.Join(dir, "firmware"), log.With("part", "firmware"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	updates, err := rollout.Open(dir, bus, log.With("part", "rollout"), 5*time.Minute, func() string {
+	s.updates, err = rollout.Open(dir, s.bus, log.With("part", "rollout"), 5*time.Minute, func() string {
 		info, _ := fw.Current()
 		return info.Version
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	// Lamps download through nginx too: progress is keyed by the real client.
-	fwHandler := withClientAddr(proxies, fw.Handler(firmware.Hooks{Served: updates.Served}))
-
-	poller, err := weather.NewPoller(weather.Options{
+	s.poller, err = weather.NewPoller(weather.Options{
 		APIKey: cfg.Weather.APIKey, CityID: cfg.Weather.CityID, City: cfg.Weather.City,
 		Lat: cfg.Weather.Lat, Lon: cfg.Weather.Lon,
 		Interval:      cfg.Weather.Interval.D(),
@@ -149,50 +109,135 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		Endpoint:      cfg.Weather.Endpoint,
 		WindBeaufort:  cfg.Weather.WindBeaufort,
 		Logger:        log.With("part", "weather"),
-		Publish:       func(r weather.Report) { applyWeather(store, bus, log, r) },
+		Publish:       s.applyWeather,
 	})
 	if err != nil {
-		return fmt.Errorf("weather: %w", err)
+		return nil, fmt.Errorf("weather: %w", err)
 	}
-	applyWeather(store, bus, log, poller.Report())
-	registry.MustRegister(metrics.NewDeviceCollector(gw.Stats()), metrics.NewWeatherCollector(poller.Report))
+	s.applyWeather(s.poller.Report())
 
+	registry := prometheus.NewRegistry()
+	fanout := metrics.NewFanout()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout)
+
+	// The gateway starts its writers and keepalive at once, so it is built
+	// after everything that can fail on a bad setting or file.
+	if s.gateway, err = s.newGateway(secret, proxies, fanout); err != nil {
+		return nil, err
+	}
+	// Every display change reaches the gateway in order, straight from the
+	// store's commit; see state.Store.Watch.
+	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
+	registry.MustRegister(metrics.NewDeviceCollector(s.gateway.Stats()), metrics.NewWeatherCollector(s.poller.Report))
+
+	// Lamps download through nginx too: progress is keyed by the real client.
+	fwHandler := withClientAddr(proxies, fw.Handler(firmware.Hooks{Served: s.updates.Served}))
 	ui, err := web.New(web.Options{
 		Username: cfg.Web.Username, Password: password,
 		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
 		Proxies: proxies, DataDir: dir, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
-	}, web.Deps{State: store, Devices: gw, Weather: poller, Events: bus, Firmware: fw, Rollout: updates})
+	}, web.Deps{State: s.state, Devices: s.gateway, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
 	if err != nil {
-		return err
+		s.gateway.Shutdown(context.Background())
+		return nil, err
 	}
-
+	s.webHandler = ui.Handler()
 	deviceMux := http.NewServeMux()
 	deviceMux.Handle("/firmware.bin", fwHandler)
-	deviceMux.Handle("/", gw)
-	deviceSrv := &http.Server{Handler: deviceMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	deviceMux.Handle("/", s.gateway)
+	s.deviceHandler = deviceMux
+	return s, nil
+}
 
+// credentials returns the generated credentials and the UI password and lamp
+// secret in force: the configured ones, else the generated ones, which are
+// printed once, on the start that made them up.
+func (s *Server) credentials() (creds credentials.Credentials, password, secret string, err error) {
+	dir, log := s.cfg.Storage.Dir, s.log
+	creds, generated, err := credentials.Ensure(dir)
+	if err != nil {
+		return creds, "", "", err
+	}
+	file := filepath.Join(dir, credentials.FileName)
+	password, secret = s.cfg.Web.Password, s.cfg.Device.AuthSecret
+	if password == "" {
+		password = creds.WebPassword
+		if generated.WebPassword {
+			log.Warn("generated a UI password (kept in "+file+"; set web.password to choose one)", "username", s.cfg.Web.Username, "password", password)
+		} else {
+			log.Info("UI password: the generated one in "+file, "username", s.cfg.Web.Username)
+		}
+	}
+	if secret == "" {
+		secret = creds.DeviceSecret
+		if generated.DeviceSecret {
+			log.Warn("generated the lamp secret (kept in "+file+"; flash it into your lamps or set device.auth_secret)", "secret", secret)
+		} else {
+			log.Info("lamp secret: the generated one in " + file)
+		}
+	}
+	return creds, password, secret, nil
+}
+
+func (s *Server) newGateway(secret string, proxies realip.Resolver, fanout *metrics.Fanout) (*device.Gateway, error) {
+	d := s.cfg.Device
+	named := make([]device.NamedSecret, len(d.Secrets))
+	for i, n := range d.Secrets {
+		named[i] = device.NamedSecret{Name: n.Name, Secret: n.Secret}
+	}
+	maxConns := d.MaxConnections
+	if maxConns == 0 {
+		maxConns = connectionLimit(s.log)
+	}
+	return device.New(device.Options{
+		Secret: secret, Named: named,
+		HandshakeTimeout: d.HandshakeTimeout.D(),
+		PingInterval:     d.PingInterval.D(),
+		KeepaliveTimeout: d.KeepaliveTimeout.D(),
+		WriteTimeout:     d.WriteTimeout.D(),
+		MaxFrameSize:     int64(d.MaxFrameSize),
+		MaxConnections:   maxConns,
+		SendQueue:        d.SendQueue,
+		LogLines:         d.LogLines,
+		AuthBackoff:      d.AuthBackoff.D(),
+		AuthBackoffMax:   d.AuthBackoffMax.D(),
+		Proxies:          proxies,
+		StateDir:         s.cfg.Storage.Dir,
+		Bus:              s.bus,
+		Logger:           s.log.With("part", "device"),
+		OnFanout:         fanout.ObserveFanout,
+	}, s.state.Get().DisplayPacket())
+}
+
+// Run listens on both ports and serves until ctx ends, then shuts down
+// gracefully. A Server runs once.
+func (s *Server) Run(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
+	deviceSrv := &http.Server{Handler: s.deviceHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	// The base context ends with the server, so long-lived requests (the
 	// SSE stream) return and Shutdown does not wait for them in vain.
 	webCtx, stopWeb := context.WithCancel(context.Background())
 	defer stopWeb()
-	webSrv := &http.Server{Handler: ui.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	webSrv := &http.Server{Handler: s.webHandler, ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return webCtx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 
 	webLn, err := net.Listen("tcp", cfg.Web.Listen)
 	if err != nil {
+		s.gateway.Shutdown(context.Background())
 		return fmt.Errorf("web.listen %s: %w", cfg.Web.Listen, err)
 	}
 	deviceLn, err := net.Listen("tcp", cfg.Device.Listen)
 	if err != nil {
 		webLn.Close()
+		s.gateway.Shutdown(context.Background())
 		return fmt.Errorf("device.listen %s: %w", cfg.Device.Listen, err)
 	}
-	log.Info("cloudcloud is running", "version", o.Version,
+	log.Info("cloudcloud is running", "version", s.opt.Version,
 		"ui", "http://"+displayAddr(webLn.Addr()), "lamps", "ws://"+displayAddr(deviceLn.Addr())+"/",
-		"data", dir, "packet", store.Get().Packet)
+		"data", cfg.Storage.Dir, "packet", s.state.Get().Packet)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -206,10 +251,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	wg.Go(func() { serve("web", webSrv, webLn) })
 	wg.Go(func() { serve("device", deviceSrv, deviceLn) })
-	wg.Go(func() { poller.Run(runCtx) })
-	wg.Go(func() { updates.Run(runCtx, bus) })
-	if o.Ready != nil {
-		o.Ready(Addrs{Web: webLn.Addr().String(), Device: deviceLn.Addr().String()})
+	wg.Go(func() { s.poller.Run(runCtx) })
+	wg.Go(func() { s.updates.Run(runCtx) })
+	if s.opt.Ready != nil {
+		s.opt.Ready(Addrs{Web: webLn.Addr().String(), Device: deviceLn.Addr().String()})
 	}
 
 	<-runCtx.Done()
@@ -221,7 +266,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err := deviceSrv.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := gw.Shutdown(sctx); err != nil {
+	if err := s.gateway.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := webSrv.Shutdown(sctx); err != nil {
@@ -232,7 +277,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	for err := range errc {
 		errs = append(errs, err)
 	}
-	log.Info("stopped", "packet", store.Get().Packet)
+	log.Info("stopped", "packet", s.state.Get().Packet)
 	return errors.Join(errs...)
 }
 
@@ -247,12 +292,12 @@ func withClientAddr(proxies realip.Resolver, h http.Handler) http.Handler {
 }
 
 // applyWeather records a weather report in the display state and tells the UI.
-func applyWeather(store *state.Store, bus *events.Bus, log *slog.Logger, r weather.Report) {
+func (s *Server) applyWeather(r weather.Report) {
 	w := state.Weather{Code: int(r.Reading.Code), Intensity: r.Reading.Intensity, Description: r.Description, Source: r.Source}
-	if _, err := store.SetWeather(w); err != nil {
-		log.Error("could not record the weather", "err", err)
+	if _, err := s.state.SetWeather(w); err != nil {
+		s.log.Error("could not record the weather", "err", err)
 	}
-	bus.Publish(events.Event{Type: events.TypeWeather, Data: r})
+	s.bus.Publish(events.Event{Type: events.TypeWeather, Data: r})
 }
 
 func displayAddr(a net.Addr) string {

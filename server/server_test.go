@@ -46,7 +46,11 @@ func start(t *testing.T, dir string, edit func(*config.Config)) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{dir: dir, stop: cancel, done: make(chan error, 1)}
 	ready := make(chan Addrs, 1)
-	go func() { r.done <- Run(ctx, cfg, Options{Logger: quiet, Ready: func(a Addrs) { ready <- a }}) }()
+	srv, err := New(cfg, Options{Logger: quiet, Ready: func(a Addrs) { ready <- a }})
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	go func() { r.done <- srv.Run(ctx) }()
 	select {
 	case r.addrs = <-ready:
 	case err := <-r.done:
@@ -161,7 +165,11 @@ func TestPortInUseIsAClearError(t *testing.T) {
 	r := start(t, t.TempDir(), nil)
 	cfg := config.Default()
 	cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", r.addrs.Device, t.TempDir()
-	err := Run(context.Background(), cfg, Options{Logger: quiet})
+	srv, err := New(cfg, Options{Logger: quiet})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	err = srv.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "device.listen") {
 		t.Errorf("Run on a busy port: %v", err)
 	}

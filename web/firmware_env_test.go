@@ -57,7 +57,7 @@ func newFirmwareEnv(t *testing.T, cfg fwConfig, opts ...envOption) *env {
 	before := e.bus.Subscribers()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { tracker.Run(ctx, e.bus) })
+	wg.Go(func() { tracker.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	waitFor(t, "the rollout tracker to subscribe", func() bool { return e.bus.Subscribers() > before })
 	return e

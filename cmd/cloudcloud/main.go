@@ -1,5 +1,5 @@
 // Command cloudcloud is the self-hosted server for cloud lamps. main only
-// reads the command line and wires the packages together.
+// reads the command line; package server builds and runs the parts.
 package main
 
 import (
@@ -88,7 +88,11 @@ func serve(args, environ []string, stderr io.Writer) error {
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return server.Run(ctx, cfg, server.Options{Version: version, Logger: logger})
+	srv, err := server.New(cfg, server.Options{Version: version, Logger: logger})
+	if err != nil {
+		return err
+	}
+	return srv.Run(ctx)
 }
 
 func simulate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
