@@ -2,22 +2,35 @@
 // leaves either the old or the new content, never a mix: write a temporary
 // file in the same directory, fsync it, rename it over the target, fsync the
 // directory so the rename itself is durable.
+//
+// It is hand-written rather than a library (natefinch/atomic is in the
+// module graph, through templ) because that one does not fsync the
+// directory after the rename, so a power cut can lose a change already
+// acknowledged, and names its temporary files after the target with nothing
+// to mark them, so the leftovers of a crash cannot be told apart and
+// removed at start (IsTemp).
 package atomicfile
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
+	"strings"
 )
+
+// tempInfix marks the temporary files of Write: ".<name>.tmp-<random>".
+const tempInfix = ".tmp-"
+
+// IsTemp reports whether a file name is one of Write's temporary files,
+// which only a crash in the middle of a write leaves behind.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, tempInfix)
+}
 
 // Write replaces path with data atomically and durably.
 func Write(path string, data []byte, perm os.FileMode) error {
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempInfix+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -59,48 +72,4 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
-}
-
-// WriteJSON writes v as indented JSON with Write.
-func WriteJSON(path string, v any, perm os.FileMode) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return Write(path, append(data, '\n'), perm)
-}
-
-// CorruptError says a file could not be read and where it was moved so that
-// a person can look at it; the caller starts from defaults.
-type CorruptError struct {
-	Path    string
-	MovedTo string
-	Err     error
-}
-
-func (e *CorruptError) Error() string {
-	return fmt.Sprintf("%s is unreadable (%v); kept it as %s and started from defaults", e.Path, e.Err, e.MovedTo)
-}
-
-func (e *CorruptError) Unwrap() error { return e.Err }
-
-// ReadJSON decodes path into v. A missing file returns fs.ErrNotExist
-// (v untouched). A file that exists but does not decode is renamed aside to
-// path.corrupt-<time> and a *CorruptError is returned, so the caller can say
-// so clearly and go on with defaults without losing the evidence.
-func ReadJSON(path string, v any) error {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err == nil {
-		if err = json.Unmarshal(data, v); err == nil {
-			return nil
-		}
-	}
-	aside := fmt.Sprintf("%s.corrupt-%s", path, time.Now().UTC().Format("20060102T150405Z"))
-	if rerr := os.Rename(path, aside); rerr != nil {
-		return fmt.Errorf("%s is unreadable (%v) and could not be moved aside: %w", path, err, rerr)
-	}
-	return &CorruptError{Path: path, MovedTo: aside, Err: err}
 }

@@ -1,8 +1,6 @@
 package atomicfile
 
 import (
-	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,14 +10,13 @@ import (
 func TestWriteReplacesAndLeavesNoTemp(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "state.json")
-	for _, v := range []map[string]int{{"a": 1}, {"a": 2}} {
-		if err := WriteJSON(p, v, 0o600); err != nil {
+	for _, v := range []string{`{"a": 1}`, `{"a": 2}`} {
+		if err := Write(p, []byte(v), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var got map[string]int
-	if err := ReadJSON(p, &got); err != nil || got["a"] != 2 {
-		t.Fatalf("ReadJSON = %v, %v", got, err)
+	if got, err := os.ReadFile(p); err != nil || string(got) != `{"a": 2}` {
+		t.Fatalf("read %q, %v", got, err)
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
@@ -30,27 +27,20 @@ func TestWriteReplacesAndLeavesNoTemp(t *testing.T) {
 	}
 }
 
-func TestReadJSONMissingAndCorrupt(t *testing.T) {
+func TestIsTempKnowsWritesTemporaryFiles(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "state.json")
-	var v map[string]int
-	if err := ReadJSON(p, &v); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("missing file: %v", err)
+	// A write that fails after creating its temporary file (the directory
+	// is gone by the rename) shows the name it uses.
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(p)+tempInfix+"*")
+	if err != nil {
+		t.Fatal(err)
 	}
-	os.WriteFile(p, []byte(`{"a": `), 0o600)
-	err := ReadJSON(p, &v)
-	var ce *CorruptError
-	if !errors.As(err, &ce) {
-		t.Fatalf("corrupt file: %v", err)
-	}
-	if !strings.Contains(err.Error(), "kept it as") {
-		t.Errorf("message %q does not say where the file went", err)
-	}
-	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("corrupt file still in place")
-	}
-	if b, err := os.ReadFile(ce.MovedTo); err != nil || string(b) != `{"a": ` {
-		t.Errorf("moved file: %q, %v", b, err)
+	tmp.Close()
+	for name, want := range map[string]bool{filepath.Base(tmp.Name()): true, "state.json": false, ".hidden": false, "x.tmp-1": false} {
+		if IsTemp(name) != want {
+			t.Errorf("IsTemp(%q) = %v, want %v", name, !want, want)
+		}
 	}
 }
 

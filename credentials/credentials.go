@@ -10,15 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
-// FileName is the credentials file inside the data directory (mode 0600).
-const FileName = "credentials.json"
+// Key is the credentials' record in the storage bucket (credentials.json in
+// the data directory, mode 0600).
+const Key = "credentials"
 
 // Credentials are the generated secrets.
 type Credentials struct {
@@ -33,20 +31,20 @@ type Generated struct {
 	WebPassword, DeviceSecret bool
 }
 
-// Ensure loads dir/credentials.json and fills in whatever is missing. It
-// fails rather than silently replacing an unreadable file: replacing it would
-// lock out every lamp flashed with the old secret.
-func Ensure(dir string) (Credentials, Generated, error) {
-	path := filepath.Join(dir, FileName)
+// Ensure loads the credentials from records and fills in whatever is
+// missing. It fails rather than setting aside an unreadable record (as other
+// records are): replacing it would lock out every lamp flashed with the old
+// secret. where names the record for that message.
+func Ensure(records storage.Bucket, where string) (Credentials, Generated, error) {
 	var c Credentials
 	var g Generated
-	data, err := os.ReadFile(path)
+	e, err := records.Get(Key)
 	switch {
 	case err == nil:
-		if err := json.Unmarshal(data, &c); err != nil {
-			return c, g, fmt.Errorf("%s is unreadable (%v); restore it, or delete it to generate new secrets (lamps must then be given the new secret)", path, err)
+		if err := json.Unmarshal(e.Value, &c); err != nil {
+			return c, g, fmt.Errorf("%s is unreadable (%v); restore it, or delete it to generate new secrets (lamps must then be given the new secret)", where, err)
 		}
-	case !errors.Is(err, fs.ErrNotExist):
+	case !errors.Is(err, storage.ErrNotFound):
 		return c, g, fmt.Errorf("read credentials: %w", err)
 	}
 	changed := false
@@ -60,7 +58,7 @@ func Ensure(dir string) (Credentials, Generated, error) {
 		c.SessionKey, changed = base64.StdEncoding.EncodeToString(randomBytes(32)), true
 	}
 	if changed {
-		if err := atomicfile.WriteJSON(path, c, 0o600); err != nil {
+		if _, err := storage.PutJSON(records, Key, c); err != nil {
 			return c, g, fmt.Errorf("save generated credentials: %w", err)
 		}
 	}

@@ -10,10 +10,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -24,11 +22,11 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/backoff"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 // Options configures a Gateway; zero durations and sizes take the defaults
@@ -47,7 +45,7 @@ type Options struct {
 	AuthBackoff      time.Duration // 1s
 	AuthBackoffMax   time.Duration // 30s
 	Proxies          realip.Resolver
-	StateDir         string // where debug switches are kept; "" keeps them in memory
+	Records          storage.Bucket // where debug switches are kept; nil keeps them in memory
 	Bus              events.Publisher
 	Logger           *slog.Logger
 	noPoller         bool // tests: use the fallback reader
@@ -543,35 +541,30 @@ type debugFile struct {
 	Names map[string]bool `json:"names"`
 }
 
-func (g *Gateway) debugPath() string { return filepath.Join(g.opt.StateDir, "debug.json") }
+// DebugKey is the debug switches' record in the storage bucket (debug.json
+// in the data directory).
+const DebugKey = "debug"
 
 func (g *Gateway) loadDebug() error {
-	if g.opt.StateDir == "" {
+	if g.opt.Records == nil {
 		return nil
 	}
 	var f debugFile
-	err := atomicfile.ReadJSON(g.debugPath(), &f)
-	var corrupt *atomicfile.CorruptError
-	switch {
-	case err == nil:
-		g.debugAll = f.All
-		for k, v := range f.Names {
-			g.debugNames[k] = v
-		}
-	case errors.As(err, &corrupt):
-		g.log.Error("debug switches file is corrupt; debug logging starts off", "err", err)
-	case !errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("load debug switches: %w", err)
+	_, _, err := storage.LoadJSON(g.opt.Records, DebugKey, &f, nil, g.log, "debug switches")
+	g.debugAll = f.All
+	for k, v := range f.Names {
+		g.debugNames[k] = v
 	}
-	return nil
+	return err
 }
 
 // saveDebug persists the debug switches; g.mu is held.
 func (g *Gateway) saveDebug() error {
-	if g.opt.StateDir == "" {
+	if g.opt.Records == nil {
 		return nil
 	}
-	return atomicfile.WriteJSON(g.debugPath(), debugFile{All: g.debugAll, Names: g.debugNames}, 0o600)
+	_, err := storage.PutJSON(g.opt.Records, DebugKey, debugFile{All: g.debugAll, Names: g.debugNames})
+	return err
 }
 
 func (g *Gateway) addLog(l *lamp, msg string) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/storage"
 	"github.com/cloudcloud/cloudcloud/realip"
 )
 
@@ -437,8 +438,15 @@ func TestSendQueueFullDropsLamp(t *testing.T) {
 }
 
 func TestCommandsAndDebug(t *testing.T) {
-	dir := t.TempDir()
-	ts := newServer(t, Options{Named: []NamedSecret{{Name: "bedroom", Secret: "bedroom-secret"}}, StateDir: dir}, nil)
+	d, err := storage.OpenDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := d.Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := newServer(t, Options{Named: []NamedSecret{{Name: "bedroom", Secret: "bedroom-secret"}}, Records: records}, nil)
 	anon := ts.lamp(t, secret, "[cc:0:?:?]")
 	bed := ts.lamp(t, "bedroom-secret", "[cc:0:?:?]")
 	var anonID, bedID string
@@ -496,7 +504,7 @@ func TestCommandsAndDebug(t *testing.T) {
 	ts.lamp(t, secret, "[cc:0:?:?]")
 	late := ts.lamp(t, secret, "[cc:0:?:?]")
 	expect(t, late, "[cc:d:1:?]")
-	again, err := New(Options{Secret: secret, StateDir: dir, Logger: quiet}, protocol.Off())
+	again, err := New(Options{Secret: secret, Records: records, Logger: quiet}, protocol.Off())
 	if err != nil || !again.debugAll {
 		t.Errorf("debug for all not restored from disk: %v", err)
 	}

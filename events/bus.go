@@ -1,7 +1,7 @@
 // Package events is the in-process event bus: state changes, lamps coming and
 // going, debug lines, weather and firmware news. Producers publish without
-// blocking; consumers (the web UI's SSE stream, metrics, a future MQTT bridge
-// or multi-server backplane) subscribe the same way.
+// blocking; consumers (the web UI's SSE stream, the firmware rollout tracker,
+// a future MQTT bridge or multi-server backplane) subscribe the same way.
 package events
 
 import (
@@ -13,13 +13,17 @@ import (
 // Type names an event; the SSE stream uses it as the event name.
 type Type string
 
-// The event types of API.md.
+// The event types of API.md; each is published by the part that owns the
+// fact, and the SSE stream names its events after them.
 const (
-	TypeState    Type = "state"
-	TypeDevice   Type = "device"
-	TypeLog      Type = "log"
-	TypeWeather  Type = "weather"
-	TypeFirmware Type = "firmware"
+	TypeState          Type = "state"           // state.Store: the display state (a state.State)
+	TypeDevice         Type = "device"          // device.Gateway: a lamp connection changed (a device.Info)
+	TypeDevices        Type = "devices"         // the SSE stream's snapshot of every lamp on connect
+	TypeLog            Type = "log"             // device.Gateway: a debug log line
+	TypeWeather        Type = "weather"         // the weather poller: a new report
+	TypeFirmware       Type = "firmware"        // rollout.Tracker: one lamp's step through an update
+	TypeFirmwareStatus Type = "firmware_status" // firmware.Store: the current or previous image changed
+	TypeFavorites      Type = "favorites"       // favorites.Store: the favourite colours (a favorites.List)
 )
 
 // Event is one thing that happened. Data is a JSON-marshalable value that

@@ -1,24 +1,25 @@
 // Package favorites keeps the favourite colours every phone shows as one-tap
 // swatches. They live on the server, not in a browser, so every phone sees
-// the same list; the file is written atomically, so a crash keeps either the
-// old list or the new one.
+// the same list; the record is written atomically, so a crash keeps either
+// the old list or the new one.
 package favorites
 
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
+	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
-// FileName is the favourites file inside the data directory.
-const FileName = "favorites.json"
+// Key is the favourites' record in the storage bucket (favorites.json in
+// the data directory).
+const Key = "favorites"
 
 // Max is the most favourites kept: a phone shows them in two rows of eight.
 const Max = 16
@@ -34,118 +35,140 @@ var Defaults = []protocol.RGB{
 	{R: 155, G: 89, B: 255},  // violet
 }
 
-// ValidationError says which entry of a list is wrong and why.
-type ValidationError struct {
-	Field   string
-	Message string
+// List is the favourites as kept and as the API shows them. Revision grows
+// with every change, so a phone that saves a whole list can say which list
+// it changed, and loses nothing another phone added meanwhile.
+type List struct {
+	Colors   []protocol.RGB `json:"colors"`
+	Revision uint64         `json:"revision"`
 }
 
-func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
-
-// file is the on-disk form; an object leaves room for more fields later.
-type file struct {
+// record is the stored form; the revision is the storage's own.
+type record struct {
 	Colors []protocol.RGB `json:"colors"`
 }
 
-// Store holds the list. It is safe for concurrent use.
-type Store struct {
-	path string
-
-	mu     sync.Mutex // serialises writes so the file and memory agree
-	colors []protocol.RGB
+// StaleError refuses a whole-list change made to an older list than the
+// current one.
+type StaleError struct {
+	Revision, Current uint64
 }
 
-// Open loads dir/favorites.json. A missing file gives the defaults; a corrupt
-// one is moved aside (atomicfile keeps it for a person to inspect) and the
-// defaults are used, so a bad file never keeps the server from starting.
-func Open(dir string, logger *slog.Logger) (*Store, error) {
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("the favourites changed (on another phone?) since revision %d; they are at revision %d now: reload them and try again", e.Revision, e.Current)
+}
+
+// Store holds the list and announces every change on the bus as a
+// favorites event. It is safe for concurrent use.
+type Store struct {
+	records storage.Bucket
+	bus     events.Publisher
+
+	mu  sync.Mutex // serialises writes so the record and memory agree
+	cur List
+}
+
+// Open loads the favourites from records. A missing record gives the
+// defaults; an unusable one is set aside (storage.LoadJSON keeps it for a
+// person to inspect) and the defaults are used, so a bad file never keeps
+// the server from starting.
+func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Store{path: filepath.Join(dir, FileName), colors: slices.Clone(Defaults)}
-	var f file
-	err := atomicfile.ReadJSON(s.path, &f)
-	var corrupt *atomicfile.CorruptError
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case errors.As(err, &corrupt):
-		logger.Error("the favourite colours file is corrupt; starting from the defaults", "file", s.path, "kept_as", corrupt.MovedTo, "err", corrupt.Err)
-	case err != nil:
-		return nil, fmt.Errorf("load favourite colours: %w", err)
-	default:
-		if verr := Validate(f.Colors); verr != nil {
-			logger.Error("the favourite colours file has an invalid list; starting from the defaults", "file", s.path, "err", verr)
-			break
-		}
-		s.colors = f.Colors
+	s := &Store{records: records, bus: bus, cur: List{Colors: slices.Clone(Defaults)}}
+	var disk record
+	rev, found, err := storage.LoadJSON(records, Key, &disk, func() error { return Validate(disk.Colors) }, logger, "favourite colours")
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		s.cur = List{Colors: disk.Colors, Revision: rev}
 	}
 	return s, nil
 }
 
-// List returns a copy of the favourites, in the order people arranged them.
-func (s *Store) List() []protocol.RGB {
+// Get returns a copy of the favourites, in the order people arranged them.
+func (s *Store) Get() List {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.colors)
+	return s.cur.clone()
 }
+
+func (l List) clone() List { return List{Colors: slices.Clone(l.Colors), Revision: l.Revision} }
 
 // Validate checks a list: at most Max colours, no colour twice.
 func Validate(colors []protocol.RGB) error {
 	if len(colors) > Max {
-		return &ValidationError{"colors", fmt.Sprintf("%d colours is too many; keep at most %d", len(colors), Max)}
+		return invalid.Field("colors", "%d colours is too many; keep at most %d", len(colors), Max)
 	}
 	for i, c := range colors {
 		if j := slices.Index(colors[:i], c); j >= 0 {
-			return &ValidationError{fmt.Sprintf("colors[%d]", i), fmt.Sprintf("%s is already colors[%d]; each colour once", c.Hex(), j)}
+			return invalid.Field(fmt.Sprintf("colors[%d]", i), "%s is already colors[%d]; each colour once", c.Hex(), j)
 		}
 	}
 	return nil
 }
 
 // Set replaces the list after validating it and writing it to disk; on any
-// error the old list stays.
-func (s *Store) Set(colors []protocol.RGB) ([]protocol.RGB, error) {
+// error the old list stays. With ifRevision, the list must still be at that
+// revision (else *StaleError): the caller changed the list it read then.
+func (s *Store) Set(colors []protocol.RGB, ifRevision *uint64) (List, error) {
 	if colors == nil {
 		colors = []protocol.RGB{}
 	}
-	if err := Validate(colors); err != nil {
-		return s.List(), err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := Validate(colors); err != nil {
+		return s.cur.clone(), err
+	}
+	if ifRevision != nil && *ifRevision != s.cur.Revision {
+		return s.cur.clone(), &StaleError{Revision: *ifRevision, Current: s.cur.Revision}
+	}
 	return s.commit(slices.Clone(colors))
 }
 
 // Add appends c unless it is already there (then the list is unchanged and
 // no error is returned: tapping "add" twice is not a mistake).
-func (s *Store) Add(c protocol.RGB) ([]protocol.RGB, error) {
+func (s *Store) Add(c protocol.RGB) (List, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if slices.Contains(s.colors, c) {
-		return slices.Clone(s.colors), nil
+	if slices.Contains(s.cur.Colors, c) {
+		return s.cur.clone(), nil
 	}
-	if len(s.colors) >= Max {
-		return slices.Clone(s.colors), &ValidationError{"color", fmt.Sprintf("there are already %d favourites, the most kept; remove one first", Max)}
+	if len(s.cur.Colors) >= Max {
+		return s.cur.clone(), invalid.Field("color", "there are already %d favourites, the most kept; remove one first", Max)
 	}
-	return s.commit(append(slices.Clone(s.colors), c))
+	return s.commit(append(slices.Clone(s.cur.Colors), c))
 }
 
 // Remove deletes c; removing a colour that is not there changes nothing.
-func (s *Store) Remove(c protocol.RGB) ([]protocol.RGB, error) {
+func (s *Store) Remove(c protocol.RGB) (List, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := slices.Index(s.colors, c)
+	i := slices.Index(s.cur.Colors, c)
 	if i < 0 {
-		return slices.Clone(s.colors), nil
+		return s.cur.clone(), nil
 	}
-	return s.commit(slices.Delete(slices.Clone(s.colors), i, i+1))
+	return s.commit(slices.Delete(slices.Clone(s.cur.Colors), i, i+1))
 }
 
-// commit writes next and makes it current; s.mu is held.
-func (s *Store) commit(next []protocol.RGB) ([]protocol.RGB, error) {
-	if err := atomicfile.WriteJSON(s.path, file{Colors: next}, 0o600); err != nil {
-		return slices.Clone(s.colors), fmt.Errorf("save favourite colours (nothing was changed): %w", err)
+// commit writes next, makes it current and announces it; s.mu is held. The
+// write is a compare-and-set on the record's revision, so a second writer
+// of the same record (another server on the same storage) is never
+// overwritten unseen.
+func (s *Store) commit(next []protocol.RGB) (List, error) {
+	rev, err := storage.UpdateJSON(s.records, Key, record{Colors: next}, s.cur.Revision)
+	var conflict *storage.ConflictError
+	if errors.As(err, &conflict) {
+		return s.cur.clone(), &StaleError{Revision: s.cur.Revision, Current: conflict.Current}
 	}
-	s.colors = next
-	return slices.Clone(next), nil
+	if err != nil {
+		return s.cur.clone(), fmt.Errorf("save favourite colours (nothing was changed): %w", err)
+	}
+	s.cur = List{Colors: next, Revision: rev}
+	if s.bus != nil {
+		s.bus.Publish(events.Event{Type: events.TypeFavorites, Data: s.cur.clone()})
+	}
+	return s.cur.clone(), nil
 }

@@ -5,17 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
+	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 // DefaultMaxSize is the upload limit when SaveOptions.MaxSize is not set
@@ -66,27 +64,30 @@ type SaveOptions struct {
 	AllowProjectChange bool   // accept an image whose project name differs from the current one
 }
 
-// state is what state.json records: which images are current and previous,
-// by SHA-256, and since when the current one has been current (the download's
-// Last-Modified).
+// state is what the "state" record holds: which images are current and
+// previous, by SHA-256, and since when the current one has been current (the
+// download's Last-Modified).
 type state struct {
 	Current      string    `json:"current,omitempty"`
 	Previous     string    `json:"previous,omitempty"`
 	CurrentSince time.Time `json:"current_since,omitzero"`
 }
 
-// Store keeps the current firmware image and the one before it in a
-// directory, one "<sha256>.bin" with its Info in "<sha256>.json" beside it,
-// and state.json naming which is which. Replacing state.json atomically is
-// the single step that switches images, so a crash at any moment leaves
-// either the old or the new choice.
+// Store keeps the current firmware image and the one before it: each image
+// an object named by its SHA-256 with its Info in the record of that name,
+// and the "state" record naming which is which (in a data directory:
+// firmware/<sha256>.bin, firmware/<sha256>.json and firmware/state.json).
+// Replacing the state record is the single step that switches images, so a
+// crash at any moment leaves either the old or the new choice.
 //
 // Store is safe for concurrent use. A reader that opened the current image
-// keeps reading that file even if it is replaced meanwhile.
+// keeps reading it even if it is replaced meanwhile.
 type Store struct {
-	dir    string
-	logger *slog.Logger
-	now    func() time.Time
+	records storage.Bucket
+	images  storage.Objects
+	bus     events.Publisher
+	logger  *slog.Logger
+	now     func() time.Time
 
 	mu       sync.RWMutex
 	st       state
@@ -94,42 +95,29 @@ type Store struct {
 	previous Info
 }
 
-const (
-	stateFile    = "state.json"
-	uploadPrefix = ".upload-"
-	filePerm     = 0o640
-)
+// stateKey is the record naming the current and previous images.
+const stateKey = "state"
 
-// OpenStore opens (creating it if needed) the image directory and loads the
-// current and previous image info. Images that are missing or no longer match
-// their recorded digest are logged and forgotten rather than served.
-func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
+// OpenStore loads the current and previous image info. Images that are
+// missing or no longer match their recorded digest are logged and forgotten
+// rather than served. Changes of the current image are announced on bus as
+// firmware_status events.
+func OpenStore(records storage.Bucket, images storage.Objects, bus events.Publisher, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("open firmware store: %w", err)
-	}
-	s := &Store{dir: dir, logger: logger, now: time.Now}
+	s := &Store{records: records, images: images, bus: bus, logger: logger, now: time.Now}
 
 	var st state
-	err := atomicfile.ReadJSON(filepath.Join(dir, stateFile), &st)
-	var corrupt *atomicfile.CorruptError
-	switch {
-	case err == nil:
-	case errors.Is(err, fs.ErrNotExist):
-		// A new store, or one whose state file was lost: images found here
-		// are not known to be unused, so they stay for a person to pick.
-		s.removeUnused(state{}, false)
-		return s, nil
-	case errors.As(err, &corrupt):
-		logger.Error("firmware state unreadable, starting without firmware; the image files are kept", "err", err)
-		s.removeUnused(state{}, false)
-		return s, nil
-	default:
+	_, found, err := storage.LoadJSON(records, stateKey, &st, nil, logger, "firmware state")
+	if err != nil {
 		return nil, fmt.Errorf("open firmware store: %w", err)
 	}
-
+	if !found {
+		// A new store, or one whose state was lost: images found here are
+		// not known to be unused, so they stay for a person to pick.
+		return s, nil
+	}
 	if info, ok := s.loadImage(st.Current); ok {
 		s.st.Current, s.st.CurrentSince, s.current = st.Current, st.CurrentSince, info
 	}
@@ -147,11 +135,11 @@ func OpenStore(dir string, logger *slog.Logger) (*Store, error) {
 			return nil, fmt.Errorf("open firmware store: %w", err)
 		}
 	}
-	s.removeUnused(st, true)
+	s.removeUnused(st)
 	return s, nil
 }
 
-// loadImage reads the info of image id and re-checks the file against it.
+// loadImage reads the info of image id and re-checks the image against it.
 func (s *Store) loadImage(id string) (Info, bool) {
 	if id == "" {
 		return Info{}, false
@@ -161,52 +149,55 @@ func (s *Store) loadImage(id string) (Info, bool) {
 		return Info{}, false
 	}
 	var saved Info
-	if err := atomicfile.ReadJSON(s.infoPath(id), &saved); err != nil {
-		s.logger.Error("firmware image info unreadable, ignoring the image", "sha256", id, "err", err)
+	if _, found, err := storage.LoadJSON(s.records, id, &saved, nil, s.logger, "firmware image info"); !found || err != nil {
+		s.logger.Error("firmware image info missing or unreadable, ignoring the image", "sha256", id, "err", err)
 		return Info{}, false
 	}
-	f, err := os.Open(s.binPath(id))
+	f, err := s.images.Open(id)
 	if err != nil {
-		s.logger.Error("firmware image file unreadable, ignoring it", "sha256", id, "err", err)
+		s.logger.Error("firmware image unreadable, ignoring it", "sha256", id, "err", err)
 		return Info{}, false
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		s.logger.Error("firmware image file unreadable, ignoring it", "sha256", id, "err", err)
-		return Info{}, false
-	}
-	info, err := Parse(f, fi.Size())
+	info, err := Parse(f, f.Size())
 	if err != nil || info.SHA256 != id || saved.SHA256 != id {
 		s.logger.Error("firmware image on disk is damaged, ignoring it", "sha256", id, "err", err)
 		return Info{}, false
 	}
-	// The file is authoritative for what it contains; the saved info adds
-	// only what the file cannot say.
+	// The image is authoritative for what it contains; the saved info adds
+	// only what the image cannot say.
 	info.UploadedAt = saved.UploadedAt
 	return info, true
 }
 
-// removeUnused deletes leftover uploads and, when images is set, images that
-// the state no longer names (an interrupted Save, or a dropped image whose
-// removal failed).
-func (s *Store) removeUnused(keep state, images bool) {
-	entries, err := os.ReadDir(s.dir)
+// removeUnused deletes images (and their info) that neither keep nor the
+// store's state names: an interrupted Save, or a dropped image whose
+// removal failed. Objects and records whose names are not image ids are
+// not the store's and stay.
+func (s *Store) removeUnused(keep state) {
+	names, err := s.images.Names()
 	if err != nil {
-		s.logger.Warn("cannot list firmware directory", "err", err)
+		s.logger.Warn("cannot list firmware images", "err", err)
 		return
 	}
-	for _, e := range entries {
-		name := e.Name()
-		id, _, _ := strings.Cut(name, ".")
-		stale := strings.HasPrefix(name, uploadPrefix) ||
-			(images && (name == id+".bin" || name == id+".json") && validID(id) &&
-				id != keep.Current && id != keep.Previous && id != s.st.Current && id != s.st.Previous)
-		if !stale {
-			continue
+	keys, err := s.records.Keys("")
+	if err != nil {
+		s.logger.Warn("cannot list firmware image info", "err", err)
+		return
+	}
+	used := func(id string) bool {
+		return !validID(id) || id == keep.Current || id == keep.Previous || id == s.st.Current || id == s.st.Previous
+	}
+	for _, id := range names {
+		if !used(id) {
+			s.removeImage(id)
 		}
-		if err := os.Remove(filepath.Join(s.dir, name)); err != nil {
-			s.logger.Warn("cannot remove unused firmware file", "file", name, "err", err)
+	}
+	for _, id := range keys {
+		if !used(id) {
+			if err := s.records.Delete(id); err != nil {
+				s.logger.Warn("cannot remove unused firmware image info", "sha256", id, "err", err)
+			}
 		}
 	}
 }
@@ -237,29 +228,23 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
 	}
-	tmp, err := os.CreateTemp(s.dir, uploadPrefix+"*")
+	upload, err := s.images.Create()
 	if err != nil {
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
-	tmpName := tmp.Name()
-	defer func() {
-		tmp.Close()
-		// After a successful rename this fails with ErrNotExist, which is fine.
-		if err := os.Remove(tmpName); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.logger.Warn("cannot remove temporary firmware upload", "file", tmpName, "err", err)
-		}
-	}()
+	// Does nothing once the upload is committed.
+	defer upload.Abort()
 
 	// One byte past the limit tells "exactly the limit" from "too large"
 	// without reading the rest of an oversized upload.
-	size, err := io.Copy(tmp, io.LimitReader(r, maxSize+1))
+	size, err := io.Copy(upload, io.LimitReader(r, maxSize+1))
 	if err != nil {
 		return Info{}, fmt.Errorf("save firmware: receive upload: %w", err)
 	}
 	if size > maxSize {
 		return Info{}, &TooLargeError{Limit: maxSize}
 	}
-	info, err := Parse(tmp, size)
+	info, err := Parse(upload, size)
 	if err != nil {
 		return Info{}, err
 	}
@@ -271,12 +256,6 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 		if want != info.Chip {
 			return Info{}, &ChipMismatchError{Want: want, Got: info.Chip}
 		}
-	}
-	if err := tmp.Sync(); err != nil {
-		return Info{}, fmt.Errorf("save firmware: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 
 	s.mu.Lock()
@@ -292,10 +271,10 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 
 	info.UploadedAt = s.now().UTC().Truncate(time.Second)
 	id := info.SHA256
-	if err := os.Rename(tmpName, s.binPath(id)); err != nil {
+	if err := upload.Commit(id); err != nil {
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
-	if err := atomicfile.WriteJSON(s.infoPath(id), info, filePerm); err != nil {
+	if _, err := storage.PutJSON(s.records, id, info); err != nil {
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	// The store never has a previous image without a current one, so the
@@ -311,6 +290,7 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 	}
 	s.logger.Info("firmware image saved", "project", info.Project, "version", info.Version,
 		"chip", info.Chip, "size", info.Size, "sha256", info.SHA256)
+	s.announce()
 	return info, nil
 }
 
@@ -329,26 +309,29 @@ func (s *Store) Rollback() (Info, error) {
 	s.st = next
 	s.current, s.previous = s.previous, s.current
 	s.logger.Info("firmware rolled back", "project", s.current.Project, "version", s.current.Version, "sha256", s.current.SHA256)
+	s.announce()
 	return s.current, nil
 }
 
-// Open opens the current image for reading; the caller closes the file. It
-// returns ErrNoImage when there is none.
-func (s *Store) Open() (*os.File, Info, error) {
-	f, info, _, err := s.open()
-	return f, info, err
+// announce tells the bus that the current image changed; s.mu is held.
+func (s *Store) announce() {
+	if s.bus != nil {
+		s.bus.Publish(events.Event{Type: events.TypeFirmwareStatus, Data: s.current})
+	}
 }
 
-// open also returns since when the image has been current.
-func (s *Store) open() (*os.File, Info, time.Time, error) {
+// open opens the current image for reading, with its info and since when
+// it has been current; the caller closes it. It returns ErrNoImage when
+// there is none.
+func (s *Store) open() (storage.Object, Info, time.Time, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.st.Current == "" {
 		return nil, Info{}, time.Time{}, ErrNoImage
 	}
-	// Opened under the lock so the file and its info always belong together;
-	// the open handle survives a later rename or removal.
-	f, err := os.Open(s.binPath(s.st.Current))
+	// Opened under the lock so the image and its info always belong
+	// together; the open reader survives a later replacement or removal.
+	f, err := s.images.Open(s.st.Current)
 	if err != nil {
 		return nil, Info{}, time.Time{}, fmt.Errorf("open firmware image: %w", err)
 	}
@@ -370,21 +353,20 @@ func advanceSince(prev, now time.Time) time.Time {
 }
 
 func (s *Store) writeState(st state) error {
-	return atomicfile.WriteJSON(filepath.Join(s.dir, stateFile), st, filePerm)
+	_, err := storage.PutJSON(s.records, stateKey, st)
+	return err
 }
 
 func (s *Store) removeImage(id string) {
-	for _, p := range []string{s.binPath(id), s.infoPath(id)} {
-		// On Linux an open download keeps reading the unlinked file; where
-		// removal fails, OpenStore retries at the next start.
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.logger.Warn("cannot remove old firmware image", "file", p, "err", err)
-		}
+	// An open download keeps reading the removed image; where removal
+	// fails, OpenStore retries at the next start.
+	if err := s.images.Delete(id); err != nil {
+		s.logger.Warn("cannot remove old firmware image", "sha256", id, "err", err)
+	}
+	if err := s.records.Delete(id); err != nil {
+		s.logger.Warn("cannot remove old firmware image info", "sha256", id, "err", err)
 	}
 }
-
-func (s *Store) binPath(id string) string  { return filepath.Join(s.dir, id+".bin") }
-func (s *Store) infoPath(id string) string { return filepath.Join(s.dir, id+".json") }
 
 // validID reports whether id is a lower-case hex SHA-256, the only names the
 // store creates (and so the only ones it will ever delete).

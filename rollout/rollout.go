@@ -7,19 +7,16 @@ package rollout
 
 import (
 	"context"
-	"errors"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 // States of one update.
@@ -54,7 +51,7 @@ type Bus interface {
 
 // Tracker keeps the updates.
 type Tracker struct {
-	path    string
+	records storage.Bucket
 	bus     Bus
 	log     *slog.Logger
 	now     func() time.Time
@@ -67,17 +64,14 @@ type Tracker struct {
 
 const keep = 10
 
-// Open loads the history from dir/updates.json.
-func Open(dir string, bus Bus, log *slog.Logger, overdue time.Duration, image func() string) (*Tracker, error) {
-	t := &Tracker{path: filepath.Join(dir, "updates.json"), bus: bus, log: log, now: time.Now, overdue: overdue, image: image, history: map[string][]Update{}}
-	err := atomicfile.ReadJSON(t.path, &t.history)
-	var corrupt *atomicfile.CorruptError
-	switch {
-	case err == nil, errors.Is(err, fs.ErrNotExist):
-	case errors.As(err, &corrupt):
-		log.Error("firmware update history is corrupt; starting a new one", "err", err)
-		t.history = map[string][]Update{}
-	default:
+// Key is the history's record in the storage bucket (updates.json in the
+// data directory).
+const Key = "updates"
+
+// Open loads the history from records.
+func Open(records storage.Bucket, bus Bus, log *slog.Logger, overdue time.Duration, image func() string) (*Tracker, error) {
+	t := &Tracker{records: records, bus: bus, log: log, now: time.Now, overdue: overdue, image: image}
+	if _, _, err := storage.LoadJSON(records, Key, &t.history, nil, log, "firmware update history"); err != nil {
 		return nil, err
 	}
 	if t.history == nil {
@@ -213,7 +207,7 @@ func (t *Tracker) History(lamp string) []Update {
 
 // changed persists and publishes; t.mu is held.
 func (t *Tracker) changed(u Update) {
-	if err := atomicfile.WriteJSON(t.path, t.history, 0o600); err != nil {
+	if _, err := storage.PutJSON(t.records, Key, t.history); err != nil {
 		t.log.Error("could not save the firmware update history", "err", err)
 	}
 	if t.bus != nil {

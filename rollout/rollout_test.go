@@ -9,13 +9,22 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newTracker(t *testing.T, dir string, bus Bus) (*Tracker, *time.Time) {
 	t.Helper()
-	tr, err := Open(dir, bus, quiet, 5*time.Minute, func() string { return "v2.0" })
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := d.Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Open(records, bus, quiet, 5*time.Minute, func() string { return "v2.0" })
 	if err != nil {
 		t.Fatal(err)
 	}

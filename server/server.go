@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -24,11 +23,13 @@ import (
 	"github.com/cloudcloud/cloudcloud/credentials"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/favorites"
 	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/metrics"
 	"github.com/cloudcloud/cloudcloud/realip"
 	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/storage"
 	"github.com/cloudcloud/cloudcloud/weather"
 	"github.com/cloudcloud/cloudcloud/web"
 )
@@ -75,25 +76,34 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s := &Server{cfg: cfg, opt: o, log: o.Logger, bus: events.NewBus()}
 	log := s.log
 	dir := cfg.Storage.Dir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("storage.dir %q: %w", dir, err)
-	}
-	creds, password, secret, err := s.credentials()
+	data, err := storage.OpenDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	if s.state, err = state.Open(dir, s.bus, log); err != nil {
+	records, err := data.Bucket("")
+	if err != nil {
+		return nil, err
+	}
+	creds, password, secret, err := s.credentials(records)
+	if err != nil {
+		return nil, err
+	}
+	if s.state, err = state.Open(records, s.bus, log); err != nil {
+		return nil, err
+	}
+	favs, err := favorites.Open(records, s.bus, log.With("part", "favorites"))
+	if err != nil {
 		return nil, err
 	}
 	proxies, err := realip.New(cfg.Web.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("web.trusted_proxies: %w", err)
 	}
-	fw, err := firmware.OpenStore(filepath.Join(dir, "firmware"), log.With("part", "firmware"))
+	fw, err := openFirmware(data, s.bus, log.With("part", "firmware"))
 	if err != nil {
 		return nil, err
 	}
-	s.updates, err = rollout.Open(dir, s.bus, log.With("part", "rollout"), 5*time.Minute, func() string {
+	s.updates, err = rollout.Open(records, s.bus, log.With("part", "rollout"), 5*time.Minute, func() string {
 		info, _ := fw.Current()
 		return info.Version
 	})
@@ -122,7 +132,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 
 	// The gateway starts its writers and keepalive at once, so it is built
 	// after everything that can fail on a bad setting or file.
-	if s.gateway, err = s.newGateway(secret, proxies, fanout); err != nil {
+	if s.gateway, err = s.newGateway(records, secret, proxies, fanout); err != nil {
 		return nil, err
 	}
 	// Every display change reaches the gateway in order, straight from the
@@ -135,10 +145,10 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	ui, err := web.New(web.Options{
 		Username: cfg.Web.Username, Password: password,
 		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
-		Proxies: proxies, DataDir: dir, Logger: log.With("part", "web"),
+		Proxies: proxies, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
-	}, web.Deps{State: s.state, Devices: s.gateway, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
+	}, web.Deps{State: s.state, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
 	if err != nil {
 		s.gateway.Shutdown(context.Background())
 		return nil, err
@@ -151,16 +161,29 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	return s, nil
 }
 
+// openFirmware opens the firmware store on the data directory's firmware/.
+func openFirmware(data *storage.Dir, bus events.Publisher, log *slog.Logger) (*firmware.Store, error) {
+	records, err := data.Bucket("firmware")
+	if err != nil {
+		return nil, err
+	}
+	images, err := data.Objects("firmware")
+	if err != nil {
+		return nil, err
+	}
+	return firmware.OpenStore(records, images, bus, log)
+}
+
 // credentials returns the generated credentials and the UI password and lamp
 // secret in force: the configured ones, else the generated ones, which are
 // printed once, on the start that made them up.
-func (s *Server) credentials() (creds credentials.Credentials, password, secret string, err error) {
-	dir, log := s.cfg.Storage.Dir, s.log
-	creds, generated, err := credentials.Ensure(dir)
+func (s *Server) credentials(records storage.Bucket) (creds credentials.Credentials, password, secret string, err error) {
+	log := s.log
+	file := filepath.Join(s.cfg.Storage.Dir, credentials.Key+".json")
+	creds, generated, err := credentials.Ensure(records, file)
 	if err != nil {
 		return creds, "", "", err
 	}
-	file := filepath.Join(dir, credentials.FileName)
 	password, secret = s.cfg.Web.Password, s.cfg.Device.AuthSecret
 	if password == "" {
 		password = creds.WebPassword
@@ -181,7 +204,7 @@ func (s *Server) credentials() (creds credentials.Credentials, password, secret 
 	return creds, password, secret, nil
 }
 
-func (s *Server) newGateway(secret string, proxies realip.Resolver, fanout *metrics.Fanout) (*device.Gateway, error) {
+func (s *Server) newGateway(records storage.Bucket, secret string, proxies realip.Resolver, fanout *metrics.Fanout) (*device.Gateway, error) {
 	d := s.cfg.Device
 	named := make([]device.NamedSecret, len(d.Secrets))
 	for i, n := range d.Secrets {
@@ -204,7 +227,7 @@ func (s *Server) newGateway(secret string, proxies realip.Resolver, fanout *metr
 		AuthBackoff:      d.AuthBackoff.D(),
 		AuthBackoffMax:   d.AuthBackoffMax.D(),
 		Proxies:          proxies,
-		StateDir:         s.cfg.Storage.Dir,
+		Records:          records,
 		Bus:              s.bus,
 		Logger:           s.log.With("part", "device"),
 		OnFanout:         fanout.ObserveFanout,

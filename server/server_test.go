@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -58,9 +59,23 @@ func start(t *testing.T, dir string, edit func(*config.Config)) *running {
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not start in 10s")
 	}
-	r.creds, _, _ = credentials.Ensure(dir)
+	r.creds = readCredentials(t, dir)
 	t.Cleanup(func() { r.shutdown(t) })
 	return r
+}
+
+// readCredentials reads what the server generated, as a person would.
+func readCredentials(t *testing.T, dir string) credentials.Credentials {
+	t.Helper()
+	var c credentials.Credentials
+	data, err := os.ReadFile(filepath.Join(dir, credentials.Key+".json"))
+	if err == nil {
+		err = json.Unmarshal(data, &c)
+	}
+	if err != nil {
+		t.Fatalf("read the generated credentials: %v", err)
+	}
+	return c
 }
 
 func (r *running) shutdown(t *testing.T) {

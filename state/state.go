@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
@@ -125,20 +126,12 @@ func (c Change) Empty() bool {
 	return c.Mode == nil && c.Color == nil && c.Pulse == nil && !c.WeatherOverride.Set
 }
 
-// ValidationError names the field that is wrong and says what to do.
-type ValidationError struct {
-	Field   string
-	Message string
-}
-
-func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
-
 // apply returns s with c applied, or the first validation error; s itself is
 // never modified, so a bad change leaves the state intact.
 func (s State) apply(c Change) (State, error) {
 	if c.Mode != nil {
 		if !c.Mode.valid() {
-			return s, &ValidationError{"mode", fmt.Sprintf("%q is not a mode; use off, weather or manual", *c.Mode)}
+			return s, invalid.Field("mode", "%q is not a mode; use off, weather or manual", *c.Mode)
 		}
 		s.Mode = *c.Mode
 	}
@@ -147,7 +140,7 @@ func (s State) apply(c Change) (State, error) {
 	}
 	if c.Pulse != nil {
 		if *c.Pulse < 0 || *c.Pulse > 9 {
-			return s, &ValidationError{"pulse", fmt.Sprintf("%d is out of range 0-9 (0 = steady)", *c.Pulse)}
+			return s, invalid.Field("pulse", "%d is out of range 0-9 (0 = steady)", *c.Pulse)
 		}
 		s.Pulse = *c.Pulse
 	}
@@ -167,10 +160,10 @@ func (s State) apply(c Change) (State, error) {
 
 func validateOverride(o Override) error {
 	if o.Code < 1 || o.Code > 9 {
-		return &ValidationError{"weather_override.code", fmt.Sprintf("%d is out of range 1-9", o.Code)}
+		return invalid.Field("weather_override.code", "%d is out of range 1-9", o.Code)
 	}
 	if _, err := protocol.IntensityFromFloat(o.Intensity); err != nil {
-		return &ValidationError{"weather_override.intensity", err.Error() + " (0-10, two decimals at most)"}
+		return invalid.Field("weather_override.intensity", "%v (0-10, two decimals at most)", err)
 	}
 	return nil
 }

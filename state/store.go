@@ -1,65 +1,62 @@
 package state
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/invalid"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
-// FileName is the state file inside the storage directory.
-const FileName = "state.json"
+// Key is the display state's record in the storage bucket (state.json in
+// the data directory).
+const Key = "state"
 
 // Store is the one owner of the display state.
 type Store struct {
-	path   string
-	bus    events.Publisher
-	logger *slog.Logger
-	now    func() time.Time
+	records storage.Bucket
+	bus     events.Publisher
+	logger  *slog.Logger
+	now     func() time.Time
 
 	mu       sync.Mutex // serialises changes so disk, watchers and events see one order
 	cur      State
 	watchers []func(State)
 }
 
-// Open loads the state from dir (creating nothing until the first change). A
-// corrupt file is moved aside, logged, and the store starts from defaults.
-func Open(dir string, bus events.Publisher, logger *slog.Logger) (*Store, error) {
+// Open loads the state from records (creating nothing until the first
+// change). An unusable record is set aside, logged, and the store starts
+// from defaults.
+func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Store{path: filepath.Join(dir, FileName), bus: bus, logger: logger, now: time.Now, cur: Default()}
+	s := &Store{records: records, bus: bus, logger: logger, now: time.Now, cur: Default()}
 	var disk State
-	err := atomicfile.ReadJSON(s.path, &disk)
-	var corrupt *atomicfile.CorruptError
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		logger.Info("no saved display state yet; starting with the lamps off", "file", s.path)
-	case errors.As(err, &corrupt):
-		logger.Error("the saved display state is corrupt; starting from defaults", "file", s.path, "kept_as", corrupt.MovedTo, "err", corrupt.Err)
-	case err != nil:
-		return nil, fmt.Errorf("load display state: %w", err)
-	default:
-		loaded, verr := Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
+	var loaded State
+	check := func() (err error) {
+		loaded, err = Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
 			WeatherOverride: OverrideChange{Set: true, Value: disk.WeatherOverride}})
-		if verr != nil {
-			logger.Error("the saved display state has an invalid value; starting from defaults", "file", s.path, "err", verr)
-			break
-		}
-		if disk.Weather.Code >= 1 && disk.Weather.Code <= 9 {
-			loaded.Weather = disk.Weather
-		}
-		loaded.UpdatedAt = disk.UpdatedAt
-		loaded.Packet = loaded.packet().String()
-		s.cur = loaded
-		logger.Info("display state loaded", "file", s.path, "mode", loaded.Mode, "packet", loaded.Packet)
+		return err
 	}
+	_, found, err := storage.LoadJSON(records, Key, &disk, check, logger, "display state")
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		logger.Info("no saved display state; starting with the lamps off")
+		return s, nil
+	}
+	if disk.Weather.Code >= 1 && disk.Weather.Code <= 9 {
+		loaded.Weather = disk.Weather
+	}
+	loaded.UpdatedAt = disk.UpdatedAt
+	loaded.Packet = loaded.packet().String()
+	s.cur = loaded
+	logger.Info("display state loaded", "mode", loaded.Mode, "packet", loaded.Packet)
 	return s, nil
 }
 
@@ -97,7 +94,7 @@ func (s *Store) Apply(c Change) (State, error) {
 // weather mode and is only remembered otherwise.
 func (s *Store) SetWeather(w Weather) (State, error) {
 	if w.Code < 1 || w.Code > 9 || w.Intensity < 0 || w.Intensity > 10 {
-		return s.Get(), &ValidationError{"weather", fmt.Sprintf("code %d intensity %v is out of range", w.Code, w.Intensity)}
+		return s.Get(), invalid.Field("weather", "code %d intensity %v is out of range", w.Code, w.Intensity)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,7 +110,7 @@ func (s *Store) SetWeather(w Weather) (State, error) {
 func (s *Store) commit(next State) (State, error) {
 	next.Packet = next.packet().String()
 	next.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
-	if err := atomicfile.WriteJSON(s.path, next, 0o600); err != nil {
+	if _, err := storage.PutJSON(s.records, Key, next); err != nil {
 		return s.cur, fmt.Errorf("save display state (nothing was changed): %w", err)
 	}
 	s.cur = next

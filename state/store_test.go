@@ -16,21 +16,43 @@ import (
 	"testing"
 
 	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func ptr[T any](v T) *T { return &v }
 
+func bucket(t *testing.T, dir string) storage.Bucket {
+	t.Helper()
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func open(t *testing.T, dir string) (*Store, *events.Bus) {
 	t.Helper()
 	bus := events.NewBus()
-	s, err := Open(dir, bus, quiet)
+	s, err := Open(bucket(t, dir), bus, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, bus
+}
+
+// brokenDisk is a bucket whose writes fail, as on a full or read-only disk.
+type brokenDisk struct{ storage.Bucket }
+
+func (brokenDisk) Put(string, []byte) (uint64, error) {
+	return 0, errors.New("write state.json: no space left on device")
 }
 
 func TestApplyValidatesAndKeepsStateIntact(t *testing.T) {
@@ -55,7 +77,7 @@ func TestApplyValidatesAndKeepsStateIntact(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := s.Apply(c)
-			var ve *ValidationError
+			var ve *invalid.Error
 			if !errors.As(err, &ve) || ve.Field != tt.field {
 				t.Fatalf("Apply(%s) err = %v, want a ValidationError on %s", tt.c, err, tt.field)
 			}
@@ -131,17 +153,17 @@ func TestPersistsAcrossOpen(t *testing.T) {
 
 func TestCorruptFileIsKeptAsideAndDefaultsUsed(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, FileName), []byte("{not json"), 0o600)
+	os.WriteFile(filepath.Join(dir, Key+".json"), []byte("{not json"), 0o600)
 	s, _ := open(t, dir)
 	if s.Get().Packet != "[cc:0:?:?]" {
 		t.Errorf("packet = %s, want defaults", s.Get().Packet)
 	}
-	matches, _ := filepath.Glob(filepath.Join(dir, FileName+".corrupt-*"))
+	matches, _ := filepath.Glob(filepath.Join(dir, Key+".json.corrupt-*"))
 	if len(matches) != 1 {
 		t.Errorf("corrupt file not kept aside: %v", matches)
 	}
 	// An out-of-range value in an otherwise valid file also falls back.
-	os.WriteFile(filepath.Join(dir, FileName), []byte(`{"mode":"manual","color":"#000000","pulse":42}`), 0o600)
+	os.WriteFile(filepath.Join(dir, Key+".json"), []byte(`{"mode":"manual","color":"#000000","pulse":42}`), 0o600)
 	s, _ = open(t, dir)
 	if s.Get().Mode != ModeOff {
 		t.Errorf("invalid saved pulse accepted: %+v", s.Get())
@@ -164,12 +186,7 @@ func TestWatchSeesEveryChangeInOrder(t *testing.T) {
 func TestSaveFailureChangesNothing(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := open(t, dir)
-	os.Chmod(dir, 0o500)
-	defer os.Chmod(dir, 0o700)
-	if os.Geteuid() == 0 {
-		// root ignores directory permissions; make the path unusable instead.
-		s.path = filepath.Join(dir, "missing-dir", FileName)
-	}
+	s.records = brokenDisk{s.records}
 	if _, err := s.Apply(Change{Mode: ptr(ModeManual)}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
 		t.Fatalf("Apply with an unwritable dir: %v", err)
 	}
@@ -227,7 +244,7 @@ func TestChildWriter(t *testing.T) {
 	if dir == "" {
 		t.Skip("only runs as the child of TestSIGKILLLeavesOldOrNewState")
 	}
-	s, err := Open(dir, nil, quiet)
+	s, err := Open(bucket(t, dir), nil, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}

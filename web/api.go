@@ -9,8 +9,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/state"
 )
@@ -230,37 +230,38 @@ func (s *Server) postWeatherRefresh(c echo.Context) error {
 	return noStoreJSON(c, http.StatusAccepted, s.deps.Weather.Report())
 }
 
-// favoritesBody is GET and PUT /api/favorites: {"colors": ["#ff41ae", …]}.
-type favoritesBody struct {
-	Colors []protocol.RGB `json:"colors"`
-}
-
+// GET /api/favorites answers a favorites.List: {"colors": ["#ff41ae", …],
+// "revision": N}.
 func (s *Server) getFavorites(c echo.Context) error {
-	return noStoreJSON(c, http.StatusOK, favoritesBody{Colors: s.favs.List()})
+	return noStoreJSON(c, http.StatusOK, s.deps.Favorites.Get())
 }
 
 // decodeFavorites reads a PUT /api/favorites body; each colour is parsed on
-// its own so an error names its position.
-func decodeFavorites(body []byte) ([]protocol.RGB, error) {
+// its own so an error names its position. revision, when given, is the
+// revision of the list the colours were chosen from.
+func decodeFavorites(body []byte) (colors []protocol.RGB, revision *uint64, err error) {
 	var raw []string
-	if err := decodeObject(body, []field{{"colors", &raw, `a list of at most 16 colours like ["#ff41ae", "255,147,41"]`}}); err != nil {
-		return nil, err
+	if err := decodeObject(body, []field{
+		{"colors", &raw, `a list of at most 16 colours like ["#ff41ae", "255,147,41"]`},
+		{"revision", &revision, "the revision of the list you changed, as GET /api/favorites gave it"},
+	}); err != nil {
+		return nil, nil, err
 	}
 	if raw == nil {
-		return nil, errorf(http.StatusBadRequest, `colors is required: a list like ["#ff41ae"] (an empty list clears the favourites)`)
+		return nil, nil, errorf(http.StatusBadRequest, `colors is required: a list like ["#ff41ae"] (an empty list clears the favourites)`)
 	}
 	if len(raw) > favorites.Max {
-		return nil, &favorites.ValidationError{Field: "colors", Message: fmt.Sprintf("%d colours is too many; keep at most %d", len(raw), favorites.Max)}
+		return nil, nil, &invalid.Error{Field: "colors", Message: fmt.Sprintf("%d colours is too many; keep at most %d", len(raw), favorites.Max)}
 	}
 	out := make([]protocol.RGB, 0, len(raw))
 	for i, v := range raw {
 		col, err := protocol.ParseColor(v)
 		if err != nil {
-			return nil, &favorites.ValidationError{Field: fmt.Sprintf("colors[%d]", i), Message: err.Error()}
+			return nil, nil, &invalid.Error{Field: fmt.Sprintf("colors[%d]", i), Message: err.Error()}
 		}
 		out = append(out, col)
 	}
-	return out, nil
+	return out, revision, nil
 }
 
 func (s *Server) putFavorites(c echo.Context) error {
@@ -268,19 +269,13 @@ func (s *Server) putFavorites(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	colors, err := decodeFavorites(body)
+	colors, revision, err := decodeFavorites(body)
 	if err != nil {
 		return err
 	}
-	list, err := s.favs.Set(colors)
+	list, err := s.deps.Favorites.Set(colors, revision)
 	if err != nil {
 		return err
 	}
-	s.publishFavorites(list)
-	return noStoreJSON(c, http.StatusOK, favoritesBody{Colors: list})
-}
-
-// publishFavorites tells every open page about the new list.
-func (s *Server) publishFavorites(list []protocol.RGB) {
-	s.localBus.Publish(events.Event{Type: typeFavorites, Data: favoritesBody{Colors: list}})
+	return noStoreJSON(c, http.StatusOK, list)
 }

@@ -417,6 +417,35 @@ func TestFavorites(t *testing.T) {
 	}
 }
 
+// TestFavoritesRevision: a phone that saves the list it read earlier, after
+// another phone changed it, is told so (409) and overwrites nothing.
+func TestFavoritesRevision(t *testing.T) {
+	e := newEnv(t)
+	type body struct {
+		Colors   []string `json:"colors"`
+		Revision uint64   `json:"revision"`
+	}
+	read := decode[body](t, e.call(t, http.MethodGet, "/api/favorites", ""))
+	res := e.call(t, http.MethodPut, "/api/favorites", fmt.Sprintf(`{"colors": ["#010101"], "revision": %d}`, read.Revision))
+	if res.status != 200 {
+		t.Fatalf("saving the list read: %d %s", res.status, res.body)
+	}
+	now := decode[body](t, res)
+	if now.Revision == read.Revision {
+		t.Fatalf("the revision did not change: %d", now.Revision)
+	}
+	res = e.call(t, http.MethodPut, "/api/favorites", fmt.Sprintf(`{"colors": ["#020202"], "revision": %d}`, read.Revision))
+	if res.status != http.StatusConflict || !strings.Contains(errorBody(t, res), "reload them and try again") {
+		t.Fatalf("saving a stale list: %d %s", res.status, res.body)
+	}
+	if got := decode[body](t, e.call(t, http.MethodGet, "/api/favorites", "")); strings.Join(got.Colors, " ") != "#010101" {
+		t.Errorf("a stale list overwrote the favourites: %v", got.Colors)
+	}
+	if res := e.call(t, http.MethodPut, "/api/favorites", `{"colors": [], "revision": -1}`); res.status != 400 {
+		t.Errorf("a negative revision: %d %s", res.status, res.body)
+	}
+}
+
 func TestHealthzAndMetrics(t *testing.T) {
 	e := newEnv(t)
 	e.lamp(t)

@@ -11,8 +11,8 @@ import (
 
 func TestNewValidatesOptions(t *testing.T) {
 	e := newEnv(t)
-	good := Options{Username: "u", Password: "p", SessionKey: make([]byte, 32), DataDir: t.TempDir()}
-	deps := Deps{State: e.store, Devices: e.gw, Events: e.bus}
+	good := Options{Username: "u", Password: "p", SessionKey: make([]byte, 32)}
+	deps := Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Events: e.bus}
 	tests := []struct {
 		name string
 		edit func(*Options, *Deps)
@@ -21,7 +21,6 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"no password", func(o *Options, _ *Deps) { o.Password = "" }, "a username and a password are required"},
 		{"no username", func(o *Options, _ *Deps) { o.Username = "" }, "a username and a password are required"},
 		{"short session key", func(o *Options, _ *Deps) { o.SessionKey = make([]byte, 16) }, "the session key has 16 bytes; it needs at least 32"},
-		{"no data dir", func(o *Options, _ *Deps) { o.DataDir = "" }, "a data directory is required"},
 		{"no state", func(_ *Options, d *Deps) { d.State = nil }, "services are required"},
 	}
 	for _, tt := range tests {

@@ -20,9 +20,11 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/favorites"
 	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/storage"
 	"github.com/cloudcloud/cloudcloud/weather"
 )
 
@@ -84,7 +86,10 @@ type env struct {
 	t       *testing.T
 	srv     *Server
 	web     *httptest.Server
+	data    *storage.Dir   // the data directory the stores keep their records in
+	records storage.Bucket // its top level: state, favourites, update history
 	store   *state.Store
+	favs    *favorites.Store
 	bus     *events.Bus
 	gw      *device.Gateway
 	lampURL string
@@ -104,8 +109,16 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), bus: events.NewBus(), weather: &fakeWeather{report: sampleReport()}, reg: prometheus.NewRegistry()}
 	var err error
-	e.store, err = state.Open(e.dir, e.bus, quiet)
-	if err != nil {
+	if e.data, err = storage.OpenDir(e.dir); err != nil {
+		t.Fatal(err)
+	}
+	if e.records, err = e.data.Bucket(""); err != nil {
+		t.Fatal(err)
+	}
+	if e.store, err = state.Open(e.records, e.bus, quiet); err != nil {
+		t.Fatal(err)
+	}
+	if e.favs, err = favorites.Open(e.records, e.bus, quiet); err != nil {
 		t.Fatal(err)
 	}
 	e.gw, err = device.New(device.Options{
@@ -120,9 +133,9 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	opt := Options{
 		Username: testUser, Password: testPassword,
 		SessionKey: []byte("0123456789abcdef0123456789abcdef"),
-		DataDir:    e.dir, Logger: quiet, Registry: e.reg, Version: "test",
+		Logger:     quiet, Registry: e.reg, Version: "test",
 	}
-	deps := Deps{State: e.store, Devices: e.gw, Weather: e.weather, Events: e.bus}
+	deps := Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Weather: e.weather, Events: e.bus}
 	for _, o := range opts {
 		o(&opt, &deps)
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/favorites"
 	"github.com/cloudcloud/cloudcloud/firmware"
-	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
 
@@ -36,17 +36,17 @@ func errorf(status int, format string, args ...any) *httpError {
 // sentence, and the detail goes to the log, not to the client.
 func (s *Server) classify(err error, c echo.Context) *httpError {
 	var (
-		he   *httpError
-		ee   *echo.HTTPError
-		ve   *state.ValidationError
-		fe   *favorites.ValidationError
-		ude  *device.UnknownDeviceError
-		mbe  *http.MaxBytesError
-		tle  *firmware.TooLargeError
-		iie  *firmware.InvalidImageError
-		cme  *firmware.ChipMismatchError
-		pce  *firmware.ProjectChangeError
-		path = c.Request().URL.Path
+		he    *httpError
+		ee    *echo.HTTPError
+		ve    *invalid.Error
+		stale *favorites.StaleError
+		ude   *device.UnknownDeviceError
+		mbe   *http.MaxBytesError
+		tle   *firmware.TooLargeError
+		iie   *firmware.InvalidImageError
+		cme   *firmware.ChipMismatchError
+		pce   *firmware.ProjectChangeError
+		path  = c.Request().URL.Path
 	)
 	switch {
 	case errors.As(err, &he):
@@ -65,8 +65,8 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		return errorf(http.StatusNotFound, "no firmware image has been uploaded yet")
 	case errors.As(err, &ve):
 		return errorf(http.StatusBadRequest, "%s", ve.Error())
-	case errors.As(err, &fe):
-		return errorf(http.StatusBadRequest, "%s", fe.Error())
+	case errors.As(err, &stale):
+		return errorf(http.StatusConflict, "%s", stale.Error())
 	case errors.As(err, &ude):
 		return errorf(http.StatusNotFound, "%s", ude.Error())
 	case errors.As(err, &mbe):

@@ -13,7 +13,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/rollout"
 )
@@ -23,11 +22,6 @@ import (
 // lamp's update live. The JSON routes and the no-script forms share
 // receiveUpload and classify, so both refuse the same files with the same
 // sentences.
-
-// typeFirmwareStatus is the SSE event carrying firmwareStatus: sent when a
-// stream starts and whenever the current image changes. Lamp-by-lamp steps
-// come as the bus's own `firmware` events (one rollout.Update each).
-const typeFirmwareStatus events.Type = "firmware_status"
 
 // multipartSlack is what the upload body may carry beyond the image itself:
 // the boundaries, part headers and the small form fields.
@@ -71,11 +65,6 @@ func (s *Server) firmwareStatus() firmwareStatus {
 		}
 	}
 	return st
-}
-
-// publishFirmwareStatus tells every open page that the current image changed.
-func (s *Server) publishFirmwareStatus() {
-	s.localBus.Publish(events.Event{Type: typeFirmwareStatus, Data: s.firmwareStatus()})
 }
 
 // errNoFirmware answers the firmware routes of a server wired without a
@@ -140,8 +129,6 @@ func (s *Server) rollback() (firmware.Info, error) {
 	if err != nil {
 		return firmware.Info{}, err
 	}
-	s.log.Info("firmware rolled back", "project", info.Project, "version", info.Version, "sha256", info.SHA256)
-	s.publishFirmwareStatus()
 	return info, nil
 }
 
@@ -267,7 +254,6 @@ func (s *Server) saveUpload(mr *multipart.Reader, part *multipart.Part, body *re
 	}
 	s.log.Info("firmware uploaded", "project", info.Project, "version", info.Version, "chip", info.Chip,
 		"size", info.Size, "sha256", info.SHA256, "allow_project_change", allow)
-	s.publishFirmwareStatus()
 	return info, nil
 }
 

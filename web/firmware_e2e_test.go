@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/rollout"
 
 	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
@@ -30,7 +31,7 @@ func TestFirmwareOverTheAir(t *testing.T) {
 		return slices.ContainsFunc(e.gw.Devices(), func(d device.Info) bool { return d.Name == "kitchen" && d.Authenticated })
 	})
 	stream := e.openEvents(t)
-	if snap := stream.next(t, string(typeFirmwareStatus)); !bytes.Contains([]byte(snap.data), []byte(info.SHA256)) {
+	if snap := stream.next(t, string(events.TypeFirmwareStatus)); !bytes.Contains([]byte(snap.data), []byte(info.SHA256)) {
 		t.Fatalf("the stream's firmware snapshot lacks the current image: %s", snap.data)
 	}
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
 	"github.com/cloudcloud/cloudcloud/rollout"
+	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 // fwConfig is how newFirmwareEnv sets up firmware.
@@ -31,15 +31,14 @@ type fwConfig struct {
 // on both ports.
 func newFirmwareEnv(t *testing.T, cfg fwConfig, opts ...envOption) *env {
 	t.Helper()
-	dir := t.TempDir()
-	fw, err := firmware.OpenStore(filepath.Join(dir, "firmware"), quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var fw *firmware.Store
 	var tracker *rollout.Tracker
 	wire := func(o *Options, d *Deps) {
 		bus := d.Events.(*events.Bus)
-		tracker, err = rollout.Open(dir, bus, quiet, 5*time.Minute, func() string {
+		fw = openFirmware(t, t.TempDir(), bus)
+		records := bucket(t, t.TempDir())
+		var err error
+		tracker, err = rollout.Open(records, bus, quiet, 5*time.Minute, func() string {
 			info, _ := fw.Current()
 			return info.Version
 		})
@@ -61,6 +60,42 @@ func newFirmwareEnv(t *testing.T, cfg fwConfig, opts ...envOption) *env {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	waitFor(t, "the rollout tracker to subscribe", func() bool { return e.bus.Subscribers() > before })
 	return e
+}
+
+// bucket opens the top level of a data directory.
+func bucket(t testing.TB, dir string) storage.Bucket {
+	t.Helper()
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// openFirmware opens a firmware store on dir's firmware/, as the server does.
+func openFirmware(t testing.TB, dir string, bus events.Publisher) *firmware.Store {
+	t.Helper()
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := d.Bucket("firmware")
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := d.Objects("firmware")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw, err := firmware.OpenStore(records, images, bus, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fw
 }
 
 // formPart is one part of a multipart body: a field, or a file when

@@ -178,8 +178,8 @@ func TestFirmwareChip(t *testing.T) {
 	if info.Chip != "esp32s3" {
 		t.Errorf("chip %q", info.Chip)
 	}
-	if _, err := New(Options{Username: "a", Password: "b", SessionKey: make([]byte, 32), DataDir: t.TempDir(), FirmwareChip: "esp8266"},
-		Deps{State: e.store, Devices: e.gw, Events: e.bus}); err == nil || !strings.Contains(err.Error(), "firmware.chip") {
+	if _, err := New(Options{Username: "a", Password: "b", SessionKey: make([]byte, 32), FirmwareChip: "esp8266"},
+		Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Events: e.bus}); err == nil || !strings.Contains(err.Error(), "firmware.chip") {
 		t.Errorf("an unknown chip in the options: %v", err)
 	}
 }

@@ -9,14 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
-	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/state"
 
 	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
@@ -31,7 +31,7 @@ func checkClientError(t *testing.T, err error) {
 		return
 	}
 	var he *httpError
-	var ve *state.ValidationError
+	var ve *invalid.Error
 	switch {
 	case errors.As(err, &he):
 		if he.status < 400 || he.status > 499 || he.msg == "" {
@@ -65,11 +65,11 @@ func FuzzDecodeChange(f *testing.F) {
 }
 
 func FuzzDecodeFavorites(f *testing.F) {
-	for _, s := range []string{`{"colors": ["#ffffff", "1,2,3"]}`, `{"colors": []}`, `{"colors": [1]}`, `{"colors": null}`, `{}`} {
+	for _, s := range []string{`{"colors": ["#ffffff", "1,2,3"]}`, `{"colors": []}`, `{"colors": [1]}`, `{"colors": null}`, `{}`, `{"colors": [], "revision": 3}`, `{"colors": [], "revision": -1}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		colors, err := decodeFavorites(body)
+		colors, _, err := decodeFavorites(body)
 		if err != nil {
 			var he *httpError
 			if !errors.As(err, &he) && !strings.Contains(err.Error(), ": ") {
@@ -155,7 +155,12 @@ func FuzzSafeNext(f *testing.F) {
 func fuzzFirmwareServer(f *testing.F) *Server {
 	dir := f.TempDir()
 	bus := events.NewBus()
-	st, err := state.Open(dir, bus, quiet)
+	records := bucket(f, dir)
+	st, err := state.Open(records, bus, quiet)
+	if err != nil {
+		f.Fatal(err)
+	}
+	favs, err := favorites.Open(records, bus, quiet)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -163,12 +168,9 @@ func fuzzFirmwareServer(f *testing.F) *Server {
 	if err != nil {
 		f.Fatal(err)
 	}
-	fw, err := firmware.OpenStore(filepath.Join(dir, "firmware"), quiet)
-	if err != nil {
-		f.Fatal(err)
-	}
-	s, err := New(Options{Username: testUser, Password: testPassword, SessionKey: make([]byte, 32), DataDir: dir, Logger: quiet, FirmwareMaxSize: 64 << 10},
-		Deps{State: st, Devices: gw, Events: bus, Firmware: fw})
+	fw := openFirmware(f, dir, bus)
+	s, err := New(Options{Username: testUser, Password: testPassword, SessionKey: make([]byte, 32), Logger: quiet, FirmwareMaxSize: 64 << 10},
+		Deps{State: st, Devices: gw, Favorites: favs, Events: bus, Firmware: fw})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/favorites"
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/realip"
 	"github.com/cloudcloud/cloudcloud/state"
@@ -59,7 +60,7 @@ var weatherChoices = func() []templates.WeatherChoice {
 type bootData struct {
 	State      state.State      `json:"state"`
 	Devices    []device.Info    `json:"devices"`
-	Favorites  favoritesBody    `json:"favorites"`
+	Favorites  favorites.List   `json:"favorites"`
 	Weather    any              `json:"weather"`
 	LogFilter  string           `json:"log_filter"`
 	ServerTime time.Time        `json:"server_time"`
@@ -75,18 +76,18 @@ func (s *Server) indexPage(c echo.Context) error {
 	devs := s.deps.Devices.Devices()
 	filter := strings.TrimSpace(c.QueryParam("log"))
 	logs := s.deps.Devices.Logs(filter, pageLogLines)
-	favs := s.favs.List()
+	favs := s.deps.Favorites.Get()
 
 	d := templates.Index{
 		Page:           s.pageData(c, "cloudcloud"),
 		State:          stateView(st),
-		FavoritesFull:  len(favs) >= favorites.Max,
+		FavoritesFull:  len(favs.Colors) >= favorites.Max,
 		LogFilter:      filter,
 		LogDownload:    logDownloadURL(filter),
 		Weather:        weatherView(s.deps.Weather, now),
 		WeatherChoices: weatherChoices,
 	}
-	for _, f := range favs {
+	for _, f := range favs.Colors {
 		d.Favorites = append(d.Favorites, f.Hex())
 	}
 	lamps := s.withOffline(devs)
@@ -98,7 +99,7 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: lamps, Favorites: favoritesBody{Colors: favs}, LogFilter: filter, ServerTime: now.UTC()}
+	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC()}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}
@@ -235,7 +236,7 @@ func changeFromForm(f url.Values) (state.Change, error) {
 	if f.Has("color") {
 		c, err := protocol.ParseColor(f.Get("color"))
 		if err != nil {
-			return ch, &state.ValidationError{Field: "color", Message: err.Error()}
+			return ch, &invalid.Error{Field: "color", Message: err.Error()}
 		}
 		ch.Color = &c
 	}
@@ -243,7 +244,7 @@ func changeFromForm(f url.Values) (state.Change, error) {
 		v := strings.TrimSpace(f.Get("pulse"))
 		p, err := strconv.Atoi(v)
 		if err != nil {
-			return ch, &state.ValidationError{Field: "pulse", Message: fmt.Sprintf("%q is not a whole number; use 0-9 (0 = steady)", v)}
+			return ch, &invalid.Error{Field: "pulse", Message: fmt.Sprintf("%q is not a whole number; use 0-9 (0 = steady)", v)}
 		}
 		ch.Pulse = &p
 	}
@@ -254,13 +255,13 @@ func changeFromForm(f url.Values) (state.Change, error) {
 	default:
 		code, err := strconv.Atoi(v)
 		if err != nil {
-			return ch, &state.ValidationError{Field: "weather_override.code", Message: fmt.Sprintf("%q is not a weather code; use 1-9", v)}
+			return ch, &invalid.Error{Field: "weather_override.code", Message: fmt.Sprintf("%q is not a weather code; use 1-9", v)}
 		}
 		intensity := 10.0
 		if iv := strings.TrimSpace(f.Get("intensity")); iv != "" {
 			intensity, err = strconv.ParseFloat(iv, 64)
 			if err != nil {
-				return ch, &state.ValidationError{Field: "weather_override.intensity", Message: fmt.Sprintf("%q is not a number; use 0-10", iv)}
+				return ch, &invalid.Error{Field: "weather_override.intensity", Message: fmt.Sprintf("%q is not a number; use 0-10", iv)}
 			}
 		}
 		ch.WeatherOverride = state.OverrideChange{Set: true, Value: &state.Override{Code: code, Intensity: intensity}}
@@ -322,21 +323,19 @@ func (s *Server) formFavorites(c echo.Context) error {
 	}
 	col, err := protocol.ParseColor(f.Get("color"))
 	if err != nil {
-		return &favorites.ValidationError{Field: "color", Message: err.Error()}
+		return &invalid.Error{Field: "color", Message: err.Error()}
 	}
-	var list []protocol.RGB
 	switch a := f.Get("action"); a {
 	case "add":
-		list, err = s.favs.Add(col)
+		_, err = s.deps.Favorites.Add(col)
 	case "remove":
-		list, err = s.favs.Remove(col)
+		_, err = s.deps.Favorites.Remove(col)
 	default:
 		return errorf(http.StatusBadRequest, "action %q is not known; use add or remove", a)
 	}
 	if err != nil {
 		return err
 	}
-	s.publishFavorites(list)
 	return c.Redirect(http.StatusSeeOther, "/#colour")
 }
 

@@ -16,9 +16,9 @@ import (
 	"testing"
 
 	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/invalid"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/realip"
-	"github.com/cloudcloud/cloudcloud/state"
 )
 
 func TestIndexPage(t *testing.T) {
@@ -116,12 +116,12 @@ func TestForms(t *testing.T) {
 		{"reboot", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
 		{"debug on", "/ui/command", url.Values{"command": {"debug"}, "on": {"true"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:d:1:?]") }},
 		{"save a favourite", "/ui/favorites", url.Values{"action": {"add"}, "color": {"#abcdef"}}, "/#colour", func(t *testing.T) {
-			if l := e.srv.favs.List(); l[len(l)-1].Hex() != "#abcdef" {
+			if l := e.favs.Get().Colors; l[len(l)-1].Hex() != "#abcdef" {
 				t.Errorf("favourites %v", l)
 			}
 		}},
 		{"remove a favourite", "/ui/favorites", url.Values{"action": {"remove"}, "color": {"#abcdef"}}, "/#colour", func(t *testing.T) {
-			for _, c := range e.srv.favs.List() {
+			for _, c := range e.favs.Get().Colors {
 				if c.Hex() == "#abcdef" {
 					t.Error("still there")
 				}
@@ -374,7 +374,7 @@ func TestChangeFromForm(t *testing.T) {
 	if _, err := changeFromForm(url.Values{"override": {"live"}}); err != nil {
 		t.Errorf("live: %v", err)
 	}
-	var ve *state.ValidationError
+	var ve *invalid.Error
 	if _, err := changeFromForm(url.Values{"pulse": {""}}); err == nil || !errorsAs(err, &ve) || ve.Field != "pulse" {
 		t.Errorf("empty pulse: %v", err)
 	}

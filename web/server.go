@@ -4,8 +4,8 @@
 // /healthz and /metrics.
 //
 // The package defines the small interfaces it consumes (StateService,
-// DeviceService, ...), so tests pass real objects or small fakes and the
-// lead wires the real ones in cmd/cloudcloud.
+// DeviceService, ...), so tests pass real objects or small fakes, and
+// package server wires in the real ones.
 package web
 
 import (
@@ -64,6 +64,15 @@ type FirmwareService interface {
 	Rollback() (firmware.Info, error)
 }
 
+// FavoritesService keeps the favourite colours (favorites.Store), which
+// announces its own changes on the bus.
+type FavoritesService interface {
+	Get() favorites.List
+	Set(colors []protocol.RGB, ifRevision *uint64) (favorites.List, error)
+	Add(protocol.RGB) (favorites.List, error)
+	Remove(protocol.RGB) (favorites.List, error)
+}
+
 // RolloutService follows lamps through firmware updates (rollout.Tracker).
 type RolloutService interface {
 	Updates() []rollout.Update
@@ -80,7 +89,6 @@ type Options struct {
 	SessionKey         []byte        // at least 32 bytes, kept in the data dir by the caller
 	SessionTTL         time.Duration // how long a login lasts; default 30 days
 	Proxies            realip.Resolver
-	DataDir            string // favorites.json lives here
 	Logger             *slog.Logger
 	Registry           *prometheus.Registry // served on /metrics; the HTTP metrics are registered on it
 	Version            string
@@ -97,10 +105,11 @@ type Options struct {
 
 // Deps are the services the web port shows and drives.
 type Deps struct {
-	State   StateService
-	Devices DeviceService
-	Weather WeatherService // may be nil: the UI then says weather is not running
-	Events  EventSource
+	State     StateService
+	Devices   DeviceService
+	Favorites FavoritesService
+	Weather   WeatherService // may be nil: the UI then says weather is not running
+	Events    EventSource
 	// Firmware may be nil: the firmware panel and routes are then absent
 	// (the routes say firmware updates are not set up).
 	Firmware FirmwareService
@@ -116,13 +125,9 @@ type Server struct {
 	echo    *echo.Echo
 	auth    *authenticator
 	limiter *backoff.PerAddress // slows down password guessing: early attempts get 429 with Retry-After, no goroutine sleeps
-	favs    *favorites.Store
-	// localBus carries the web port's own news (favourites, the firmware
-	// panel's status), which no other part of the server produces.
-	localBus *events.Bus
-	assets   *assetSet
-	httpMet  *metrics.HTTP
-	metrics  http.Handler
+	assets  *assetSet
+	httpMet *metrics.HTTP
+	metrics http.Handler
 
 	heartbeat time.Duration // SSE comment interval; a field so tests can shorten it
 	now       func() time.Time
@@ -132,22 +137,15 @@ type Server struct {
 // own strength.
 const minSessionKey = 32
 
-// typeFavorites is the SSE event carrying the favourite colours; it is not a
-// bus type of the events package because only the web port produces it.
-const typeFavorites events.Type = "favorites"
-
-// New checks the options and builds the server; it loads the favourites
-// from DataDir.
+// New checks the options and builds the server.
 func New(opt Options, deps Deps) (*Server, error) {
 	switch {
 	case opt.Username == "" || opt.Password == "":
 		return nil, errors.New("web: a username and a password are required (web.username, web.password)")
 	case len(opt.SessionKey) < minSessionKey:
 		return nil, fmt.Errorf("web: the session key has %d bytes; it needs at least %d random bytes", len(opt.SessionKey), minSessionKey)
-	case opt.DataDir == "":
-		return nil, errors.New("web: a data directory is required for favorites.json (storage.dir)")
-	case deps.State == nil || deps.Devices == nil || deps.Events == nil:
-		return nil, errors.New("web: the state, device and event services are required")
+	case deps.State == nil || deps.Devices == nil || deps.Favorites == nil || deps.Events == nil:
+		return nil, errors.New("web: the state, device, favourites and event services are required")
 	case opt.FirmwareMaxSize < 0:
 		return nil, fmt.Errorf("web: the firmware size limit is %d bytes; it must be positive (firmware.max_size)", opt.FirmwareMaxSize)
 	}
@@ -170,10 +168,6 @@ func New(opt Options, deps Deps) (*Server, error) {
 	if opt.Version == "" {
 		opt.Version = "dev"
 	}
-	favs, err := favorites.Open(opt.DataDir, opt.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("web: %w", err)
-	}
 	assets, err := loadAssets()
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
@@ -183,8 +177,6 @@ func New(opt Options, deps Deps) (*Server, error) {
 		deps:      deps,
 		log:       opt.Logger,
 		auth:      newAuthenticator(opt.Username, opt.Password, opt.SessionKey, opt.SessionTTL),
-		favs:      favs,
-		localBus:  events.NewBus(),
 		assets:    assets,
 		heartbeat: 15 * time.Second,
 		now:       time.Now,

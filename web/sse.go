@@ -29,17 +29,14 @@ const sseRetry = 2 * time.Second
 // bus type and whose data is the JSON object. A new stream starts with
 // snapshots (state, devices including the offline ones, weather, favorites and, when firmware updates
 // are set up, firmware_status), so a page that reconnects is in sync again
-// at once; then it streams: every bus event, including each lamp's
-// `firmware` update step (a rollout.Update), and the web port's own
-// favorites and firmware_status news. It ends when the client goes,
+// at once; then it streams every bus event, including each lamp's
+// `firmware` update step (a rollout.Update). It ends when the client goes,
 // or when the subscription lags (the browser reconnects by itself).
 func (s *Server) events(c echo.Context) error {
 	// Subscribe before taking the snapshots: a change in between is then
 	// both in the snapshot and in the stream, never in neither.
 	sub := s.deps.Events.Subscribe(sseBuffer)
 	defer sub.Close()
-	localSub := s.localBus.Subscribe(8)
-	defer localSub.Close()
 
 	w := c.Response()
 	rc := http.NewResponseController(w)
@@ -57,12 +54,12 @@ func (s *Server) events(c echo.Context) error {
 	}
 	snapshot := []snapshotEvent{
 		{string(events.TypeState), s.deps.State.Get()},
-		{"devices", s.lamps()}, // offline lamps too: a page that reconnects shows them
+		{string(events.TypeDevices), s.lamps()}, // offline lamps too: a page that reconnects shows them
 		{string(events.TypeWeather), s.weatherData(nil)},
-		{string(typeFavorites), favoritesBody{Colors: s.favs.List()}},
+		{string(events.TypeFavorites), s.deps.Favorites.Get()},
 	}
 	if s.deps.Firmware != nil {
-		snapshot = append(snapshot, snapshotEvent{string(typeFirmwareStatus), s.firmwareStatus()})
+		snapshot = append(snapshot, snapshotEvent{string(events.TypeFirmwareStatus), s.firmwareStatus()})
 	}
 	for _, e := range snapshot {
 		if err := writeEvent(&buf, e.name, e.data); err != nil {
@@ -99,20 +96,18 @@ func (s *Server) events(c echo.Context) error {
 				return nil
 			}
 			data := e.Data
-			if e.Type == events.TypeWeather {
+			switch e.Type {
+			case events.TypeWeather:
 				data = s.weatherData(data)
+			case events.TypeFirmwareStatus:
+				// The store announces its images; the page wants them with
+				// every lamp's progress, as GET /api/firmware answers.
+				data = s.firmwareStatus()
 			}
 			if err := writeEvent(&buf, string(e.Type), data); err != nil {
 				s.log.Error("event could not be encoded; skipped", "type", e.Type, "err", err)
 				buf.Reset()
 				continue
-			}
-		case e, ok := <-localSub.C:
-			if !ok {
-				return nil
-			}
-			if err := writeEvent(&buf, string(e.Type), e.Data); err != nil {
-				return err
 			}
 		}
 		if err := flush(); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/favorites"
 	"github.com/cloudcloud/cloudcloud/state"
 )
 
@@ -96,8 +97,10 @@ func TestEventsStream(t *testing.T) {
 		if res := e.call(t, http.MethodPut, "/api/favorites", `{"colors": ["#123456"]}`); res.status != 200 {
 			t.Fatalf("%d %s", res.status, res.body)
 		}
-		if ev := s.next(t, "favorites"); ev.data != `{"colors":["#123456"]}` {
-			t.Errorf("favorites event %s", ev.data)
+		ev := s.next(t, "favorites")
+		var got favorites.List
+		if err := json.Unmarshal([]byte(ev.data), &got); err != nil || len(got.Colors) != 1 || got.Colors[0].Hex() != "#123456" || got.Revision != e.favs.Get().Revision {
+			t.Errorf("favorites event %s (%v)", ev.data, err)
 		}
 	})
 }
