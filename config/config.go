@@ -8,7 +8,12 @@
 // (a test checks it).
 package config
 
-import "time"
+import (
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/weather"
+	"github.com/cloudcloud/cloudcloud/web"
+)
 
 // Config is the whole configuration of the server.
 type Config struct {
@@ -68,6 +73,19 @@ type Weather struct {
 	Timeout       Duration `toml:"timeout" help:"time limit of one weather request"`
 }
 
+// Options are the poller's options these settings make; the caller adds
+// what is not a setting (logger, publish).
+func (w Weather) Options() weather.Options {
+	return weather.Options{
+		APIKey: w.APIKey, CityID: w.CityID, City: w.City, Lat: w.Lat, Lon: w.Lon,
+		Interval:      w.Interval.D(),
+		SunTransition: w.SunTransition.D(),
+		Timeout:       w.Timeout.D(),
+		Endpoint:      w.Endpoint,
+		WindBeaufort:  w.WindBeaufort,
+	}
+}
+
 // Storage says where state, secrets, firmware and logs live.
 type Storage struct {
 	Dir string `toml:"dir" help:"directory for state, secrets, firmware and logs"`
@@ -76,7 +94,7 @@ type Storage struct {
 // Firmware configures firmware uploads.
 type Firmware struct {
 	MaxSize Size   `toml:"max_size" help:"largest accepted firmware upload (64KiB-64MiB)"`
-	Chip    string `toml:"chip" help:"required chip of uploaded images (esp32, esp32s2, esp32s3, esp32c3, esp32c2, esp32c6, esp32h2); empty: any"`
+	Chip    string `toml:"chip" help:"required chip of uploaded images, as esptool names it (esp32, esp32s3, esp32c3, ...); empty: any"`
 }
 
 // Log configures the server's own log.
@@ -92,29 +110,29 @@ func Default() Config {
 		Web: Web{
 			Listen:     ":8000",
 			Username:   "admin",
-			SessionTTL: Duration(30 * 24 * time.Hour),
+			SessionTTL: Duration(web.DefaultSessionTTL),
 		},
 		Device: Device{
 			Listen:           ":8080",
-			HandshakeTimeout: Duration(10 * time.Second),
-			PingInterval:     Duration(15 * time.Second),
-			KeepaliveTimeout: Duration(45 * time.Second),
-			WriteTimeout:     Duration(10 * time.Second),
-			MaxFrameSize:     4 * KiB,
-			SendQueue:        64,
-			LogLines:         1000,
-			AuthBackoff:      Duration(time.Second),
-			AuthBackoffMax:   Duration(30 * time.Second),
+			HandshakeTimeout: Duration(device.DefaultHandshakeTimeout),
+			PingInterval:     Duration(device.DefaultPingInterval),
+			KeepaliveTimeout: Duration(device.DefaultKeepaliveTimeout),
+			WriteTimeout:     Duration(device.DefaultWriteTimeout),
+			MaxFrameSize:     device.DefaultMaxFrameSize,
+			SendQueue:        device.DefaultSendQueue,
+			LogLines:         device.DefaultLogLines,
+			AuthBackoff:      Duration(device.DefaultAuthBackoff),
+			AuthBackoffMax:   Duration(device.DefaultAuthBackoffMax),
 		},
 		Weather: Weather{
-			Interval:      Duration(10 * time.Minute),
-			SunTransition: Duration(40 * time.Minute),
-			Endpoint:      "https://api.openweathermap.org",
-			WindBeaufort:  6,
-			Timeout:       Duration(10 * time.Second),
+			Interval:      Duration(weather.DefaultInterval),
+			SunTransition: Duration(weather.DefaultSunTransition),
+			Endpoint:      weather.DefaultEndpoint,
+			WindBeaufort:  weather.DefaultWindBeaufort,
+			Timeout:       Duration(weather.DefaultTimeout),
 		},
 		Storage:  Storage{Dir: "data"},
-		Firmware: Firmware{MaxSize: 4 * MiB},
+		Firmware: Firmware{MaxSize: firmware.DefaultMaxSize},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }

@@ -4,15 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cloudcloud/cloudcloud/firmware"
 )
 
 // Allowed values of the keys that take one of a list.
 var (
-	chips      = []string{"esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c2", "esp32c6", "esp32h2"}
 	logLevels  = []string{"debug", "info", "warn", "error"}
 	logFormats = []string{"text", "json"}
 )
@@ -53,8 +53,11 @@ func (c Config) Validate() error {
 	if c.Firmware.MaxSize < minFirmwareSize || c.Firmware.MaxSize > maxFirmwareSize {
 		p.add("firmware.max_size", "%s is out of range %s-%s", c.Firmware.MaxSize, minFirmwareSize, maxFirmwareSize)
 	}
-	if c.Firmware.Chip != "" && !slices.Contains(chips, c.Firmware.Chip) {
-		p.add("firmware.chip", "%q is not a known chip; use one of %s, or leave it empty for any", c.Firmware.Chip, strings.Join(chips, ", "))
+	if c.Firmware.Chip != "" {
+		// The firmware parser knows the chips; one list, in one place.
+		if _, err := firmware.NormalizeChip(c.Firmware.Chip); err != nil {
+			p.add("firmware.chip", "%v; or leave it empty for any", err)
+		}
 	}
 	if !slices.Contains(logLevels, c.Log.Level) {
 		p.add("log.level", "%q is not a log level; use one of %s", c.Log.Level, strings.Join(logLevels, ", "))
@@ -191,49 +194,16 @@ func validName(name string) bool {
 	return true
 }
 
+// validateWeather applies the weather poller's own rules (weather.Options
+// .Validate), so they live in one place.
 func (c Config) validateWeather(p *problems) {
-	w := c.Weather
-	var where []string
-	if w.CityID != 0 {
-		where = append(where, fmt.Sprintf("city_id (%d)", w.CityID))
+	// A zero in the poller's options means "the default"; a setting has its
+	// default written in Default, so a zero here is a value, and wrong.
+	if c.Weather.WindBeaufort == 0 {
+		p.add("weather.wind_beaufort", "0 is out of range 1-12")
 	}
-	if w.City != "" {
-		where = append(where, fmt.Sprintf("city (%q)", w.City))
-	}
-	if w.Lat != nil || w.Lon != nil {
-		where = append(where, "lat+lon")
-	}
-	if len(where) > 1 {
-		list, verb := strings.Join(where[:len(where)-1], ", ")+" and "+where[len(where)-1], "are both set"
-		if len(where) > 2 {
-			verb = "are all set"
-		}
-		p.add("weather", "%s %s; set only one of city_id, city or lat+lon", list, verb)
-	}
-	if w.CityID < 0 {
-		p.add("weather.city_id", "%d is negative; use the positive id from openweathermap.org, or 0 for unset", w.CityID)
-	}
-	if w.City != "" && strings.TrimSpace(w.City) == "" {
-		p.add("weather.city", "%q is blank; write e.g. \"Berlin,DE\" or leave it empty", w.City)
-	}
-	switch {
-	case w.Lat != nil && w.Lon == nil:
-		p.add("weather.lat", "%g is set but weather.lon is not; set both or neither", *w.Lat)
-	case w.Lon != nil && w.Lat == nil:
-		p.add("weather.lon", "%g is set but weather.lat is not; set both or neither", *w.Lon)
-	}
-	// Written as "not inside" so that NaN, which compares false, fails too.
-	if w.Lat != nil && !(*w.Lat >= -90 && *w.Lat <= 90) {
-		p.add("weather.lat", "%g is out of range -90 to 90", *w.Lat)
-	}
-	if w.Lon != nil && !(*w.Lon >= -180 && *w.Lon <= 180) {
-		p.add("weather.lon", "%g is out of range -180 to 180", *w.Lon)
-	}
-	if w.WindBeaufort < 1 || w.WindBeaufort > 12 {
-		p.add("weather.wind_beaufort", "%d is out of range 1-12", w.WindBeaufort)
-	}
-	if u, err := url.Parse(w.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		p.add("weather.endpoint", `%q is not an absolute http(s) URL; write e.g. "https://api.openweathermap.org"`, w.Endpoint)
+	if err := c.Weather.Options().Validate(); err != nil {
+		*p = append(*p, err)
 	}
 }
 

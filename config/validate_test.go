@@ -26,7 +26,9 @@ func TestValidateAccepts(t *testing.T) {
 		{"lat and lon at the limits", func(c *Config) { c.Weather.Lat, c.Weather.Lon = ptr(-90.0), ptr(180.0) }},
 		{"http endpoint", func(c *Config) { c.Weather.Endpoint = "http://127.0.0.1:9999/" }},
 		{"size limits", func(c *Config) { c.Device.MaxFrameSize = 128; c.Firmware.MaxSize = 64 * MiB }},
-		{"every chip", func(c *Config) { c.Firmware.Chip = "esp32h2" }},
+		{"a chip", func(c *Config) { c.Firmware.Chip = "esp32h2" }},
+		{"a newer chip", func(c *Config) { c.Firmware.Chip = "esp32c5" }},
+		{"a chip as people write it", func(c *Config) { c.Firmware.Chip = "ESP32-S3" }},
 		{"json debug log", func(c *Config) { c.Log.Level = "debug"; c.Log.Format = "json" }},
 		{"backoff equal to max", func(c *Config) { c.Device.AuthBackoff = c.Device.AuthBackoffMax }},
 	}
@@ -98,7 +100,7 @@ func TestValidateRejects(t *testing.T) {
 		{"empty storage dir", func(c *Config) { c.Storage.Dir = "" }, "storage.dir: is empty"},
 		{"firmware too small", func(c *Config) { c.Firmware.MaxSize = 1000 }, "firmware.max_size: 1000B is out of range 64KiB-64MiB"},
 		{"firmware too large", func(c *Config) { c.Firmware.MaxSize = GiB }, "firmware.max_size: 1GiB is out of range"},
-		{"unknown chip", func(c *Config) { c.Firmware.Chip = "esp8266" }, `firmware.chip: "esp8266" is not a known chip; use one of esp32, esp32s2`},
+		{"unknown chip", func(c *Config) { c.Firmware.Chip = "esp8266" }, `firmware.chip: unknown chip "esp8266"; known chips are esp32, esp32c2`},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, `log.level: "verbose" is not a log level; use one of debug, info, warn, error`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, `log.format: "xml" is not a log format; use one of text, json`},
 	}

@@ -34,16 +34,16 @@ import (
 type Options struct {
 	Secret           string        // the shared lamp secret
 	Named            []NamedSecret // secrets that give a lamp a name
-	HandshakeTimeout time.Duration // 10s
-	PingInterval     time.Duration // 15s
-	KeepaliveTimeout time.Duration // 45s
-	WriteTimeout     time.Duration // 10s
-	MaxFrameSize     int64         // 4 KiB
-	MaxConnections   int           // 0: unlimited
-	SendQueue        int           // 64 commands
-	LogLines         int           // 1000 per lamp
-	AuthBackoff      time.Duration // 1s
-	AuthBackoffMax   time.Duration // 30s
+	HandshakeTimeout time.Duration // 0: DefaultHandshakeTimeout, and so on
+	PingInterval     time.Duration
+	KeepaliveTimeout time.Duration
+	WriteTimeout     time.Duration
+	MaxFrameSize     int64
+	MaxConnections   int // 0: unlimited
+	SendQueue        int // commands waiting per lamp
+	LogLines         int // debug log lines kept per lamp
+	AuthBackoff      time.Duration
+	AuthBackoffMax   time.Duration
 	Proxies          realip.Resolver
 	Records          storage.Bucket // where debug switches are kept; nil keeps them in memory
 	Bus              events.Publisher
@@ -55,26 +55,40 @@ type Options struct {
 	OnFanout func(lamps int, d time.Duration)
 }
 
+// The defaults of Options, which are the defaults of the device.* settings
+// too (PROTOCOL.md names the first three).
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultPingInterval     = 15 * time.Second
+	DefaultKeepaliveTimeout = 45 * time.Second
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultMaxFrameSize     = 4 << 10
+	DefaultSendQueue        = 64
+	DefaultLogLines         = 1000
+	DefaultAuthBackoff      = time.Second
+	DefaultAuthBackoffMax   = 30 * time.Second
+)
+
 func (o *Options) defaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
 		}
 	}
-	def(&o.HandshakeTimeout, 10*time.Second)
-	def(&o.PingInterval, 15*time.Second)
-	def(&o.KeepaliveTimeout, 45*time.Second)
-	def(&o.WriteTimeout, 10*time.Second)
-	def(&o.AuthBackoff, time.Second)
-	def(&o.AuthBackoffMax, 30*time.Second)
+	def(&o.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&o.PingInterval, DefaultPingInterval)
+	def(&o.KeepaliveTimeout, DefaultKeepaliveTimeout)
+	def(&o.WriteTimeout, DefaultWriteTimeout)
+	def(&o.AuthBackoff, DefaultAuthBackoff)
+	def(&o.AuthBackoffMax, DefaultAuthBackoffMax)
 	if o.MaxFrameSize <= 0 {
-		o.MaxFrameSize = 4096
+		o.MaxFrameSize = DefaultMaxFrameSize
 	}
 	if o.SendQueue <= 0 {
-		o.SendQueue = 64
+		o.SendQueue = DefaultSendQueue
 	}
 	if o.LogLines <= 0 {
-		o.LogLines = 1000
+		o.LogLines = DefaultLogLines
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -110,19 +110,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.poller, err = weather.NewPoller(weather.Options{
-		APIKey: cfg.Weather.APIKey, CityID: cfg.Weather.CityID, City: cfg.Weather.City,
-		Lat: cfg.Weather.Lat, Lon: cfg.Weather.Lon,
-		Interval:      cfg.Weather.Interval.D(),
-		SunTransition: cfg.Weather.SunTransition.D(),
-		Timeout:       cfg.Weather.Timeout.D(),
-		Endpoint:      cfg.Weather.Endpoint,
-		WindBeaufort:  cfg.Weather.WindBeaufort,
-		Logger:        log.With("part", "weather"),
-		Publish:       s.applyWeather,
-	})
+	wo := cfg.Weather.Options()
+	wo.Logger, wo.Publish = log.With("part", "weather"), s.applyWeather
+	s.poller, err = weather.NewPoller(wo)
 	if err != nil {
-		return nil, fmt.Errorf("weather: %w", err)
+		return nil, err
 	}
 	s.applyWeather(s.poller.Report())
 

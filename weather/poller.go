@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -111,8 +110,6 @@ type place struct {
 	byCoords bool
 }
 
-func (pl place) empty() bool { return pl.cityID == 0 && pl.city == "" && !pl.byCoords }
-
 // String names the place the way the config does, for messages.
 func (pl place) String() string {
 	switch {
@@ -162,37 +159,15 @@ type Poller struct {
 // NewPoller checks the options and returns a poller that does nothing
 // until Run. The error names the setting to fix.
 func NewPoller(o Options) (*Poller, error) {
-	key := strings.TrimSpace(o.APIKey)
-	if err := checkAPIKey(key); err != nil {
+	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	pl, err := placeFromOptions(o)
-	if err != nil {
-		return nil, err
-	}
-	if key != "" && pl.empty() {
-		return nil, errors.New("weather: an API key is set but no place: set weather.city_id, weather.city, or weather.lat and weather.lon")
-	}
-
-	interval := orDefault(o.Interval, DefaultInterval)
-	if interval < minInterval {
-		return nil, fmt.Errorf("weather: weather.interval %s is too short; use %s or more (OpenWeatherMap updates about every 10 minutes)", interval, minInterval)
-	}
-	transition := orDefault(o.SunTransition, DefaultSunTransition)
-	if transition < 0 || transition > maxSunTransition {
-		return nil, fmt.Errorf("weather: weather.sun_transition %s is out of range 0s-%s", transition, maxSunTransition)
-	}
-	timeout := orDefault(o.Timeout, DefaultTimeout)
-	if timeout < 0 || timeout > interval {
-		return nil, fmt.Errorf("weather: the fetch timeout %s must be positive and at most weather.interval (%s)", timeout, interval)
-	}
-	beaufort := orDefault(o.WindBeaufort, DefaultWindBeaufort)
-	if beaufort < 1 || beaufort > 12 {
-		return nil, fmt.Errorf("weather: the wind Beaufort threshold %d is out of range 1-12", beaufort)
-	}
-	endpoint, err := parseEndpoint(orDefault(strings.TrimSpace(o.Endpoint), DefaultEndpoint))
-	if err != nil {
-		return nil, err
+	o = o.withDefaults()
+	key := o.APIKey
+	endpoint, _ := parseEndpoint(o.Endpoint) // checked by Validate
+	pl := place{cityID: o.CityID, city: o.City}
+	if o.Lat != nil && o.Lon != nil {
+		pl.lat, pl.lon, pl.byCoords = *o.Lat, *o.Lon, true
 	}
 
 	var client http.Client
@@ -208,10 +183,10 @@ func NewPoller(o Options) (*Poller, error) {
 	p := &Poller{
 		apiKey:        key,
 		place:         pl,
-		interval:      interval,
-		sunTransition: transition,
-		timeout:       timeout,
-		windBeaufort:  beaufort,
+		interval:      o.Interval,
+		sunTransition: o.SunTransition,
+		timeout:       o.Timeout,
+		windBeaufort:  o.WindBeaufort,
 		client:        client,
 		clock:         o.Clock,
 		logger:        o.Logger,
@@ -236,88 +211,6 @@ func NewPoller(o Options) (*Poller, error) {
 	}
 	p.report = p.buildReport(p.clock.Now())
 	return p, nil
-}
-
-// orDefault returns v, or def when v is the zero value.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
-// checkAPIKey rejects keys the library would reject or that would break
-// the request URL (the library puts the key into it unescaped). The key
-// itself never appears in the message.
-func checkAPIKey(key string) error {
-	if len(key) > maxAPIKeyLength {
-		return fmt.Errorf("weather: weather.api_key is %d characters long; OpenWeatherMap keys have 32 (at most %d), check that nothing was pasted with it", len(key), maxAPIKeyLength)
-	}
-	for _, r := range key {
-		if !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_')) {
-			return fmt.Errorf("weather: weather.api_key contains %q; OpenWeatherMap keys are letters and digits only, check for quotes or spaces copied with it", r)
-		}
-	}
-	return nil
-}
-
-func placeFromOptions(o Options) (place, error) {
-	var pl place
-	var set []string
-	if o.CityID != 0 {
-		set = append(set, "weather.city_id")
-	}
-	if strings.TrimSpace(o.City) != "" {
-		set = append(set, "weather.city")
-	}
-	if o.Lat != nil || o.Lon != nil {
-		set = append(set, "weather.lat/weather.lon")
-	}
-	if len(set) > 1 {
-		return pl, fmt.Errorf("weather: more than one place is set (%s); keep only one", strings.Join(set, ", "))
-	}
-	switch {
-	case o.CityID < 0:
-		return pl, fmt.Errorf("weather: weather.city_id %d is negative; OpenWeatherMap city ids are positive (look yours up at https://openweathermap.org/find)", o.CityID)
-	case o.CityID > 0:
-		pl.cityID = o.CityID
-	case strings.TrimSpace(o.City) != "":
-		pl.city = strings.TrimSpace(o.City)
-	case o.Lat != nil || o.Lon != nil:
-		if o.Lat == nil || o.Lon == nil {
-			return pl, errors.New("weather: only one of weather.lat and weather.lon is set; set both")
-		}
-		if err := checkCoordinate("weather.lat", *o.Lat, 90); err != nil {
-			return pl, err
-		}
-		if err := checkCoordinate("weather.lon", *o.Lon, 180); err != nil {
-			return pl, err
-		}
-		pl.lat, pl.lon, pl.byCoords = *o.Lat, *o.Lon, true
-	}
-	return pl, nil
-}
-
-func checkCoordinate(name string, v, limit float64) error {
-	if math.IsNaN(v) || v < -limit || v > limit {
-		return fmt.Errorf("weather: %s %s is out of range -%s to %s", name, formatCoordinate(v), formatCoordinate(limit), formatCoordinate(limit))
-	}
-	return nil
-}
-
-func parseEndpoint(raw string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("weather: the endpoint %q is not a URL: %w", raw, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("weather: the endpoint %q must be an http:// or https:// URL with a host, like %s", raw, DefaultEndpoint)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("weather: the endpoint %q must not have a query or fragment; give only scheme, host and an optional path", raw)
-	}
-	return u, nil
 }
 
 // Report returns the latest report. It is safe for concurrent use.

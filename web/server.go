@@ -87,7 +87,7 @@ type EventSource interface {
 type Options struct {
 	Username, Password string
 	SessionKey         []byte        // at least 32 bytes, kept in the data dir by the caller
-	SessionTTL         time.Duration // how long a login lasts; default 30 days
+	SessionTTL         time.Duration // how long a login lasts; 0: DefaultSessionTTL
 	Proxies            realip.Resolver
 	Logger             *slog.Logger
 	Registry           *prometheus.Registry // served on /metrics; the HTTP metrics are registered on it
@@ -133,6 +133,10 @@ type Server struct {
 	now       func() time.Time
 }
 
+// DefaultSessionTTL is how long a login lasts unless web.session_ttl says
+// otherwise.
+const DefaultSessionTTL = 30 * 24 * time.Hour
+
 // minSessionKey is the shortest session key accepted: 256 bits, the HMAC's
 // own strength.
 const minSessionKey = 32
@@ -160,7 +164,7 @@ func New(opt Options, deps Deps) (*Server, error) {
 		opt.FirmwareMaxSize = firmware.DefaultMaxSize
 	}
 	if opt.SessionTTL <= 0 {
-		opt.SessionTTL = 30 * 24 * time.Hour
+		opt.SessionTTL = DefaultSessionTTL
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
