@@ -253,7 +253,7 @@ func (g *Gateway) register(l *lamp) {
 		}
 	}
 	g.mu.Unlock()
-	g.publishDevice(l, "connected")
+	g.publishDevice(l, EventConnected)
 }
 
 // forget removes an ended lamp from the gateway; see lamp.end.
@@ -265,7 +265,7 @@ func (g *Gateway) forget(l *lamp, why string) {
 	delete(g.conns, l.id)
 	g.mu.Unlock()
 	g.stats.Connections.Add(-1)
-	if Phase(l.phase.Load()) != PhaseConnected {
+	if stage(l.phase.Load()) != stageConnected {
 		g.stats.Lamps.Add(-1)
 	}
 	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", why)
@@ -274,7 +274,7 @@ func (g *Gateway) forget(l *lamp, why string) {
 		// Remember the lamp that left, so a person sees it offline and why,
 		// until it comes back.
 		now := time.Now().UTC()
-		i.Phase, i.DisconnectedAt, i.Reason = "offline", &now, why
+		i.Phase, i.DisconnectedAt, i.Reason = PhaseOffline, &now, why
 		g.mu.Lock()
 		g.offline[i.Lamp()] = i
 		if len(g.offline) > maxOffline {
@@ -283,7 +283,7 @@ func (g *Gateway) forget(l *lamp, why string) {
 		g.mu.Unlock()
 	}
 	if g.opt.Bus != nil {
-		i.Event = "disconnected"
+		i.Event = EventDisconnected
 		i.Reason = why
 		g.opt.Bus.Publish(events.Event{Type: events.TypeDevice, Data: i})
 	}
@@ -363,14 +363,14 @@ func (l *lamp) handshake() string {
 	l.release()
 	l.sent.Add(1)
 	l.lastSeen.Store(time.Now().UnixNano())
-	l.phase.Store(int32(PhaseAuthenticated))
+	l.phase.Store(int32(stageAuthenticated))
 	g.stats.HandshakesOK.Add(1)
 	g.stats.Lamps.Add(1)
 	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "remote", l.remote)
 	g.mu.Lock()
 	delete(g.offline, lampKey(l.Name(), l.remote))
 	g.mu.Unlock()
-	g.publishDevice(l, "authenticated")
+	g.publishDevice(l, EventAuthenticated)
 	// Joining the hub queues the current display packet atomically with
 	// respect to broadcasts: no change can slip between "current" and "next".
 	g.hub.add(l, g.debugFor(l))
@@ -528,7 +528,7 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	}
 	sent := g.send(lamps, command{frame: textFrame(protocol.Debug(on).Bytes()), kind: protocol.KindDebug})
 	for _, l := range lamps {
-		g.publishDevice(l, "debug")
+		g.publishDevice(l, EventDebug)
 	}
 	return sent, nil
 }
@@ -613,8 +613,8 @@ type Info struct {
 	Debug           bool      `json:"debug"`
 	PacketsSent     uint64    `json:"packets_sent"`
 	PacketsReceived uint64    `json:"packets_received"`
-	Phase           string    `json:"phase"` // connected, authenticated, synchronized, updating; offline for a lamp that left
-	Event           string    `json:"event,omitempty"`
+	Phase           Phase     `json:"phase"`
+	Event           Event     `json:"event,omitempty"` // in a device event: what just happened
 	// For a lamp that left: when and why.
 	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
 	Reason         string     `json:"reason,omitempty"`
@@ -633,17 +633,17 @@ func lampKey(name, remote string) string {
 }
 
 func (g *Gateway) info(l *lamp, debug bool) Info {
-	phase := Phase(l.phase.Load())
+	phase := stage(l.phase.Load())
 	return Info{
 		ID: l.id, Name: l.Name(), RemoteAddr: l.remote,
 		ConnectedAt:     l.connectedAt,
 		LastSeen:        time.Unix(0, l.lastSeen.Load()).UTC(),
-		Authenticated:   phase >= PhaseAuthenticated,
-		Synchronized:    phase >= PhaseSynchronized && l.synced.Load() == g.hub.gen.Load(),
+		Authenticated:   phase >= stageAuthenticated,
+		Synchronized:    phase >= stageSynchronized && l.synced.Load() == g.hub.gen.Load(),
 		Debug:           debug,
 		PacketsSent:     l.sent.Load(),
 		PacketsReceived: l.received.Load(),
-		Phase:           phase.String(),
+		Phase:           phase.phase(),
 	}
 }
 
@@ -667,7 +667,7 @@ func (g *Gateway) Devices() []Info {
 // Stats returns the live counters.
 func (g *Gateway) Stats() *Stats { return &g.stats }
 
-func (g *Gateway) publishDevice(l *lamp, event string) {
+func (g *Gateway) publishDevice(l *lamp, event Event) {
 	if g.opt.Bus == nil {
 		return
 	}

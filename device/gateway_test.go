@@ -586,7 +586,7 @@ func TestDeviceEvents(t *testing.T) {
 	for len(seen) < 4 {
 		select {
 		case e := <-sub.C:
-			seen = append(seen, e.Data.(Info).Event)
+			seen = append(seen, string(e.Data.(Info).Event))
 		case <-time.After(5 * time.Second):
 			t.Fatalf("events so far %v", seen)
 		}

@@ -11,19 +11,46 @@ import (
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
-// Phase is where a lamp's connection stands.
-type Phase int32
+// Phase is where a lamp stands, as the API shows it (Info.Phase).
+type Phase string
 
-// A connection moves forward through these phases; only a reconnect starts over.
+// The phases of API.md ("A device object").
 const (
-	PhaseConnected     Phase = iota // WebSocket open, no secret yet
-	PhaseAuthenticated              // secret accepted, "ok" sent
-	PhaseSynchronized               // the current display packet was written
-	PhaseUpdating                   // told to flash new firmware, until it comes back
+	PhaseConnected     Phase = "connected"     // WebSocket open, no secret yet
+	PhaseAuthenticated Phase = "authenticated" // secret accepted, "ok" sent
+	PhaseSynchronized  Phase = "synchronized"  // the current display packet was written
+	PhaseUpdating      Phase = "updating"      // told to flash new firmware, until it comes back
+	PhaseOffline       Phase = "offline"       // the lamp left (Gateway.Offline)
 )
 
-func (p Phase) String() string {
-	return [...]string{"connected", "authenticated", "synchronized", "updating"}[p]
+// Event says what just happened to a lamp, in the device events the
+// gateway publishes (Info.Event).
+type Event string
+
+// The device events.
+const (
+	EventConnected     Event = "connected"
+	EventAuthenticated Event = "authenticated"
+	EventSynchronized  Event = "synchronized"
+	EventUpdating      Event = "updating"
+	EventDebug         Event = "debug" // its debug switch changed
+	EventDisconnected  Event = "disconnected"
+)
+
+// stage is a connection's phase as it keeps it: a number, so that it moves
+// forward with one atomic store and "authenticated or later" is one
+// comparison. Only a reconnect starts over.
+type stage int32
+
+const (
+	stageConnected stage = iota
+	stageAuthenticated
+	stageSynchronized
+	stageUpdating
+)
+
+func (s stage) phase() Phase {
+	return [...]Phase{PhaseConnected, PhaseAuthenticated, PhaseSynchronized, PhaseUpdating}[s]
 }
 
 // broadcast is one display packet on its way to every lamp. Its WebSocket

@@ -161,7 +161,7 @@ func (l *lamp) readError(err error) string {
 	var cl closedByLamp
 	why := err.Error()
 	switch {
-	case isTimeout(err) && Phase(l.phase.Load()) == PhaseConnected:
+	case isTimeout(err) && stage(l.phase.Load()) == stageConnected:
 		why = fmt.Sprintf("no secret within %s", l.gw.opt.HandshakeTimeout)
 		l.end(websocket.ClosePolicyViolation, why, why)
 	case isTimeout(err):

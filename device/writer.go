@@ -182,8 +182,8 @@ func (l *lamp) wrote(b batch) bool {
 		l.sent.Add(1)
 		g.stats.PacketsSent.Add(1)
 		l.synced.Store(b.display.gen)
-		if l.phase.CompareAndSwap(int32(PhaseAuthenticated), int32(PhaseSynchronized)) {
-			g.publishDevice(l, "synchronized")
+		if l.phase.CompareAndSwap(int32(stageAuthenticated), int32(stageSynchronized)) {
+			g.publishDevice(l, EventSynchronized)
 		}
 		b.display.settle()
 	}
@@ -192,8 +192,8 @@ func (l *lamp) wrote(b batch) bool {
 		g.stats.PacketsSent.Add(uint64(b.cmds))
 	}
 	if b.update {
-		l.phase.Store(int32(PhaseUpdating))
-		g.publishDevice(l, "updating")
+		l.phase.Store(int32(stageUpdating))
+		g.publishDevice(l, EventUpdating)
 	}
 	if b.close {
 		l.drop("")

@@ -109,14 +109,14 @@ func (t *Tracker) follow(ctx context.Context, sub *events.Subscription) {
 	}
 }
 
-// Device takes a lamp event: "updating" starts an update, "authenticated"
-// ends one that is under way.
+// Device takes a lamp event: EventUpdating starts an update,
+// EventAuthenticated ends one that is under way.
 func (t *Tracker) Device(info device.Info) {
 	k := info.Lamp()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch info.Event {
-	case "updating":
+	case device.EventUpdating:
 		u := Update{Lamp: k, DeviceID: info.ID, Addr: realip.IP(info.RemoteAddr), State: StateAsked, AskedAt: t.now().UTC(), Version: t.image()}
 		h := append(t.history[k], u)
 		if len(h) > keep {
@@ -124,7 +124,7 @@ func (t *Tracker) Device(info device.Info) {
 		}
 		t.history[k] = h
 		t.changed(u)
-	case "authenticated":
+	case device.EventAuthenticated:
 		if u := t.open(k); u != nil {
 			back := t.now().UTC()
 			u.BackAt, u.State, u.DeviceID = &back, StateBack, info.ID

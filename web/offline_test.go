@@ -53,7 +53,7 @@ func waitOffline(t *testing.T, e *env, id string) device.Info {
 func ids(devs []device.Info) []string {
 	out := make([]string, 0, len(devs))
 	for _, d := range devs {
-		out = append(out, d.ID+"/"+d.Phase)
+		out = append(out, d.ID+"/"+string(d.Phase))
 	}
 	return out
 }

@@ -100,14 +100,11 @@ func deviceLabel(i device.Info) string {
 	switch {
 	case i.Name != "":
 		return i.Name
-	case i.Phase == phaseOffline && i.RemoteAddr != "":
+	case i.Phase == device.PhaseOffline && i.RemoteAddr != "":
 		return realip.IP(i.RemoteAddr)
 	}
 	return i.ID
 }
-
-// phaseOffline is device.Info.Phase for a lamp that left.
-const phaseOffline = "offline"
 
 func deviceView(i device.Info, now time.Time) templates.Device {
 	v := templates.Device{
@@ -121,7 +118,7 @@ func deviceView(i device.Info, now time.Time) templates.Device {
 		PacketsRecv: strconv.FormatUint(i.PacketsReceived, 10),
 	}
 	v.Status, v.StatusText = deviceStatus(i)
-	if v.Status == phaseOffline {
+	if v.Status == string(device.PhaseOffline) {
 		v.Offline = true
 		v.Uptime = "—" // the connection's age stops meaning anything once it is gone
 		v.Reason = capitalize(i.Reason)
@@ -153,8 +150,8 @@ func offlineSince(now, t time.Time) string {
 // packet, or online and in step.
 func deviceStatus(i device.Info) (status, text string) {
 	switch {
-	case i.Phase == phaseOffline:
-		return phaseOffline, "Offline"
+	case i.Phase == device.PhaseOffline:
+		return string(device.PhaseOffline), "Offline"
 	case !i.Authenticated:
 		return "handshake", "Handshake"
 	case !i.Synchronized:
