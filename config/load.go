@@ -11,21 +11,9 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Load returns the defaults, overlaid with the TOML file at path ("" = no
-// file), overlaid with the CLOUDCLOUD_* variables of environ (os.Environ()
-// style), validated. Every problem found is in the error, one per line.
-func Load(path string, environ []string) (Config, error) {
-	cfg, err := load(path, environ)
-	if err != nil {
-		return Config{}, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, err
-	}
-	return cfg, nil
-}
-
-// load is Load without validation, so that Parse can apply flags first.
+// load reads the defaults, overlaid with the TOML file at path ("" = no
+// file), overlaid with the CLOUDCLOUD_* variables of environ, without
+// validating, so that Parse can apply flags first.
 // Validation is skipped when a value could not be read at all: it would
 // judge a mix of the values that were read and defaults the person did not
 // choose, and its complaints would mislead.

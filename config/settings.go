@@ -91,9 +91,8 @@ func tomlName(f reflect.StructField) string {
 }
 
 var (
-	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
-	durationType        = reflect.TypeFor[Duration]()
-	sizeType            = reflect.TypeFor[Size]()
+	durationType = reflect.TypeFor[Duration]()
+	sizeType     = reflect.TypeFor[Size]()
 )
 
 // want describes what a value of type t is written as, for error messages.

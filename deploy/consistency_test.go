@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -33,7 +34,7 @@ func defaultPorts(t *testing.T) (web, device string) {
 // with a valid value, and returns the configuration they make.
 func checkEnv(t *testing.T, where string, env []string) config.Config {
 	t.Helper()
-	cfg, err := config.Load("", env)
+	cfg, err := config.Parse("cloudcloud serve", nil, env, io.Discard)
 	if err != nil {
 		t.Fatalf("%s sets %q, which the configuration refuses:\n%v", where, env, err)
 	}

@@ -33,10 +33,7 @@ type running struct {
 
 func start(t *testing.T, dir string, edit func(*config.Config)) *running {
 	t.Helper()
-	cfg, err := config.Load("", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := config.Default()
 	cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", "127.0.0.1:0", dir
 	if edit != nil {
 		edit(&cfg)

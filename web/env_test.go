@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
@@ -256,17 +255,6 @@ func (e *env) login(t *testing.T) (*http.Cookie, string) {
 		t.Fatalf("page after login: %d, csrf meta found: %v", page.status, m != nil)
 	}
 	return cookie, m[1]
-}
-
-// jar returns a cookie jar holding a fresh login, for clients that follow
-// redirects like a browser.
-func (e *env) jar(t *testing.T) http.CookieJar {
-	t.Helper()
-	cookie, _ := e.login(t)
-	jar, _ := cookiejar.New(nil)
-	u, _ := url.Parse(e.web.URL)
-	jar.SetCookies(u, []*http.Cookie{cookie})
-	return jar
 }
 
 // testLamp is a lamp: a WebSocket client that did the handshake. A reader
