@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // readPoller watches every authenticated lamp's socket with one epoll set,
@@ -24,10 +25,10 @@ type readPoller struct {
 	by   map[uint32]*lamp
 }
 
-const pollEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+const pollEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 
 func newReadPoller(g *Gateway) (*readPoller, error) {
-	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
 	}
@@ -51,7 +52,7 @@ func (p *readPoller) add(l *lamp) error {
 	l.token = p.next
 	p.by[l.token] = l
 	p.mu.Unlock()
-	if err := p.arm(l, syscall.EPOLL_CTL_ADD); err != nil {
+	if err := p.arm(l, unix.EPOLL_CTL_ADD); err != nil {
 		p.remove(l)
 		return err
 	}
@@ -63,8 +64,8 @@ func (p *readPoller) add(l *lamp) error {
 func (p *readPoller) arm(l *lamp, op int) error {
 	var ctlErr error
 	err := l.rc.Control(func(fd uintptr) {
-		ev := syscall.EpollEvent{Events: pollEvents, Fd: int32(l.token)}
-		ctlErr = syscall.EpollCtl(p.fd, op, int(fd), &ev)
+		ev := unix.EpollEvent{Events: pollEvents, Fd: int32(l.token)}
+		ctlErr = unix.EpollCtl(p.fd, op, int(fd), &ev)
 	})
 	return errors.Join(err, ctlErr)
 }
@@ -79,8 +80,8 @@ func (p *readPoller) remove(l *lamp) {
 }
 
 func (p *readPoller) loop() {
-	defer syscall.Close(p.fd)
-	events := make([]syscall.EpollEvent, 256)
+	defer unix.Close(p.fd)
+	events := make([]unix.EpollEvent, 256)
 	for {
 		select {
 		case <-p.g.done:
@@ -88,9 +89,9 @@ func (p *readPoller) loop() {
 		default:
 		}
 		// A timeout, so the loop notices shutdown without a wake-up fd.
-		n, err := syscall.EpollWait(p.fd, events, 250)
+		n, err := unix.EpollWait(p.fd, events, 250)
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
+			if errors.Is(err, unix.EINTR) {
 				continue
 			}
 			p.g.log.Error("epoll_wait failed; lamps are no longer read", "err", err)
@@ -113,7 +114,7 @@ func (p *readPoller) readable(l *lamp) {
 		l.readError(err)
 		return
 	}
-	if err := p.arm(l, syscall.EPOLL_CTL_MOD); err != nil {
+	if err := p.arm(l, unix.EPOLL_CTL_MOD); err != nil {
 		l.end(0, "", "could not re-arm epoll: "+err.Error())
 	}
 }

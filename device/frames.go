@@ -11,7 +11,7 @@ import (
 // memory decision: an idle lamp's reader then waits in a plain conn.Read
 // with a shallow stack that fits Go's smallest (2 KiB) goroutine stack,
 // where a reader parked inside gorilla's NextReader needs 4 KiB, and gorilla's
-// read buffer is not needed. gorilla still does the upgrade and every write.
+// read buffer is not needed. gorilla only does the upgrade; writer.go writes.
 // Lamps send few, small frames, so a few syscalls per frame cost nothing.
 
 // WebSocket opcodes (RFC 6455 section 5.2).

@@ -162,11 +162,11 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		offline:    make(map[string]Info),
 		done:       make(chan struct{}),
 		upgrader: websocket.Upgrader{
-			// Small buffers: lamp frames are tiny, and with thousands of lamps
-			// every byte per connection counts. The write buffer is only held
-			// while a message is being written.
-			// gorilla's read side is never used (see frames.go): the
-			// smallest buffer it accepts.
+			// gorilla only does the upgrade: frames are read by frames.go
+			// and written by writer.go, so its buffers serve the upgrade
+			// alone, and with thousands of lamps every byte per connection
+			// counts. The read buffer is the smallest it accepts; the write
+			// buffer is pooled, held only while the upgrade answers.
 			ReadBufferSize:  125,
 			WriteBufferSize: 512,
 			WriteBufferPool: &sync.Pool{},

@@ -4,7 +4,8 @@ package device
 
 import (
 	"errors"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // nbWrite is one writer's non-blocking write. Its function value is made
@@ -21,8 +22,8 @@ func newNBWrite() *nbWrite {
 	w := &nbWrite{}
 	w.fn = func(fd uintptr) bool {
 		for {
-			w.n, w.err = syscall.Write(int(fd), w.buf)
-			if !errors.Is(w.err, syscall.EINTR) {
+			w.n, w.err = unix.Write(int(fd), w.buf)
+			if !errors.Is(w.err, unix.EINTR) {
 				return true // never wait here: a full socket goes to flushSlow
 			}
 		}
@@ -43,7 +44,7 @@ func (w *nbWrite) tryWrite(l *lamp, buf []byte) (int, error) {
 	switch {
 	case err != nil:
 		return 0, err
-	case errors.Is(w.err, syscall.EAGAIN):
+	case errors.Is(w.err, unix.EAGAIN):
 		return 0, nil
 	case w.err != nil:
 		return 0, w.err

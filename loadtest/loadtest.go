@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
@@ -270,7 +271,7 @@ func (r *run) dialLamp(ctx context.Context, i int) (*lamp, time.Duration, error)
 		// A stuck lamp's socket fills after a few packets, as a lamp that
 		// hangs on a weak link would: the server's writes to it then block.
 		nd.Control = func(_, _ string, rc syscall.RawConn) error {
-			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+			return rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1024) })
 		}
 	}
 	d := websocket.Dialer{

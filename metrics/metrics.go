@@ -4,7 +4,7 @@
 //
 // The collectors read their sources at scrape time (device.Stats, the weather
 // Report) instead of being pushed to, so a counter can never drift from the
-// number the rest of the program uses. Wiring, in cmd/cloudcloud:
+// number the rest of the program uses. Wiring, in package server:
 //
 //	reg := prometheus.NewRegistry()
 //	fanout := metrics.NewFanout()
@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloudcloud/cloudcloud/device"
@@ -225,27 +224,6 @@ func (h *HTTP) Observe(r Request) {
 	h.requests.WithLabelValues(route, method, strconv.Itoa(r.Code)).Inc()
 	if !r.Streaming {
 		h.seconds.WithLabelValues(route).Observe(r.Duration.Seconds())
-	}
-}
-
-// Middleware observes every request of an echo app. It hands a handler's
-// error to the app's error handler itself, so the status it records is the
-// one the client gets; middleware outside it then sees no error.
-func (h *HTTP) Middleware() echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			start := time.Now()
-			if err := next(c); err != nil {
-				c.Error(err)
-			}
-			res := c.Response()
-			h.Observe(Request{
-				Route: c.Path(), Method: c.Request().Method, Code: res.Status,
-				Duration:  time.Since(start),
-				Streaming: res.Header().Get(echo.HeaderContentType) == "text/event-stream",
-			})
-			return nil
-		}
 	}
 }
 

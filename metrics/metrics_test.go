@@ -1,13 +1,10 @@
 package metrics
 
 import (
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -131,21 +128,22 @@ cloudcloud_weather_intensity 7.5
 	}
 }
 
-func TestHTTPMiddleware(t *testing.T) {
+func TestHTTPRequests(t *testing.T) {
 	h := NewHTTP()
-	e := echo.New()
-	e.Use(h.Middleware())
-	e.GET("/things/:id", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
-	e.GET("/broken", func(c echo.Context) error { return echo.NewHTTPError(http.StatusTeapot, "no") })
-	for _, path := range []string{"/things/1", "/things/2", "/broken", "/nowhere/at/all"} {
-		e.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
+	for _, r := range []Request{
+		{Route: "/things/:id", Method: "GET", Code: 200, Duration: time.Millisecond},
+		{Route: "/things/:id", Method: "GET", Code: 200, Duration: time.Millisecond},
+		{Route: "/broken", Method: "GET", Code: 418},
+		{Route: "", Method: "GET", Code: 404},
+		{Route: "/things/:id", Method: "BREW", Code: 405},
+		{Route: "/api/events", Method: "GET", Code: 200, Duration: time.Hour, Streaming: true},
+	} {
+		h.Observe(r)
 	}
-	rec := httptest.NewRecorder()
-	e.ServeHTTP(rec, httptest.NewRequest("BREW", "/things/1", nil))
-
 	want := `
 # HELP cloudcloud_http_requests_total HTTP requests to the web port by route pattern, method and status code.
 # TYPE cloudcloud_http_requests_total counter
+cloudcloud_http_requests_total{code="200",method="GET",route="/api/events"} 1
 cloudcloud_http_requests_total{code="200",method="GET",route="/things/:id"} 2
 cloudcloud_http_requests_total{code="404",method="GET",route="unmatched"} 1
 cloudcloud_http_requests_total{code="405",method="other",route="/things/:id"} 1
@@ -153,5 +151,9 @@ cloudcloud_http_requests_total{code="418",method="GET",route="/broken"} 1
 `
 	if err := testutil.CollectAndCompare(h, strings.NewReader(want), "cloudcloud_http_requests_total"); err != nil {
 		t.Error(err)
+	}
+	// A stream is counted but kept out of the latency histogram.
+	if n := testutil.CollectAndCount(h, "cloudcloud_http_request_duration_seconds"); n != 3 {
+		t.Errorf("latency series: %d, want 3 (the stream left out)", n)
 	}
 }

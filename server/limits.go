@@ -2,7 +2,8 @@ package server
 
 import (
 	"log/slog"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // connectionLimit derives the lamp connection cap from the open-file limit.
@@ -11,8 +12,8 @@ import (
 // the cap new lamps get a clear 503 instead of the server failing to open
 // its own state file.
 func connectionLimit(log *slog.Logger) int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return 0
 	}
 	const reserve = 200

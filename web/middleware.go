@@ -121,11 +121,12 @@ func safeMethod(m string) bool {
 func (s *Server) requireLogin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if !safeMethod(r.Method) && crossSite(r) {
-			// Browsers mark requests another site makes them send. Scripts
-			// send no such header, so this costs them nothing, and it also
-			// covers basic-auth credentials a browser remembers and would
-			// otherwise attach to a forged form.
+		if crossOrigin.Check(r) != nil {
+			// Browsers mark requests another site makes them send
+			// (Sec-Fetch-Site, else Origin). Scripts send no such header,
+			// so this costs them nothing, and it also covers basic-auth
+			// credentials a browser remembers and would otherwise attach
+			// to a forged form.
 			return errorf(http.StatusForbidden, "a request from another site was refused: open cloudcloud's own page to do that")
 		}
 		if publicRoutes[c.Path()] {
@@ -180,23 +181,9 @@ func csrfInUpload(c echo.Context) bool {
 		uploadRoutes[c.Path()] && r.Header.Get(csrfHeader) == ""
 }
 
-// crossSite reports a browser request made on behalf of another site.
-// Sec-Fetch-Site is what every current browser sends; Origin is the
-// fallback for older ones (compared with the host a proxy passed on, too).
-func crossSite(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
-		return site == "cross-site" || site == "same-site"
-	}
-	o := r.Header.Get("Origin")
-	if o == "" || o == "null" {
-		return false
-	}
-	u, err := url.Parse(o)
-	if err != nil {
-		return true
-	}
-	return !strings.EqualFold(u.Host, r.Host) && !strings.EqualFold(u.Host, r.Header.Get("X-Forwarded-Host"))
-}
+// crossOrigin refuses the state-changing requests a browser makes on
+// behalf of another site; safe methods pass.
+var crossOrigin = http.NewCrossOriginProtection()
 
 // csrfFrom finds the token: the header from scripts, the hidden field from
 // forms. The form is read only for form bodies, and at most 64 KiB of it.
