@@ -1,4 +1,4 @@
-// Package device is the lamp gateway: it speaks ../shared/PROTOCOL.md to many
+// Package device is the lamp gateway: it speaks docs/protocol.md to many
 // lamps at once over WebSocket, keeps them alive, hands every display change
 // to every lamp without letting a slow one hold up the others, and keeps a
 // registry of who is connected for the API and UI.

@@ -1,4 +1,4 @@
-// Package protocol holds the cloud lamp wire format of ../shared/PROTOCOL.md:
+// Package protocol holds the cloud lamp wire format of docs/protocol.md:
 // the packets the server sends and a strict parser for them. It does no I/O.
 //
 // Encoding must stay byte-compatible with firmware built for the original

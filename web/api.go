@@ -15,7 +15,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/state"
 )
 
-// The JSON API of ../shared/API.md. Handlers only decode, call a service
+// The JSON API of docs/api.md. Handlers only decode, call a service
 // and encode; every error goes back to renderError.
 
 func noStoreJSON(c echo.Context, status int, v any) error {

@@ -1,5 +1,5 @@
 // Package web is cloudcloud's web port: the phone-first UI (templ pages and a
-// small hand-written script), the JSON API of ../shared/API.md, the
+// small hand-written script), the JSON API of docs/api.md, the
 // Server-Sent Events stream that keeps every open page live, login, and
 // /healthz and /metrics.
 //
