@@ -346,7 +346,7 @@ func TestNoLostUpdatesUnderConcurrentJoins(t *testing.T) {
 	final, _ := protocol.Weather(9, 1000)
 	wg.Go(func() {
 		for i := range 200 {
-			p, _ := protocol.Weather(1+i%8, protocol.Intensity(i))
+			p, _ := protocol.Weather(protocol.WeatherCode(1+i%8), protocol.Intensity(i))
 			ts.gw.SetDisplay(p)
 		}
 		ts.gw.SetDisplay(final)

@@ -47,21 +47,36 @@ func (k Kind) String() string {
 	return fmt.Sprintf("unknown kind %q", byte(k))
 }
 
-// Weather codes (PROTOCOL.md, "Weather codes").
+// WeatherCode is a weather code of PROTOCOL.md ("Weather codes"): what
+// animation a lamp plays in weather mode.
+type WeatherCode uint8
+
+// The weather codes a lamp understands.
 const (
-	WeatherSunrise = 1
-	WeatherSunset  = 2
-	WeatherClear   = 3
-	WeatherCloudy  = 4
-	WeatherRain    = 5
-	WeatherStorm   = 6
-	WeatherSnow    = 7
-	WeatherMist    = 8
-	WeatherWindy   = 9
+	WeatherSunrise WeatherCode = 1
+	WeatherSunset  WeatherCode = 2
+	WeatherClear   WeatherCode = 3
+	WeatherCloudy  WeatherCode = 4
+	WeatherRain    WeatherCode = 5
+	WeatherStorm   WeatherCode = 6
+	WeatherSnow    WeatherCode = 7
+	WeatherMist    WeatherCode = 8 // mist, smoke, haze, sand, dust, fog, ash
+	WeatherWindy   WeatherCode = 9
 )
 
-// WeatherNames names each weather code for people; index 0 is unused.
-var WeatherNames = [10]string{"", "sunrise", "sunset", "clear sky", "cloudy", "rain", "storm", "snow", "mist", "windy"}
+// weatherNames names each weather code for people; index 0 is unused.
+var weatherNames = [...]string{"", "sunrise", "sunset", "clear sky", "cloudy", "rain", "storm", "snow", "mist", "windy"}
+
+// Valid reports whether c is one of the codes 1-9.
+func (c WeatherCode) Valid() bool { return c >= WeatherSunrise && c <= WeatherWindy }
+
+// String names the code for people: "clear sky", "rain".
+func (c WeatherCode) String() string {
+	if c.Valid() {
+		return weatherNames[c]
+	}
+	return "code " + strconv.Itoa(int(c))
+}
 
 // Intensity is a weather intensity in hundredths: 0 (0) to 1000 (10).
 // Hundredths keep "at most two decimals" exact, where a float would not.
@@ -129,7 +144,7 @@ func (c RGB) Hex() string {
 // Kind are meaningful; construct packets with the functions below.
 type Packet struct {
 	Kind      Kind
-	Weather   uint8     // KindWeather: code 1-9
+	Weather   WeatherCode // KindWeather
 	Intensity Intensity // KindWeather
 	Color     RGB       // KindManual
 	Pulse     uint8     // KindManual: 0-9, 0 = steady
@@ -140,14 +155,14 @@ type Packet struct {
 func Off() Packet { return Packet{Kind: KindOff} }
 
 // Weather shows a weather animation; it checks the code and intensity.
-func Weather(code int, intensity Intensity) (Packet, error) {
-	if code < 1 || code > 9 {
+func Weather(code WeatherCode, intensity Intensity) (Packet, error) {
+	if !code.Valid() {
 		return Packet{}, fmt.Errorf("weather code %d is out of range 1-9", code)
 	}
 	if intensity > MaxIntensity {
 		return Packet{}, fmt.Errorf("intensity %s is out of range 0-10", intensity)
 	}
-	return Packet{Kind: KindWeather, Weather: uint8(code), Intensity: intensity}, nil
+	return Packet{Kind: KindWeather, Weather: code, Intensity: intensity}, nil
 }
 
 // Manual shows a colour, steady (pulse 0) or pulsing (1-9).
@@ -208,11 +223,7 @@ func (p Packet) Describe() string {
 	case KindOff:
 		return "off"
 	case KindWeather:
-		name := "weather"
-		if int(p.Weather) < len(WeatherNames) {
-			name = WeatherNames[p.Weather]
-		}
-		return fmt.Sprintf("weather %d (%s), intensity %s", p.Weather, name, p.Intensity)
+		return fmt.Sprintf("weather %d (%s), intensity %s", p.Weather, p.Weather, p.Intensity)
 	case KindManual:
 		if p.Pulse == 0 {
 			return fmt.Sprintf("manual colour %s, steady", p.Color.Hex())

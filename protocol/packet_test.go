@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func mustWeather(t *testing.T, code int, in float64) Packet {
+func mustWeather(t *testing.T, code WeatherCode, in float64) Packet {
 	t.Helper()
 	i, err := IntensityFromFloat(in)
 	if err != nil {

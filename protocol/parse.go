@@ -60,7 +60,7 @@ func Parse(s string) (Packet, error) {
 		if err != nil {
 			return fail("intensity %q: %v", p2, err)
 		}
-		return Packet{Kind: k, Weather: uint8(code), Intensity: in}, nil
+		return Packet{Kind: k, Weather: WeatherCode(code), Intensity: in}, nil
 	case KindManual:
 		rgb := strings.Split(p1, ",")
 		if len(rgb) != 3 {

@@ -34,7 +34,7 @@ type Weather struct {
 }
 
 // DefaultWeather is what weather mode shows with no weather key: clear sky.
-var DefaultWeather = Weather{Code: protocol.WeatherClear, Intensity: 9, Description: "clear sky (no weather key configured)", Source: "default"}
+var DefaultWeather = Weather{Code: int(protocol.WeatherClear), Intensity: 9, Description: "clear sky (no weather key configured)", Source: "default"}
 
 // Override is a person previewing a weather animation on the lamps.
 type Override struct {
@@ -78,7 +78,7 @@ func (s State) packet() protocol.Packet {
 		if s.WeatherOverride != nil {
 			w = *s.WeatherOverride
 		}
-		if p, err := protocol.Weather(w.Code, protocol.RoundIntensity(w.Intensity)); err == nil {
+		if p, err := protocol.Weather(protocol.WeatherCode(w.Code), protocol.RoundIntensity(w.Intensity)); err == nil {
 			return p
 		}
 	}

@@ -6,51 +6,26 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
-// Code is a weather code of the lamp protocol (PROTOCOL.md, "Weather codes").
-type Code int
+// Code is a weather code of the lamp protocol; protocol.WeatherCode owns
+// the codes and their names.
+type Code = protocol.WeatherCode
 
-// The weather codes a lamp understands.
+// The weather codes, by the names the condition table uses.
 const (
-	CodeSunrise Code = 1
-	CodeSunset  Code = 2
-	CodeClear   Code = 3
-	CodeCloudy  Code = 4
-	CodeRain    Code = 5
-	CodeStorm   Code = 6
-	CodeSnow    Code = 7
-	CodeMist    Code = 8 // mist, smoke, haze, sand, dust, fog, ash
-	CodeWindy   Code = 9
+	CodeSunrise = protocol.WeatherSunrise
+	CodeSunset  = protocol.WeatherSunset
+	CodeClear   = protocol.WeatherClear
+	CodeCloudy  = protocol.WeatherCloudy
+	CodeRain    = protocol.WeatherRain
+	CodeStorm   = protocol.WeatherStorm
+	CodeSnow    = protocol.WeatherSnow
+	CodeMist    = protocol.WeatherMist
+	CodeWindy   = protocol.WeatherWindy
 )
-
-// String names the code the way the UI shows it.
-func (c Code) String() string {
-	switch c {
-	case CodeSunrise:
-		return "sunrise"
-	case CodeSunset:
-		return "sunset"
-	case CodeClear:
-		return "clear sky"
-	case CodeCloudy:
-		return "cloudy"
-	case CodeRain:
-		return "rain"
-	case CodeStorm:
-		return "storm"
-	case CodeSnow:
-		return "snow"
-	case CodeMist:
-		return "mist"
-	case CodeWindy:
-		return "windy"
-	}
-	return "code " + strconv.Itoa(int(c))
-}
-
-// Valid reports whether c is one of the codes 1-9 a lamp understands.
-func (c Code) Valid() bool { return c >= CodeSunrise && c <= CodeWindy }
 
 // Reading is what the lamp shows in weather mode.
 type Reading struct {
@@ -313,14 +288,9 @@ func conditionName(o Observation) string {
 }
 
 // roundIntensity clamps to 0..10 and rounds to the two decimals the
-// protocol allows. NaN reads as 0 so a broken input never reaches a lamp.
-func roundIntensity(v float64) float64 {
-	if math.IsNaN(v) {
-		return 0
-	}
-	v = math.Min(10, math.Max(0, v))
-	return math.Round(v*100) / 100
-}
+// protocol allows (protocol.RoundIntensity). NaN reads as 0 so a broken
+// input never reaches a lamp.
+func roundIntensity(v float64) float64 { return protocol.RoundIntensity(v).Float() }
 
 // formatNumber writes a number the way the protocol writes intensities:
 // no trailing zeros, at most two decimals.

@@ -49,8 +49,8 @@ func (s *Server) pageData(c echo.Context, title string) templates.Page {
 // weatherChoices are the animations a person can preview, in code order.
 var weatherChoices = func() []templates.WeatherChoice {
 	out := make([]templates.WeatherChoice, 0, 9)
-	for code := 1; code <= 9; code++ {
-		out = append(out, templates.WeatherChoice{Code: code, Name: capitalize(protocol.WeatherNames[code])})
+	for code := protocol.WeatherSunrise; code <= protocol.WeatherWindy; code++ {
+		out = append(out, templates.WeatherChoice{Code: int(code), Name: capitalize(code.String())})
 	}
 	return out
 }()

@@ -26,8 +26,8 @@ func formatIntensity(f float64) string { return protocol.RoundIntensity(f).Strin
 
 // weatherName names a weather code: "rain".
 func weatherName(code int) string {
-	if code >= 1 && code < len(protocol.WeatherNames) {
-		return protocol.WeatherNames[code]
+	if c := protocol.WeatherCode(code); code >= 0 && c.Valid() {
+		return c.String()
 	}
 	return "unknown weather"
 }
@@ -196,7 +196,7 @@ func weatherStatus(status string) (text, class string) {
 func weatherView(svc WeatherService, now time.Time) templates.Weather {
 	if svc == nil {
 		return templates.Weather{
-			Code: protocol.WeatherClear, Name: weatherName(protocol.WeatherClear), Intensity: "9",
+			Code: int(protocol.WeatherClear), Name: protocol.WeatherClear.String(), Intensity: "9",
 			Description: "The weather service is not running; weather mode shows a clear sky.",
 			StatusText:  "Not running", StatusClass: "warn", FetchedAgo: "never", NextFetchIn: "—", Place: "—", Observation: "—",
 		}
