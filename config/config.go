@@ -73,10 +73,14 @@ type Storage struct {
 	Dir string `toml:"dir" help:"directory for state, secrets, firmware and logs"`
 }
 
-// Firmware configures firmware uploads.
+// Firmware configures firmware uploads and downloads.
 type Firmware struct {
-	MaxSize Size   `toml:"max_size" help:"largest accepted firmware upload (64KiB-64MiB)"`
-	Chip    string `toml:"chip" help:"required chip of uploaded images (esp32, esp32s2, esp32s3, esp32c3, esp32c2, esp32c6, esp32h2); empty: any"`
+	MaxSize          Size   `toml:"max_size" help:"largest accepted firmware upload (64KiB-64MiB)"`
+	Chip             string `toml:"chip" help:"required chip of uploaded images (esp32, esp32s2, esp32s3, esp32c3, esp32c2, esp32c6, esp32h2); empty: any"`
+	Listen           string `toml:"listen" help:"extra plain-HTTP listener serving only /firmware.bin, host:port (e.g. :80 for lamps built for the original server); empty: none"`
+	DownloadUsername string `toml:"download_username" help:"one more login accepted for /firmware.bin, with download_password (the original's was cloud-cloud)"`
+	DownloadPassword string `toml:"download_password" help:"password of download_username"`
+	DownloadAuth     bool   `toml:"download_auth" help:"false: /firmware.bin is served without a login on every port (the image holds the Wi-Fi credentials and lamp secret)"`
 }
 
 // Log configures the server's own log.
@@ -114,7 +118,7 @@ func Default() Config {
 			Timeout:       Duration(10 * time.Second),
 		},
 		Storage:  Storage{Dir: "data"},
-		Firmware: Firmware{MaxSize: 4 * MiB},
+		Firmware: Firmware{MaxSize: 4 * MiB, DownloadAuth: true},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }
