@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cloudcloud/cloudcloud/backoff"
 	"github.com/cloudcloud/cloudcloud/config"
 	"github.com/cloudcloud/cloudcloud/credentials"
 	"github.com/cloudcloud/cloudcloud/device"
@@ -38,6 +39,7 @@ const ShutdownTimeout = 5 * time.Second
 // Addrs are the addresses the server listens on, once it does.
 type Addrs struct {
 	Web, Device string
+	Firmware    string // firmware.listen; empty when it is not set
 }
 
 // Options are what Run needs besides the configuration.
@@ -137,8 +139,14 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	// Lamps download through nginx too: progress is keyed by the real client.
-	fwHandler := withClientAddr(proxies, fw.Handler(firmware.Hooks{Served: updates.Served}))
+	access := firmwareAccess(cfg, password, secret)
+	access.Logger = log.With("part", "firmware")
+	if access.Open {
+		log.Warn("firmware.download_auth is false: /firmware.bin is served without a login to anyone who can reach a port, with the Wi-Fi credentials and lamp secret compiled into it")
+	}
+	// Lamps download through nginx too: progress and the back-off of wrong
+	// logins are keyed by the real client.
+	fwHandler := withClientAddr(proxies, access.Guard(fw.Handler(firmware.Hooks{Served: updates.Served})))
 
 	poller, err := weather.NewPoller(weather.Options{
 		APIKey: cfg.Weather.APIKey, CityID: cfg.Weather.CityID, City: cfg.Weather.City,
@@ -172,6 +180,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	deviceMux.Handle("/firmware.bin", fwHandler)
 	deviceMux.Handle("/", gw)
 	deviceSrv := &http.Server{Handler: deviceMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	// firmware.listen serves the image and nothing else, for lamps built
+	// for the original server, which download from its HTTP port.
+	firmwareMux := http.NewServeMux()
+	firmwareMux.Handle("/firmware.bin", fwHandler)
+	firmwareSrv := &http.Server{Handler: firmwareMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 
 	// The base context ends with the server, so long-lived requests (the
 	// SSE stream) return and Shutdown does not wait for them in vain.
@@ -190,6 +203,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		webLn.Close()
 		return fmt.Errorf("device.listen %s: %w", cfg.Device.Listen, err)
 	}
+	var firmwareLn net.Listener
+	if cfg.Firmware.Listen != "" {
+		if firmwareLn, err = net.Listen("tcp", cfg.Firmware.Listen); err != nil {
+			webLn.Close()
+			deviceLn.Close()
+			return fmt.Errorf("firmware.listen %s: %w", cfg.Firmware.Listen, err)
+		}
+		log.Info("firmware download listener", "url", "http://"+displayAddr(firmwareLn.Addr())+"/firmware.bin")
+	}
 	log.Info("cloudcloud is running", "version", o.Version,
 		"ui", "http://"+displayAddr(webLn.Addr()), "lamps", "ws://"+displayAddr(deviceLn.Addr())+"/",
 		"data", dir, "packet", store.Get().Packet)
@@ -197,7 +219,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	serve := func(name string, srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("%s server: %w", name, err)
@@ -206,10 +228,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	wg.Go(func() { serve("web", webSrv, webLn) })
 	wg.Go(func() { serve("device", deviceSrv, deviceLn) })
+	addrs := Addrs{Web: webLn.Addr().String(), Device: deviceLn.Addr().String()}
+	if firmwareLn != nil {
+		wg.Go(func() { serve("firmware", firmwareSrv, firmwareLn) })
+		addrs.Firmware = firmwareLn.Addr().String()
+	}
 	wg.Go(func() { poller.Run(runCtx) })
 	wg.Go(func() { updates.Run(runCtx, bus) })
 	if o.Ready != nil {
-		o.Ready(Addrs{Web: webLn.Addr().String(), Device: deviceLn.Addr().String()})
+		o.Ready(addrs)
 	}
 
 	<-runCtx.Done()
@@ -219,6 +246,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	stopWeb()
 	var errs []error
 	if err := deviceSrv.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := firmwareSrv.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := gw.Shutdown(sctx); err != nil {
@@ -234,6 +264,26 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log.Info("stopped", "packet", store.Get().Packet)
 	return errors.Join(errs...)
+}
+
+// firmwareAccess is who may download /firmware.bin (PROTOCOL.md "Firmware
+// download"): the lamp secrets, the UI login and the extra download login.
+// password and secret are the ones in effect (configured or generated).
+func firmwareAccess(cfg config.Config, password, secret string) firmware.Access {
+	a := firmware.Access{
+		Open:    !cfg.Firmware.DownloadAuth,
+		Secrets: []string{secret},
+		Logins:  []firmware.Login{{Username: cfg.Web.Username, Password: password}},
+		// Wrong logins are slowed down like wrong lamp secrets.
+		Backoff: backoff.New(cfg.Device.AuthBackoff.D(), cfg.Device.AuthBackoffMax.D(), nil),
+	}
+	for _, s := range cfg.Device.Secrets {
+		a.Secrets = append(a.Secrets, s.Secret)
+	}
+	if f := cfg.Firmware; f.DownloadUsername != "" {
+		a.Logins = append(a.Logins, firmware.Login{Username: f.DownloadUsername, Password: f.DownloadPassword})
+	}
+	return a
 }
 
 // withClientAddr puts the real client address (behind trusted proxies) in

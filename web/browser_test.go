@@ -459,7 +459,7 @@ func TestBrowser(t *testing.T) {
 		// One lamp that updates like the firmware does; the plain test
 		// lamp would only ever be "asked".
 		lamp.conn.Close()
-		kitchen := e.otaLamp(t, kitchenSecret, "1.2.9")
+		kitchen := e.otaLamp(t, kitchenSecret, "1.2.9", arduinoUpdater)
 		// What the lamps run now; the page learns of it from the stream.
 		e.uploadImage(t, firmwaretest.Build(firmwaretest.Image{Version: "1.2.9", Payload: 1000}))
 		b.waitJS(t, ctx, "the current image from the stream", `document.querySelector('[data-field="fw-version"]').textContent === "1.2.9"`)

@@ -284,14 +284,19 @@ func TestFirmwareRoute(t *testing.T) {
 	if res := e.call(t, http.MethodGet, "/firmware.bin", ""); res.status != 404 || !strings.Contains(errorBody(t, res), "no firmware image") {
 		t.Errorf("without a handler: %d %s", res.status, res.body)
 	}
+	// The handler checks logins itself; the web login is not asked first,
+	// so a lamp secret opens it too.
 	e2 := newEnv(t, func(o *Options, _ *Deps) {
-		o.FirmwareHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("IMAGE")) })
+		o.FirmwareHandler = firmwareAccess().Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("IMAGE")) }))
 	})
-	if res := e2.call(t, http.MethodGet, "/firmware.bin", ""); res.status != 200 || res.body != "IMAGE" {
-		t.Errorf("with a handler: %d %q", res.status, res.body)
+	for _, login := range []reqOption{basic(testUser, testPassword), basic("lamp", lampSecret)} {
+		if res := e2.call(t, http.MethodGet, "/firmware.bin", "", login); res.status != 200 || res.body != "IMAGE" {
+			t.Errorf("with a handler: %d %q", res.status, res.body)
+		}
 	}
-	if res := e2.call(t, http.MethodGet, "/firmware.bin", "", noAuth()); res.status != 401 {
-		t.Errorf("without login: %d", res.status)
+	res := e2.call(t, http.MethodGet, "/firmware.bin", "", noAuth())
+	if res.status != 401 || !strings.HasPrefix(res.header.Get("WWW-Authenticate"), "Basic ") || !strings.Contains(errorBody(t, res), "log in") {
+		t.Errorf("without login: %d, WWW-Authenticate %q, %s", res.status, res.header.Get("WWW-Authenticate"), res.body)
 	}
 }
 
