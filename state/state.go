@@ -77,7 +77,9 @@ func (s State) packet() protocol.Packet {
 		if s.WeatherOverride != nil {
 			w = *s.WeatherOverride
 		}
-		if p, err := protocol.Weather(w.Code, protocol.RoundIntensity(w.Intensity)); err == nil {
+		// Clamped: a state written before intensities were capped at 9
+		// for codes 3 and 5-9 may still hold a 10.
+		if p, err := protocol.Weather(w.Code, protocol.ClampIntensity(w.Code, protocol.RoundIntensity(w.Intensity))); err == nil {
 			return p
 		}
 	}
@@ -169,8 +171,12 @@ func validateOverride(o Override) error {
 	if o.Code < 1 || o.Code > 9 {
 		return &ValidationError{"weather_override.code", fmt.Sprintf("%d is out of range 1-9", o.Code)}
 	}
-	if _, err := protocol.IntensityFromFloat(o.Intensity); err != nil {
+	in, err := protocol.IntensityFromFloat(o.Intensity)
+	if err != nil {
 		return &ValidationError{"weather_override.intensity", err.Error() + " (0-10, two decimals at most)"}
+	}
+	if _, err := protocol.Weather(o.Code, in); err != nil {
+		return &ValidationError{"weather_override.intensity", err.Error()}
 	}
 	return nil
 }

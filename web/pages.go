@@ -263,6 +263,12 @@ func changeFromForm(f url.Values) (state.Change, error) {
 				return ch, &state.ValidationError{Field: "weather_override.intensity", Message: fmt.Sprintf("%q is not a number; use 0-10", iv)}
 			}
 		}
+		// One slider (0-10) serves every code: bring its value into the
+		// code's range, 1-9 for codes 3 and 5-9.
+		if code >= 1 && code <= 9 {
+			lo, hi := protocol.IntensityRange(code)
+			intensity = min(max(intensity, lo.Float()), hi.Float())
+		}
 		ch.WeatherOverride = state.OverrideChange{Set: true, Value: &state.Override{Code: code, Intensity: intensity}}
 	}
 	if ch.Empty() {

@@ -112,6 +112,9 @@ func TestForms(t *testing.T) {
 		{"pulse", "/ui/state", url.Values{"mode": {"manual"}, "pulse": {"5"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:0,255,0:5]") }},
 		{"favourite swatch", "/ui/state", url.Values{"mode": {"manual"}, "color": {"255,65,174"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:255,65,174:5]") }},
 		{"weather preview", "/ui/state", url.Values{"mode": {"weather"}, "override": {"6"}, "intensity": {"3.5"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:6:3.5]") }},
+		// The slider's 10 is the strongest a storm may be: 9.
+		{"weather preview at the slider's top", "/ui/state", url.Values{"mode": {"weather"}, "override": {"6"}, "intensity": {"10"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:6:9]") }},
+		{"cloudy preview keeps 0", "/ui/state", url.Values{"mode": {"weather"}, "override": {"4"}, "intensity": {"0"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:4:0]") }},
 		{"live weather again", "/ui/state", url.Values{"mode": {"weather"}, "override": {"live"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:3:9]") }},
 		{"reboot", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
 		{"debug on", "/ui/command", url.Values{"command": {"debug"}, "on": {"true"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:d:1:?]") }},
