@@ -370,6 +370,13 @@ func TestBrowser(t *testing.T) {
 		b.click(t, other, `.wx-chip[data-override="5"]`)
 		b.waitJS(t, ctx, "the rain preview in the first tab", `document.querySelector('#lamp').dataset.wx === "5" && document.querySelector('[data-field="headline"]').textContent === "Rain"`)
 		lamp.waitFor(t, "[cc:1:5:9]") // the intensity slider starts at the live intensity
+		// One slider for every code: at 10, cloudy previews 10 and a storm
+		// its strongest, 9.
+		b.do(t, other, "set the intensity to 10", chromedp.Evaluate[chromedp.Void](`(() => { const i = document.querySelector('#intensity'); i.value = "10"; i.dispatchEvent(new Event('input', {bubbles: true})); })()`))
+		b.click(t, other, `.wx-chip[data-override="4"]`)
+		lamp.waitFor(t, "[cc:1:4:10]")
+		b.click(t, other, `.wx-chip[data-override="6"]`)
+		lamp.waitFor(t, "[cc:1:6:9]")
 		b.do(t, other, "scroll to the top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
 		b.shot(t, other, "app-weather-dark")
 		b.click(t, ctx, `.wx-chip[data-override="live"]`)
