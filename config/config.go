@@ -91,10 +91,14 @@ type Storage struct {
 	Dir string `toml:"dir" help:"directory for state, secrets, firmware and logs"`
 }
 
-// Firmware configures firmware uploads.
+// Firmware configures firmware uploads and downloads.
 type Firmware struct {
-	MaxSize Size   `toml:"max_size" help:"largest accepted firmware upload (64KiB-64MiB)"`
-	Chip    string `toml:"chip" help:"required chip of uploaded images, as esptool names it (esp32, esp32s3, esp32c3, ...); empty: any"`
+	MaxSize          Size   `toml:"max_size" help:"largest accepted firmware upload (64KiB-64MiB)"`
+	Chip             string `toml:"chip" help:"required chip of uploaded images, as esptool names it (esp32, esp32s3, esp32c3, ...); empty: any"`
+	Listen           string `toml:"listen" help:"extra plain-HTTP listener serving only /firmware.bin, host:port (e.g. :80 for lamps built for the original server); empty: none"`
+	DownloadUsername string `toml:"download_username" help:"one more login accepted for /firmware.bin, with download_password (the original's was cloud-cloud)"`
+	DownloadPassword string `toml:"download_password" help:"password of download_username"`
+	DownloadAuth     bool   `toml:"download_auth" help:"false: /firmware.bin is served without a login on every port (the image holds the Wi-Fi credentials and lamp secret)"`
 }
 
 // Log configures the server's own log.
@@ -132,7 +136,7 @@ func Default() Config {
 			Timeout:       Duration(weather.DefaultTimeout),
 		},
 		Storage:  Storage{Dir: "data"},
-		Firmware: Firmware{MaxSize: firmware.DefaultMaxSize},
+		Firmware: Firmware{MaxSize: firmware.DefaultMaxSize, DownloadAuth: true},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }

@@ -102,7 +102,7 @@ func TestExampleCommentedValuesAreValid(t *testing.T) {
 	if len(index) == 0 || secretsStart < 0 {
 		t.Fatalf("found %d commented keys and secrets block at line %d; the example's layout changed", len(index), secretsStart+1)
 	}
-	partner := map[string]string{"lat": "lon", "lon": "lat"}
+	partner := map[string]string{"lat": "lon", "lon": "lat", "download_username": "download_password", "download_password": "download_username"}
 
 	load := func(t *testing.T, uncomment ...int) Config {
 		t.Helper()

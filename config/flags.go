@@ -70,6 +70,10 @@ type flagValue struct {
 
 func (f *flagValue) Set(text string) error { return setText(f.field, text) }
 
+// IsBoolFlag lets a true/false key be given as -key alone, as the flag
+// package does for its own booleans (-key=false turns it off).
+func (f *flagValue) IsBoolFlag() bool { return f.field.IsValid() && f.field.Kind() == reflect.Bool }
+
 func (f *flagValue) String() string {
 	// The flag package calls String on a zero flagValue to learn the zero
 	// default; there is no field then.

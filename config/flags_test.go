@@ -69,6 +69,24 @@ func TestParsePrecedence(t *testing.T) {
 			},
 		},
 		{
+			name: "a true/false key: -key=false, and -key alone for true",
+			args: []string{"-firmware.download_auth=false"},
+			check: func(t *testing.T, c Config) {
+				if c.Firmware.DownloadAuth {
+					t.Error("firmware.download_auth still true after -firmware.download_auth=false")
+				}
+			},
+		},
+		{
+			name: "a true/false key given alone",
+			args: []string{"-config", writeConfig(t, "[firmware]\ndownload_auth = false\n"), "-firmware.download_auth", "-web.listen", ":9200"},
+			check: func(t *testing.T, c Config) {
+				if !c.Firmware.DownloadAuth || c.Web.Listen != ":9200" {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+		{
 			name: "no arguments gives defaults and env",
 			args: nil,
 			check: func(t *testing.T, c Config) {

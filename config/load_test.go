@@ -221,6 +221,11 @@ func TestLoadFileErrors(t *testing.T) {
 			want: []string{`config.toml:4: device.ping_interval: "15" is not a duration; write e.g. "15s" or "1m"`},
 		},
 		{
+			name: "boolean in quotes",
+			toml: "[firmware]\ndownload_auth = \"false\"\n",
+			want: []string{`config.toml:2: firmware.download_auth: got text "false"; want true or false`},
+		},
+		{
 			name: "bad duration text",
 			toml: "[device]\nkeepalive_timeout = \"abc\"\n",
 			want: []string{`config.toml:2: device.keepalive_timeout: "abc" is not a duration`},
@@ -328,6 +333,11 @@ func TestLoadEnvErrors(t *testing.T) {
 			name:    "bad duration",
 			environ: []string{"CLOUDCLOUD_DEVICE_PING_INTERVAL=abc"},
 			want:    []string{`env CLOUDCLOUD_DEVICE_PING_INTERVAL: "abc" is not a duration; write e.g. "15s" or "1m"`},
+		},
+		{
+			name:    "bad bool",
+			environ: []string{"CLOUDCLOUD_FIRMWARE_DOWNLOAD_AUTH=nope"},
+			want:    []string{`env CLOUDCLOUD_FIRMWARE_DOWNLOAD_AUTH: "nope" is not true or false`},
 		},
 		{
 			name:    "bad int",

@@ -104,6 +104,8 @@ func want(t reflect.Type) string {
 		return `a size, e.g. "4MiB" or 65536`
 	}
 	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
 	case reflect.String:
 		return "text in quotes"
 	case reflect.Int:
@@ -200,6 +202,12 @@ func setTOML(v reflect.Value, data any, hide bool) []error {
 		return nil
 	}
 	switch v.Kind() {
+	case reflect.Bool:
+		d, ok := data.(bool)
+		if !ok {
+			return []error{wrongType(v.Type(), data, hide)}
+		}
+		v.SetBool(d)
 	case reflect.String:
 		d, ok := data.(string)
 		if !ok {
@@ -306,6 +314,12 @@ func setText(v reflect.Value, text string) error {
 		return u.UnmarshalText([]byte(text))
 	}
 	switch v.Kind() {
+	case reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(text))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", text)
+		}
+		v.SetBool(b)
 	case reflect.String:
 		v.SetString(text)
 	case reflect.Int:
@@ -354,6 +368,8 @@ func formatText(v reflect.Value) string {
 		return string(text)
 	}
 	switch v.Kind() {
+	case reflect.Bool:
+		return strconv.FormatBool(v.Bool())
 	case reflect.String:
 		return v.String()
 	case reflect.Int:

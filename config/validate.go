@@ -59,6 +59,7 @@ func (c Config) Validate() error {
 			p.add("firmware.chip", "%v; or leave it empty for any", err)
 		}
 	}
+	c.validateFirmwareDownload(&p)
 	if !slices.Contains(logLevels, c.Log.Level) {
 		p.add("log.level", "%q is not a log level; use one of %s", c.Log.Level, strings.Join(logLevels, ", "))
 	}
@@ -132,6 +133,31 @@ func (c Config) validateDevice(p *problems) {
 		p.add("device.auth_secret", "starts or ends with white space, which the server ignores in what a lamp sends; remove it")
 	}
 	validateSecrets(p, d)
+}
+
+// validateFirmwareDownload checks firmware.listen and the extra download
+// login. The password never appears in the messages.
+func (c Config) validateFirmwareDownload(p *problems) {
+	f := c.Firmware
+	if f.Listen != "" {
+		if err := checkListen(f.Listen); err != nil {
+			p.add("firmware.listen", "%v", err)
+		} else {
+			for _, other := range []struct{ key, addr string }{{"web.listen", c.Web.Listen}, {"device.listen", c.Device.Listen}} {
+				if checkListen(other.addr) == nil && sameListener(f.Listen, other.addr) {
+					p.add("firmware.listen", "%q uses the same port as %s %q; give it a port of its own, e.g. \":80\"", f.Listen, other.key, other.addr)
+				}
+			}
+		}
+	}
+	switch {
+	case f.DownloadUsername != "" && f.DownloadPassword == "":
+		p.add("firmware.download_password", "is empty but firmware.download_username is set; set both (e.g. the original's cloud-cloud and its password) or neither")
+	case f.DownloadUsername == "" && f.DownloadPassword != "":
+		p.add("firmware.download_username", "is empty but firmware.download_password is set; set both or neither")
+	case strings.Contains(f.DownloadUsername, ":"):
+		p.add("firmware.download_username", "%q contains ':', which HTTP basic auth cannot carry in a name", f.DownloadUsername)
+	}
 }
 
 // sameListener reports whether two valid host:port addresses would collide.

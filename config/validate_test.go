@@ -31,6 +31,10 @@ func TestValidateAccepts(t *testing.T) {
 		{"a chip as people write it", func(c *Config) { c.Firmware.Chip = "ESP32-S3" }},
 		{"json debug log", func(c *Config) { c.Log.Level = "debug"; c.Log.Format = "json" }},
 		{"backoff equal to max", func(c *Config) { c.Device.AuthBackoff = c.Device.AuthBackoffMax }},
+		{"firmware listener and the original's login", func(c *Config) {
+			c.Firmware.Listen, c.Firmware.DownloadUsername, c.Firmware.DownloadPassword = ":80", "cloud-cloud", "lamp-password"
+		}},
+		{"open downloads", func(c *Config) { c.Firmware.DownloadAuth = false }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,6 +57,13 @@ func TestValidateRejects(t *testing.T) {
 		{"listen port out of range", func(c *Config) { c.Device.Listen = ":70000" }, `device.listen: port "70000" in ":70000" is not a number in range 1-65535`},
 		{"listen port by name", func(c *Config) { c.Web.Listen = ":http" }, `web.listen: port "http"`},
 		{"listeners collide", func(c *Config) { c.Device.Listen = "0.0.0.0:8000" }, `device.listen: "0.0.0.0:8000" uses the same port as web.listen ":8000"`},
+		{"firmware listener without port", func(c *Config) { c.Firmware.Listen = "80" }, `firmware.listen: "80" is not host:port`},
+		{"firmware listener on the device port", func(c *Config) { c.Firmware.Listen = ":8080" }, `firmware.listen: ":8080" uses the same port as device.listen ":8080"`},
+		{"firmware listener on the web port", func(c *Config) { c.Firmware.Listen = "127.0.0.1:8000" }, `firmware.listen: "127.0.0.1:8000" uses the same port as web.listen ":8000"`},
+		{"download username alone", func(c *Config) { c.Firmware.DownloadUsername = "cloud-cloud" }, "firmware.download_password: is empty but firmware.download_username is set"},
+		{"download password alone", func(c *Config) { c.Firmware.DownloadPassword = "lamp-password" }, "firmware.download_username: is empty but firmware.download_password is set"},
+		{"download username with a colon", func(c *Config) { c.Firmware.DownloadUsername, c.Firmware.DownloadPassword = "a:b", "lamp-password" },
+			`firmware.download_username: "a:b" contains ':'`},
 		{"zero duration", func(c *Config) { c.Device.HandshakeTimeout = 0 }, "device.handshake_timeout: 0s must be longer than 0"},
 		{"negative duration", func(c *Config) { c.Weather.Interval = Duration(-time.Minute) }, "weather.interval: -1m must be longer than 0"},
 		{"zero session ttl", func(c *Config) { c.Web.SessionTTL = 0 }, "web.session_ttl: 0s"},
@@ -144,11 +155,12 @@ func TestValidateKeepsSecretsOutOfMessages(t *testing.T) {
 	c := Default()
 	c.Device.AuthSecret = "top-secret-value "
 	c.Device.Secrets = []NamedSecret{{"a", "short"}, {"b", "top-secret-value "}, {"c", "dup-secret"}, {"d", "dup-secret"}}
+	c.Firmware.DownloadUsername, c.Firmware.DownloadPassword = "", "download-secret"
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate succeeded")
 	}
-	for _, secret := range []string{"top-secret-value", "short", "dup-secret"} {
+	for _, secret := range []string{"top-secret-value", "short", "dup-secret", "download-secret"} {
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error reveals secret %q:\n%v", secret, err)
 		}

@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/cloudcloud/cloudcloud/config"
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 // nginxRewrite says where the test runs what deploy/nginx.conf puts on this
@@ -205,6 +208,14 @@ func TestNginxExample(t *testing.T) {
 
 			switch {
 			case port == devicePort && slices.Equal(loc.Args, []string{"=", "/firmware.bin"}):
+				// cloudcloud checks the lamp's login: nginx must pass it on
+				// and not ask for one of its own.
+				if _, ok := headers["authorization"]; ok {
+					t.Errorf("%s: proxy_set_header Authorization replaces the lamp's login, which cloudcloud checks", where)
+				}
+				if ab := effective(top, l, "auth_basic"); len(ab) > 0 && ab[0][0] != "off" {
+					t.Errorf("%s: auth_basic makes nginx ask for its own login and take the lamp's; cloudcloud checks the lamp's", where)
+				}
 				lampFirmware = lampFirmware || tlsServer
 			case port == devicePort:
 				if headers["upgrade"] != "$http_upgrade" || (headers["connection"] != "$connection_upgrade" && headers["connection"] != "upgrade") {
@@ -500,6 +511,45 @@ func do(t *testing.T, c *http.Client, method, url, body string, srv *testServer)
 	return resp, string(b)
 }
 
+// dialFrom dials nginx from ip as a lamp reaching base (https or http) does,
+// TLS included.
+func (n runningNginx) dialFrom(ip, base string) firmwaretest.DialFunc {
+	return func(ctx context.Context, _ string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		if strings.HasPrefix(base, "http://") {
+			return d.DialContext(ctx, "tcp", n.http)
+		}
+		td := tls.Dialer{NetDialer: &d, Config: &tls.Config{RootCAs: n.roots, ServerName: lampHost}}
+		return td.DialContext(ctx, "tcp", n.https)
+	}
+}
+
+// upload posts img as the firmware field with basic auth.
+func upload(t *testing.T, c *http.Client, url string, img []byte, srv *testServer) (*http.Response, string) {
+	t.Helper()
+	var body bytes.Buffer
+	w := multipart.NewWriter(&body)
+	part, err := w.CreateFormFile("firmware", "firmware.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	part.Write(img)
+	w.Close()
+	req, err := http.NewRequest(http.MethodPost, url, &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", w.FormDataContentType())
+	req.SetBasicAuth(srv.username, srv.password)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s through nginx: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
 func TestNginxEndToEnd(t *testing.T) {
 	nginxPath, err := exec.LookPath("nginx")
 	if err != nil {
@@ -569,17 +619,61 @@ func TestNginxEndToEnd(t *testing.T) {
 		t.Errorf("no device has the lamp's address 127.0.0.2; remote_addr values: %q (127.0.0.1 is nginx: is X-Forwarded-For passed on and web.trusted_proxies set?)", seen)
 	})
 
-	t.Run("firmware on the lamp host name", func(t *testing.T) {
+	t.Run("firmware on the lamp host name, with the lamp's login", func(t *testing.T) {
+		img := firmwaretest.Build(firmwaretest.Image{Version: "9.1", Payload: 100 << 10})
+		if resp, body := upload(t, c, ui+"/api/firmware", img, &srv); resp.StatusCode != http.StatusOK {
+			t.Fatalf("upload through nginx: %s %s", resp.Status, body)
+		}
+		login := url.UserPassword("lamp", srv.secret)
 		for _, base := range []string{lamps, "http://" + lampHost} {
-			resp, body := do(t, c, http.MethodGet, base+"/firmware.bin", "", nil)
-			switch {
-			case resp.StatusCode == http.StatusOK:
-			case resp.StatusCode == http.StatusNotFound && strings.Contains(strings.ToLower(body), "firmware"):
-				// cloudcloud's own answer before any image is uploaded, not nginx's page.
-			default:
-				t.Errorf("GET %s/firmware.bin: %s %.200q; want the image or cloudcloud's 404", base, resp.Status, body)
+			withLogin := func(login *url.Userinfo) string {
+				u, _ := url.Parse(base + "/firmware.bin")
+				u.User = login
+				return u.String()
+			}
+			a, err := firmwaretest.IDFDownload(context.Background(), c, withLogin(login))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Status != http.StatusOK || !bytes.Equal(a.Body, img) || a.Requests != 2 {
+				t.Errorf("ESP-IDF's updater, %s/firmware.bin: %d, %d bytes, %d requests; want the image after the 401 challenge", base, a.Status, len(a.Body), a.Requests)
+			}
+			a, err = firmwaretest.ArduinoDownload(context.Background(), n.dialFrom("127.0.0.1", base), withLogin(login), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Status != http.StatusOK || !bytes.Equal(a.Body, img) {
+				t.Errorf("Arduino's updater, %s/firmware.bin: %d, %d bytes", base, a.Status, len(a.Body))
+			}
+			a, err = firmwaretest.ArduinoDownload(context.Background(), n.dialFrom("127.0.0.1", base), withLogin(nil), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Status != http.StatusUnauthorized || !strings.HasPrefix(a.Header.Get("WWW-Authenticate"), "Basic ") || bytes.Contains(a.Body, img[:64]) {
+				t.Errorf("%s/firmware.bin without a login: %d, WWW-Authenticate %q; want cloudcloud's 401 and challenge", base, a.Status, a.Header.Get("WWW-Authenticate"))
 			}
 		}
+		// Wrong logins slow down the lamp's address, not nginx's.
+		wrong, right := url.UserPassword("lamp", "guess"), url.UserPassword("lamp", srv.secret)
+		arduino := func(ip string, login *url.Userinfo) int {
+			u, _ := url.Parse(lamps + "/firmware.bin")
+			u.User = login
+			a, err := firmwaretest.ArduinoDownload(context.Background(), n.dialFrom(ip, lamps), u.String(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a.Status
+		}
+		if code := arduino("127.0.0.2", wrong); code != http.StatusUnauthorized {
+			t.Fatalf("a wrong login: %d", code)
+		}
+		if code := arduino("127.0.0.2", right); code != http.StatusTooManyRequests {
+			t.Errorf("the right login at once after a wrong one, same lamp: %d, want 429", code)
+		}
+		if code := arduino("127.0.0.3", right); code != http.StatusOK {
+			t.Errorf("another lamp right after: %d, want 200 (is X-Forwarded-For passed on?)", code)
+		}
+
 		resp, _ := do(t, c, http.MethodGet, "http://"+uiHost+"/", "", nil)
 		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusMovedPermanently || loc != ui+"/" {
 			t.Errorf("GET http://%s/: %s to %q; want a redirect to %s/", uiHost, resp.Status, loc, ui)

@@ -343,10 +343,11 @@ func TestLongLivedLampKeepsReceiving(t *testing.T) {
 func TestNoLostUpdatesUnderConcurrentJoins(t *testing.T) {
 	ts := newServer(t, Options{}, nil)
 	var wg sync.WaitGroup
-	final, _ := protocol.Weather(9, 1000)
+	final, _ := protocol.Weather(protocol.WeatherCloudy, protocol.MaxIntensity)
 	wg.Go(func() {
 		for i := range 200 {
-			p, _ := protocol.Weather(protocol.WeatherCode(1+i%8), protocol.Intensity(i))
+			code := protocol.WeatherCode(1 + i%8)
+			p, _ := protocol.Weather(code, protocol.ClampIntensity(code, protocol.Intensity(i)))
 			ts.gw.SetDisplay(p)
 		}
 		ts.gw.SetDisplay(final)

@@ -145,22 +145,41 @@ func (c RGB) Hex() string {
 type Packet struct {
 	Kind      Kind
 	Weather   WeatherCode // KindWeather
-	Intensity Intensity // KindWeather
-	Color     RGB       // KindManual
-	Pulse     uint8     // KindManual: 0-9, 0 = steady
-	On        bool      // KindDebug
+	Intensity Intensity   // KindWeather
+	Color     RGB         // KindManual
+	Pulse     uint8       // KindManual: 0-9, 0 = steady
+	On        bool        // KindDebug
 }
 
 // Off is the state after a fresh install.
 func Off() Packet { return Packet{Kind: KindOff} }
 
-// Weather shows a weather animation; it checks the code and intensity.
+// IntensityRange is the intensity a weather code may carry: 1-9 for codes
+// 3 and 5-9, as the original server sent (firmware may index a table of
+// nine with it); 0-10 for sunrise and sunset (a ramp through the
+// transition) and cloudy (the cloud cover).
+func IntensityRange(code WeatherCode) (lo, hi Intensity) {
+	switch code {
+	case WeatherSunrise, WeatherSunset, WeatherCloudy:
+		return 0, MaxIntensity
+	}
+	return 100, 900
+}
+
+// ClampIntensity brings i into the range of code.
+func ClampIntensity(code WeatherCode, i Intensity) Intensity {
+	lo, hi := IntensityRange(code)
+	return min(max(i, lo), hi)
+}
+
+// Weather shows a weather animation; it checks the code and that the
+// intensity is in the code's range.
 func Weather(code WeatherCode, intensity Intensity) (Packet, error) {
 	if !code.Valid() {
 		return Packet{}, fmt.Errorf("weather code %d is out of range 1-9", code)
 	}
-	if intensity > MaxIntensity {
-		return Packet{}, fmt.Errorf("intensity %s is out of range 0-10", intensity)
+	if lo, hi := IntensityRange(code); intensity < lo || intensity > hi {
+		return Packet{}, fmt.Errorf("intensity %s is out of range %s-%s for weather code %d (%s)", intensity, lo, hi, code, code)
 	}
 	return Packet{Kind: KindWeather, Weather: code, Intensity: intensity}, nil
 }

@@ -38,8 +38,10 @@ func TestEncodeProtocolExamples(t *testing.T) {
 		{mustWeather(t, 4, 7), "[cc:1:4:7]"},
 		{mustWeather(t, 1, 4.37), "[cc:1:1:4.37]"},
 		{mustWeather(t, 2, 4.5), "[cc:1:2:4.5]"},
-		{mustWeather(t, 3, 10), "[cc:1:3:10]"},
-		{mustWeather(t, 3, 0), "[cc:1:3:0]"},
+		{mustWeather(t, 4, 10), "[cc:1:4:10]"},
+		{mustWeather(t, 4, 0), "[cc:1:4:0]"},
+		{mustWeather(t, 3, 9), "[cc:1:3:9]"},
+		{mustWeather(t, 9, 1), "[cc:1:9:1]"},
 		{mustWeather(t, 1, 0.05), "[cc:1:1:0.05]"},
 		{mustManual(t, RGB{255, 162, 174}, 0), "[cc:2:255,162,174:0]"},
 		{mustManual(t, RGB{255, 65, 174}, 0), "[cc:2:255,65,174:0]"},
@@ -69,8 +71,24 @@ func TestConstructorsReject(t *testing.T) {
 	if _, err := Weather(10, 5); err == nil {
 		t.Error("Weather(10) accepted")
 	}
-	if _, err := Weather(3, 1001); err == nil {
+	if _, err := Weather(4, 1001); err == nil {
 		t.Error("intensity 10.01 accepted")
+	}
+	// Codes 3 and 5-9 carry 1-9, as the original server sent.
+	for _, code := range []WeatherCode{3, 5, 6, 7, 8, 9} {
+		for _, in := range []Intensity{0, 99, 901, MaxIntensity} {
+			if _, err := Weather(code, in); err == nil || !strings.Contains(err.Error(), "out of range 1-9 for weather code") {
+				t.Errorf("Weather(%d, %s): %v", code, in, err)
+			}
+		}
+	}
+	for _, code := range []WeatherCode{1, 2, 4} {
+		if _, err := Weather(code, MaxIntensity); err != nil {
+			t.Errorf("Weather(%d, 10): %v", code, err)
+		}
+		if _, err := Weather(code, 0); err != nil {
+			t.Errorf("Weather(%d, 0): %v", code, err)
+		}
 	}
 	if _, err := Manual(RGB{}, 12); err == nil || !strings.Contains(err.Error(), "pulse 12") {
 		t.Errorf("Manual pulse 12: %v", err)

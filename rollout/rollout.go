@@ -3,10 +3,15 @@
 // back within a few minutes. It keeps a short history per lamp on disk and
 // publishes every step as a `firmware` event, so the UI can show exactly
 // where each lamp stands, the way Brewblox shows each device's state.
+//
+// Download progress (every 64 KiB) lives in memory and goes to the event
+// bus only; the file is written when an update changes state or a download
+// ends, and never while a download's Write waits on the tracker's lock.
 package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"sync"
@@ -60,6 +65,11 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	history map[string][]Update // newest last, at most keep per lamp
+	changes uint64              // bumped by every change the file must keep
+
+	saveMu sync.Mutex
+	saved  uint64                  // the changes count the file holds; saveMu
+	write  func(data []byte) error // replaces the file; tests count the writes
 }
 
 const keep = 10
@@ -71,6 +81,10 @@ const Key = "updates"
 // Open loads the history from records.
 func Open(records storage.Bucket, bus Bus, log *slog.Logger, overdue time.Duration, image func() string) (*Tracker, error) {
 	t := &Tracker{records: records, bus: bus, log: log, now: time.Now, overdue: overdue, image: image}
+	t.write = func(data []byte) error {
+		_, err := records.Put(Key, data)
+		return err
+	}
 	if _, _, err := storage.LoadJSON(records, Key, &t.history, nil, log, "firmware update history"); err != nil {
 		return nil, err
 	}
@@ -113,6 +127,7 @@ func (t *Tracker) follow(ctx context.Context, sub *events.Subscription) {
 // EventAuthenticated ends one that is under way.
 func (t *Tracker) Device(info device.Info) {
 	k := info.Lamp()
+	defer t.persist()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch info.Event {
@@ -123,19 +138,23 @@ func (t *Tracker) Device(info device.Info) {
 			h = h[len(h)-keep:]
 		}
 		t.history[k] = h
-		t.changed(u)
+		t.transition(u)
 	case device.EventAuthenticated:
 		if u := t.open(k); u != nil {
 			back := t.now().UTC()
 			u.BackAt, u.State, u.DeviceID = &back, StateBack, info.ID
 			t.log.Info("lamp is back after a firmware update", "lamp", k, "after", back.Sub(u.AskedAt).Round(time.Second))
-			t.changed(*u)
+			t.transition(*u)
 		}
 	}
 }
 
-// Served takes download progress from the firmware handler.
+// Served takes download progress from the firmware handler. It runs inside
+// the download's Write: progress is only published; the file is written
+// (after the lock is released) when the update changes state or the
+// download ends.
 func (t *Tracker) Served(d firmware.Download) {
+	defer t.persist()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	host := realip.IP(d.RemoteAddr)
@@ -149,7 +168,7 @@ func (t *Tracker) Served(d firmware.Download) {
 			// own answer: record the last bytes of that download, no more.
 			if d.Total == u.Total && d.Sent > u.Sent {
 				u.Sent = d.Sent
-				t.changed(*u)
+				t.progress(*u, d.Done)
 			}
 			continue
 		}
@@ -157,11 +176,16 @@ func (t *Tracker) Served(d firmware.Download) {
 		if d.ClientVersion != "" {
 			u.RunningVersion = d.ClientVersion
 		}
-		u.State = StateDownloading
+		state := StateDownloading
 		if d.Done && d.Sent == d.Total {
-			u.State = StateDownloaded
+			state = StateDownloaded
 		}
-		t.changed(*u)
+		if state != u.State {
+			u.State = state
+			t.transition(*u)
+		} else {
+			t.progress(*u, d.Done)
+		}
 	}
 }
 
@@ -175,13 +199,14 @@ func (t *Tracker) open(k string) *Update {
 }
 
 func (t *Tracker) checkOverdue(now time.Time) {
+	defer t.persist()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k := range t.history {
 		if u := t.open(k); u != nil && u.State != StateOverdue && now.Sub(u.AskedAt) > t.overdue {
 			u.State = StateOverdue
 			t.log.Warn("lamp has not come back after a firmware update", "lamp", k, "asked", u.AskedAt)
-			t.changed(*u)
+			t.transition(*u)
 		}
 	}
 }
@@ -205,12 +230,49 @@ func (t *Tracker) History(lamp string) []Update {
 	return slices.Clone(t.history[lamp])
 }
 
-// changed persists and publishes; t.mu is held.
-func (t *Tracker) changed(u Update) {
-	if _, err := storage.PutJSON(t.records, Key, t.history); err != nil {
-		t.log.Error("could not save the firmware update history", "err", err)
+// transition publishes a change of state and marks the history for the
+// file; t.mu is held, and the caller persists once it is released.
+func (t *Tracker) transition(u Update) {
+	t.changes++
+	t.publish(u)
+}
+
+// progress publishes bytes served; the end of a download (done) is kept in
+// the file too, so the count on disk is final. t.mu is held.
+func (t *Tracker) progress(u Update, done bool) {
+	if done {
+		t.changes++
 	}
+	t.publish(u)
+}
+
+func (t *Tracker) publish(u Update) {
 	if t.bus != nil {
 		t.bus.Publish(events.Event{Type: events.TypeFirmware, Data: u})
 	}
+}
+
+// persist writes the history if it changed since the last write. It is
+// called without t.mu, so progress reports never wait on the disk; saveMu
+// keeps writes in order, and a caller that finds its change already written
+// by another returns at once.
+func (t *Tracker) persist() {
+	t.saveMu.Lock()
+	defer t.saveMu.Unlock()
+	t.mu.Lock()
+	changes := t.changes
+	if changes == t.saved {
+		t.mu.Unlock()
+		return
+	}
+	data, err := json.MarshalIndent(t.history, "", "  ")
+	t.mu.Unlock()
+	if err == nil {
+		err = t.write(append(data, '\n'))
+	}
+	if err != nil {
+		t.log.Error("could not save the firmware update history", "err", err)
+		return
+	}
+	t.saved = changes
 }

@@ -1,8 +1,10 @@
 package rollout
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -112,4 +114,46 @@ func TestDownloadEndAfterTheLampIsBack(t *testing.T) {
 		t.Errorf("late end of download: %+v", u)
 	}
 
+}
+
+// TestProgressStaysInMemory: a download reports every 64 KiB, and every
+// report reaches the bus, but the file is written only when the update
+// changes state (asked, downloading, downloaded) or a download ends.
+func TestProgressStaysInMemory(t *testing.T) {
+	dir := t.TempDir()
+	bus := events.NewBus()
+	sub := bus.Subscribe(100, events.TypeFirmware)
+	tr, _ := newTracker(t, dir, bus)
+	var writes []string
+	write := tr.write
+	tr.write = func(data []byte) error {
+		tr.mu.Lock() // writes happen without the tracker's lock
+		tr.mu.Unlock()
+		var h map[string][]Update
+		if err := json.Unmarshal(data, &h); err != nil {
+			t.Fatal(err)
+		}
+		writes = append(writes, h["hall"][0].State)
+		return write(data)
+	}
+
+	tr.Device(device.Info{Name: "hall", RemoteAddr: "192.0.2.9:1", Event: "updating"})
+	const total = 40 * 65536
+	for sent := int64(65536); sent < total; sent += 65536 {
+		tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:2", Sent: sent, Total: total})
+	}
+	// A first attempt breaks off; the lamp resumes and finishes.
+	tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:2", Sent: total - 100, Total: total, Done: true})
+	tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:3", Sent: total, Total: total, Done: true})
+
+	if want := []string{StateAsked, StateDownloading, StateDownloading, StateDownloaded}; !slices.Equal(writes, want) {
+		t.Errorf("the file was written with states %v, want %v", writes, want)
+	}
+	if n := len(sub.C); n != 1+39+2 {
+		t.Errorf("%d firmware events, want one per report (42)", n)
+	}
+	again, _ := newTracker(t, dir, nil)
+	if h := again.History("hall"); len(h) != 1 || h[0].State != StateDownloaded || h[0].Sent != total {
+		t.Errorf("on disk: %+v", h)
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cloudcloud/cloudcloud/backoff"
 	"github.com/cloudcloud/cloudcloud/config"
 	"github.com/cloudcloud/cloudcloud/credentials"
 	"github.com/cloudcloud/cloudcloud/device"
@@ -40,14 +41,15 @@ const ShutdownTimeout = 5 * time.Second
 // Addrs are the addresses the server listens on, once it does.
 type Addrs struct {
 	Web, Device string
+	Firmware    string // firmware.listen; empty when it is not set
 }
 
 // Options are what New needs besides the configuration.
 type Options struct {
 	Version string
 	Logger  *slog.Logger
-	// Ready, if set, is called by Run once both ports listen (tests use it
-	// to learn the ports when the config says ":0").
+	// Ready, if set, is called by Run once every port listens (tests use
+	// it to learn the ports when the config says ":0").
 	Ready func(Addrs)
 }
 
@@ -63,8 +65,9 @@ type Server struct {
 	poller  *weather.Poller
 	updates *rollout.Tracker
 
-	webHandler    http.Handler // the UI, the API, /healthz and /metrics
-	deviceHandler http.Handler // the lamps' WebSocket and /firmware.bin
+	webHandler      http.Handler // the UI, the API, /healthz and /metrics
+	deviceHandler   http.Handler // the lamps' WebSocket and /firmware.bin
+	firmwareHandler http.Handler // firmware.listen: /firmware.bin and nothing else
 }
 
 // New builds every part from cfg. Nothing listens yet; on an error nothing
@@ -132,8 +135,14 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
 	registry.MustRegister(metrics.NewDeviceCollector(s.gateway.Stats()), metrics.NewWeatherCollector(s.poller.Report))
 
-	// Lamps download through nginx too: progress is keyed by the real client.
-	fwHandler := withClientAddr(proxies, fw.Handler(firmware.Hooks{Served: s.updates.Served}))
+	access := firmwareAccess(cfg, password, secret)
+	access.Logger = log.With("part", "firmware")
+	if access.Open {
+		log.Warn("firmware.download_auth is false: /firmware.bin is served without a login to anyone who can reach a port, with the Wi-Fi credentials and lamp secret compiled into it")
+	}
+	// Lamps download through nginx too: progress and the back-off of wrong
+	// logins are keyed by the real client.
+	fwHandler := withClientAddr(proxies, access.Guard(fw.Handler(firmware.Hooks{Served: s.updates.Served})))
 	ui, err := web.New(web.Options{
 		Username: cfg.Web.Username, Password: password,
 		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
@@ -150,6 +159,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	deviceMux.Handle("/firmware.bin", fwHandler)
 	deviceMux.Handle("/", s.gateway)
 	s.deviceHandler = deviceMux
+	// firmware.listen serves the image and nothing else, for lamps built
+	// for the original server, which download from its HTTP port.
+	firmwareMux := http.NewServeMux()
+	firmwareMux.Handle("/firmware.bin", fwHandler)
+	s.firmwareHandler = firmwareMux
 	return s, nil
 }
 
@@ -226,50 +240,65 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 	}, s.state.Get().DisplayPacket())
 }
 
-// Run listens on both ports and serves until ctx ends, then shuts down
-// gracefully. A Server runs once.
+// Run listens on the web and device ports (and firmware.listen when set),
+// serves until ctx ends, then shuts down gracefully. A Server runs once.
 func (s *Server) Run(ctx context.Context) error {
 	cfg, log := s.cfg, s.log
-	deviceSrv := &http.Server{Handler: s.deviceHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	// The base context ends with the server, so long-lived requests (the
 	// SSE stream) return and Shutdown does not wait for them in vain.
 	webCtx, stopWeb := context.WithCancel(context.Background())
 	defer stopWeb()
-	webSrv := &http.Server{Handler: s.webHandler, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return webCtx },
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-
-	webLn, err := net.Listen("tcp", cfg.Web.Listen)
-	if err != nil {
-		s.gateway.Shutdown(context.Background())
-		return fmt.Errorf("web.listen %s: %w", cfg.Web.Listen, err)
+	type port struct {
+		key, addr string // the setting, and its value
+		srv       *http.Server
+		ln        net.Listener
 	}
-	deviceLn, err := net.Listen("tcp", cfg.Device.Listen)
-	if err != nil {
-		webLn.Close()
-		s.gateway.Shutdown(context.Background())
-		return fmt.Errorf("device.listen %s: %w", cfg.Device.Listen, err)
+	ports := []*port{
+		{key: "web.listen", addr: cfg.Web.Listen, srv: &http.Server{Handler: s.webHandler, ReadHeaderTimeout: 10 * time.Second,
+			BaseContext: func(net.Listener) context.Context { return webCtx }, ErrorLog: errorLog}},
+		{key: "device.listen", addr: cfg.Device.Listen, srv: &http.Server{Handler: s.deviceHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}},
+	}
+	if cfg.Firmware.Listen != "" {
+		ports = append(ports, &port{key: "firmware.listen", addr: cfg.Firmware.Listen,
+			srv: &http.Server{Handler: s.firmwareHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}})
+	}
+	for i, p := range ports {
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			for _, q := range ports[:i] {
+				q.ln.Close()
+			}
+			s.gateway.Shutdown(context.Background())
+			return fmt.Errorf("%s %s: %w", p.key, p.addr, err)
+		}
+		p.ln = ln
+	}
+	addrs := Addrs{Web: ports[0].ln.Addr().String(), Device: ports[1].ln.Addr().String()}
+	if len(ports) > 2 {
+		addrs.Firmware = ports[2].ln.Addr().String()
+		log.Info("firmware download listener", "url", "http://"+displayAddr(ports[2].ln.Addr())+"/firmware.bin")
 	}
 	log.Info("cloudcloud is running", "version", s.opt.Version,
-		"ui", "http://"+displayAddr(webLn.Addr()), "lamps", "ws://"+displayAddr(deviceLn.Addr())+"/",
+		"ui", "http://"+displayAddr(ports[0].ln.Addr()), "lamps", "ws://"+displayAddr(ports[1].ln.Addr())+"/",
 		"data", cfg.Storage.Dir, "packet", s.state.Get().Packet)
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	serve := func(name string, srv *http.Server, ln net.Listener) {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("%s server: %w", name, err)
-			cancel()
-		}
+	errc := make(chan error, len(ports))
+	for _, p := range ports {
+		wg.Go(func() {
+			if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", p.key, err)
+				cancel()
+			}
+		})
 	}
-	wg.Go(func() { serve("web", webSrv, webLn) })
-	wg.Go(func() { serve("device", deviceSrv, deviceLn) })
 	wg.Go(func() { s.poller.Run(runCtx) })
 	wg.Go(func() { s.updates.Run(runCtx) })
 	if s.opt.Ready != nil {
-		s.opt.Ready(Addrs{Web: webLn.Addr().String(), Device: deviceLn.Addr().String()})
+		s.opt.Ready(addrs)
 	}
 
 	<-runCtx.Done()
@@ -278,13 +307,17 @@ func (s *Server) Run(ctx context.Context) error {
 	defer scancel()
 	stopWeb()
 	var errs []error
-	if err := deviceSrv.Shutdown(sctx); err != nil {
-		errs = append(errs, err)
+	// The lamp side first, so lamps get their close frame at once; the web
+	// side last, after the streams have ended.
+	for _, p := range ports[1:] {
+		if err := p.srv.Shutdown(sctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := s.gateway.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := webSrv.Shutdown(sctx); err != nil {
+	if err := ports[0].srv.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
 	wg.Wait()
@@ -294,6 +327,26 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	log.Info("stopped", "packet", s.state.Get().Packet)
 	return errors.Join(errs...)
+}
+
+// firmwareAccess is who may download /firmware.bin (PROTOCOL.md "Firmware
+// download"): the lamp secrets, the UI login and the extra download login.
+// password and secret are the ones in effect (configured or generated).
+func firmwareAccess(cfg config.Config, password, secret string) firmware.Access {
+	a := firmware.Access{
+		Open:    !cfg.Firmware.DownloadAuth,
+		Secrets: []string{secret},
+		Logins:  []firmware.Login{{Username: cfg.Web.Username, Password: password}},
+		// Wrong logins are slowed down like wrong lamp secrets.
+		Backoff: backoff.New(cfg.Device.AuthBackoff.D(), cfg.Device.AuthBackoffMax.D(), nil),
+	}
+	for _, s := range cfg.Device.Secrets {
+		a.Secrets = append(a.Secrets, s.Secret)
+	}
+	if f := cfg.Firmware; f.DownloadUsername != "" {
+		a.Logins = append(a.Logins, firmware.Login{Username: f.DownloadUsername, Password: f.DownloadPassword})
+	}
+	return a
 }
 
 // withClientAddr puts the real client address (behind trusted proxies) in

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/config"
 	"github.com/cloudcloud/cloudcloud/credentials"
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -124,13 +126,11 @@ func TestServeGeneratesSecretsAndShutsDownGracefully(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "ok" {
 		t.Errorf("healthz: %d %q", resp.StatusCode, body)
 	}
-	resp, err = http.Get("http://" + r.addrs.Device + "/firmware.bin")
-	if err != nil {
-		t.Fatal(err)
+	if code := firmwareStatus(t, "http://"+r.addrs.Device, nil); code != http.StatusUnauthorized {
+		t.Errorf("firmware.bin without a login: %d", code)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("firmware.bin with no image: %d", resp.StatusCode)
+	if code := firmwareStatus(t, "http://"+r.addrs.Device, url.UserPassword("lamp", r.creds.DeviceSecret)); code != http.StatusNotFound {
+		t.Errorf("firmware.bin with the generated lamp secret and no image: %d", code)
 	}
 
 	began := time.Now()
@@ -151,6 +151,111 @@ func TestServeGeneratesSecretsAndShutsDownGracefully(t *testing.T) {
 	// The next start reuses the secret: the lamp gets back in.
 	r2 := start(t, dir, nil)
 	lampConnect(t, r2.addrs.Device, r.creds.DeviceSecret)
+}
+
+// firmwareStatus is the status of GET base/firmware.bin with login (nil:
+// none) as Arduino's updater sends it.
+func firmwareStatus(t *testing.T, base string, login *url.Userinfo) int {
+	t.Helper()
+	u, err := url.Parse(base + "/firmware.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = login
+	a, err := firmwaretest.ArduinoDownload(context.Background(), nil, u.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Status
+}
+
+// TestFirmwareListener: firmware.listen serves /firmware.bin and nothing
+// else, with every login of the other ports, as lamps built for the
+// original server download.
+func TestFirmwareListener(t *testing.T) {
+	r := start(t, t.TempDir(), func(c *config.Config) {
+		c.Firmware.Listen = "127.0.0.1:0"
+		c.Firmware.DownloadUsername, c.Firmware.DownloadPassword = "cloud-cloud", "original-password"
+		c.Device.Secrets = []config.NamedSecret{{Name: "kitchen", Secret: "kitchen-secret"}}
+	})
+	if r.addrs.Firmware == "" {
+		t.Fatal("no firmware listener address")
+	}
+	base := "http://" + r.addrs.Firmware
+	for _, login := range []*url.Userinfo{
+		url.UserPassword("cloud-cloud", "original-password"),
+		url.UserPassword("any", r.creds.DeviceSecret),
+		url.UserPassword("any", "kitchen-secret"),
+		url.UserPassword("admin", r.creds.WebPassword),
+	} {
+		if code := firmwareStatus(t, base, login); code != http.StatusNotFound {
+			t.Errorf("login %s: %d, want the 404 of no image yet", login.Username(), code)
+		}
+	}
+	if code := firmwareStatus(t, base, url.UserPassword("cloud-cloud", "wrong")); code != http.StatusUnauthorized {
+		t.Errorf("a wrong login: %d", code)
+	}
+	resp, err := http.Get(base + "/api/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /api/state on the firmware listener: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestOpenDownloadsWarnAtStart: download_auth = false serves without a
+// login, and says so at every start.
+func TestOpenDownloadsWarnAtStart(t *testing.T) {
+	var logs syncBuffer
+	dir := t.TempDir()
+	for range 2 {
+		cfg := config.Default()
+		cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", "127.0.0.1:0", dir
+		cfg.Firmware.DownloadAuth = false
+		ctx, cancel := context.WithCancel(context.Background())
+		ready, done := make(chan Addrs, 1), make(chan error, 1)
+		srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Ready: func(a Addrs) { ready <- a }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- srv.Run(ctx) }()
+		select {
+		case a := <-ready:
+			if code := firmwareStatus(t, "http://"+a.Device, nil); code != http.StatusNotFound {
+				t.Errorf("without a login, download_auth off: %d, want the 404 of no image yet", code)
+			}
+		case err := <-done:
+			t.Fatalf("server did not start: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("server did not start in 10s")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), "level=WARN msg=\"firmware.download_auth is false"); n != 2 {
+		t.Errorf("%d warnings about open downloads in two starts, want 2:\n%s", n, logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestConfiguredSecretsWin(t *testing.T) {

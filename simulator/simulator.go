@@ -245,8 +245,9 @@ func FirmwareURL(wsURL string) (string, error) {
 	return u.String(), nil
 }
 
-// download fetches /firmware.bin like the lamp's updater and reports its
-// size and checksum instead of flashing it.
+// download fetches /firmware.bin like the lamp's updater, with the lamp
+// secret as the password, and reports its size and checksum instead of
+// flashing it.
 func (s *session) download(ctx context.Context) {
 	fw, err := FirmwareURL(s.o.URL)
 	if err != nil {
@@ -255,6 +256,8 @@ func (s *session) download(ctx context.Context) {
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fw, nil)
 	req.Header.Set("User-Agent", "ESP32-http-Update")
+	// The server wants a login for the image; a lamp's secret is one.
+	req.SetBasicAuth("lamp", s.o.Secret)
 	resp, err := s.o.HTTPClient.Do(req)
 	if err != nil {
 		s.say("firmware download failed: " + err.Error())

@@ -56,7 +56,13 @@ func TestSimulatorAgainstGateway(t *testing.T) {
 	}
 	image := bytes.Repeat([]byte("firmware"), 1000)
 	mux := http.NewServeMux()
-	mux.HandleFunc("/firmware.bin", func(w http.ResponseWriter, r *http.Request) { w.Write(image) })
+	mux.HandleFunc("/firmware.bin", func(w http.ResponseWriter, r *http.Request) {
+		if _, pass, _ := r.BasicAuth(); pass != "sim-secret" {
+			http.Error(w, "log in", http.StatusUnauthorized)
+			return
+		}
+		w.Write(image)
+	})
 	mux.Handle("/", gw)
 	srv := httptest.NewServer(mux)
 	defer srv.Close()

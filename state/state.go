@@ -78,7 +78,10 @@ func (s State) packet() protocol.Packet {
 		if s.WeatherOverride != nil {
 			w = *s.WeatherOverride
 		}
-		if p, err := protocol.Weather(protocol.WeatherCode(w.Code), protocol.RoundIntensity(w.Intensity)); err == nil {
+		code := protocol.WeatherCode(w.Code)
+		// Clamped: a state written before intensities were capped at 9
+		// for codes 3 and 5-9 may still hold a 10.
+		if p, err := protocol.Weather(code, protocol.ClampIntensity(code, protocol.RoundIntensity(w.Intensity))); err == nil {
 			return p
 		}
 	}
@@ -162,8 +165,12 @@ func validateOverride(o Override) error {
 	if o.Code < 1 || o.Code > 9 {
 		return invalid.Field("weather_override.code", "%d is out of range 1-9", o.Code)
 	}
-	if _, err := protocol.IntensityFromFloat(o.Intensity); err != nil {
+	in, err := protocol.IntensityFromFloat(o.Intensity)
+	if err != nil {
 		return invalid.Field("weather_override.intensity", "%v (0-10, two decimals at most)", err)
+	}
+	if _, err := protocol.Weather(protocol.WeatherCode(o.Code), in); err != nil {
+		return invalid.Field("weather_override.intensity", "%v", err)
 	}
 	return nil
 }

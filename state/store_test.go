@@ -67,6 +67,10 @@ func TestApplyValidatesAndKeepsStateIntact(t *testing.T) {
 		{"override code", `{"weather_override": {"code": 10, "intensity": 5}}`, "weather_override.code"},
 		{"override intensity", `{"weather_override": {"code": 3, "intensity": 10.5}}`, "weather_override.intensity"},
 		{"override decimals", `{"weather_override": {"code": 3, "intensity": 4.125}}`, "weather_override.intensity"},
+		// Codes 3 and 5-9 carry 1-9, as the original server sent.
+		{"storm at 10", `{"weather_override": {"code": 6, "intensity": 10}}`, "weather_override.intensity"},
+		{"rain at 0", `{"weather_override": {"code": 5, "intensity": 0}}`, "weather_override.intensity"},
+		{"windy at 9.5", `{"weather_override": {"code": 9, "intensity": 9.5}}`, "weather_override.intensity"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,6 +104,9 @@ func TestApplyDerivesPacket(t *testing.T) {
 		{`{"pulse": 3}`, "[cc:2:255,162,174:3]"},
 		{`{"mode": "weather"}`, "[cc:1:3:9]"},
 		{`{"weather_override": {"code": 1, "intensity": 4.37}}`, "[cc:1:1:4.37]"},
+		{`{"weather_override": {"code": 4, "intensity": 10}}`, "[cc:1:4:10]"},
+		{`{"weather_override": {"code": 2, "intensity": 0}}`, "[cc:1:2:0]"},
+		{`{"weather_override": {"code": 6, "intensity": 9}}`, "[cc:1:6:9]"},
 		{`{"weather_override": null}`, "[cc:1:3:9]"},
 		{`{"mode": "off"}`, "[cc:0:?:?]"},
 	}
@@ -254,5 +261,27 @@ func TestChildWriter(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Println(i)
+	}
+}
+
+// TestStoredIntensityAboveNine: the live weather may hold a 10 for codes 3
+// and 5-9 (a state.json written before they were capped at 9); lamps get
+// 9, never 10 and never off, now and after a restart.
+func TestStoredIntensityAboveNine(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	mode := ModeWeather
+	if _, err := s.Apply(Change{Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetWeather(Weather{Code: 6, Intensity: 10, Description: "heavy thunderstorm", Source: "openweathermap"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get().Packet; got != "[cc:1:6:9]" {
+		t.Errorf("storm at 10 is sent as %s, want [cc:1:6:9]", got)
+	}
+	again, _ := open(t, dir)
+	if got := again.Get().DisplayPacket().String(); got != "[cc:1:6:9]" {
+		t.Errorf("after a restart the lamps get %s", got)
 	}
 }

@@ -30,7 +30,7 @@ const (
 // Reading is what the lamp shows in weather mode.
 type Reading struct {
 	Code      Code    `json:"code"`
-	Intensity float64 `json:"intensity"` // 0..10, rounded to two decimals
+	Intensity float64 `json:"intensity"` // in the code's range (protocol.IntensityRange), rounded to two decimals
 }
 
 // clearSky is what weather mode shows without any observation: the
@@ -72,7 +72,7 @@ var conditionTable = []condition{
 	{202, CodeStorm, 9, "thunderstorm with heavy rain"},
 	{210, CodeStorm, 5, "light thunderstorm"},
 	{211, CodeStorm, 7, "thunderstorm"},
-	{212, CodeStorm, 10, "heavy thunderstorm"},
+	{212, CodeStorm, 9, "heavy thunderstorm"},
 	{221, CodeStorm, 8, "ragged thunderstorm"},
 	{230, CodeStorm, 5, "thunderstorm with light drizzle"},
 	{231, CodeStorm, 6, "thunderstorm with drizzle"},
@@ -89,12 +89,12 @@ var conditionTable = []condition{
 	{314, CodeRain, 5, "heavy shower rain and drizzle"},
 	{321, CodeRain, 3, "shower drizzle"},
 
-	// 5xx rain → rain, light 3 up to extreme 10. Freezing rain falls as ice: snow.
+	// 5xx rain → rain, light 3 up to very heavy and extreme 9. Freezing rain falls as ice: snow.
 	{500, CodeRain, 3, "light rain"},
 	{501, CodeRain, 5, "moderate rain"},
 	{502, CodeRain, 7, "heavy intensity rain"},
-	{503, CodeRain, 9, "very heavy rain"},
-	{504, CodeRain, 10, "extreme rain"},
+	{503, CodeRain, 8, "very heavy rain"},
+	{504, CodeRain, 9, "extreme rain"},
 	{511, CodeSnow, 6, "freezing rain"},
 	{520, CodeRain, 4, "light intensity shower rain"},
 	{521, CodeRain, 6, "shower rain"},
@@ -125,7 +125,7 @@ var conditionTable = []condition{
 	{761, CodeMist, 6, "dust"},
 	{762, CodeMist, 9, "volcanic ash"},
 	{771, CodeWindy, 8, "squalls"},
-	{781, CodeWindy, 10, "tornado"},
+	{781, CodeWindy, 9, "tornado"},
 
 	// 800 clear (9, the same as the no-key default), 80x clouds: the
 	// intensity here is only the middle of the band in cloudBands; the
@@ -193,11 +193,11 @@ func Beaufort(speed float64) int {
 }
 
 // windIntensity maps a Beaufort number onto the lamp scale: Beaufort 6 is
-// 5 and Beaufort 12 is 10, linear, whole numbers, at least 1 because the
-// lamp only shows wind when there is some.
+// 5, each step up about one more, whole numbers, 1 to 9 as windy allows
+// (Beaufort 11 and 12 are both 9).
 func windIntensity(beaufort int) float64 {
 	v := math.Round(5 + float64(beaufort-6)*5/6)
-	return math.Max(1, math.Min(10, v))
+	return math.Max(1, math.Min(9, v))
 }
 
 // Map turns an observation into a lamp reading: the condition table,
@@ -268,7 +268,7 @@ func mapWithReason(o Observation, windBeaufort int) (Reading, string) {
 		}
 	}
 
-	r.Intensity = roundIntensity(r.Intensity)
+	r.Intensity = roundIntensity(r.Code, r.Intensity)
 	parts := append([]string{name}, why...)
 	return r, fmt.Sprintf("%s → %s, intensity %s", strings.Join(parts, ", "), r.Code, formatNumber(r.Intensity))
 }
@@ -287,10 +287,13 @@ func conditionName(o Observation) string {
 	return "unnamed condition"
 }
 
-// roundIntensity clamps to 0..10 and rounds to the two decimals the
-// protocol allows (protocol.RoundIntensity). NaN reads as 0 so a broken
-// input never reaches a lamp.
-func roundIntensity(v float64) float64 { return protocol.RoundIntensity(v).Float() }
+// roundIntensity clamps to the range of the code (1-9 for codes 3 and
+// 5-9, 0-10 for the others) and rounds to the two decimals the protocol
+// allows. NaN reads as the lowest value so a broken input never reaches a
+// lamp.
+func roundIntensity(c Code, v float64) float64 {
+	return protocol.ClampIntensity(c, protocol.RoundIntensity(v)).Float()
+}
 
 // formatNumber writes a number the way the protocol writes intensities:
 // no trailing zeros, at most two decimals.

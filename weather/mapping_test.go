@@ -3,6 +3,8 @@ package weather
 import (
 	"math"
 	"testing"
+
+	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
 // TestMapConditionTable checks every id of the OpenWeatherMap condition
@@ -20,7 +22,7 @@ func TestMapConditionTable(t *testing.T) {
 		{202, 90, CodeStorm, 9},
 		{210, 90, CodeStorm, 5},
 		{211, 90, CodeStorm, 7},
-		{212, 90, CodeStorm, 10},
+		{212, 90, CodeStorm, 9},
 		{221, 90, CodeStorm, 8},
 		{230, 90, CodeStorm, 5},
 		{231, 90, CodeStorm, 6},
@@ -39,8 +41,8 @@ func TestMapConditionTable(t *testing.T) {
 		{500, 90, CodeRain, 3},
 		{501, 90, CodeRain, 5},
 		{502, 90, CodeRain, 7},
-		{503, 90, CodeRain, 9},
-		{504, 90, CodeRain, 10},
+		{503, 90, CodeRain, 8},
+		{504, 90, CodeRain, 9},
 		{511, 90, CodeSnow, 6},
 		{520, 90, CodeRain, 4},
 		{521, 90, CodeRain, 6},
@@ -68,7 +70,7 @@ func TestMapConditionTable(t *testing.T) {
 		{761, 20, CodeMist, 6},
 		{762, 20, CodeMist, 9},
 		{771, 20, CodeWindy, 8},
-		{781, 20, CodeWindy, 10},
+		{781, 20, CodeWindy, 9},
 		// clear and clouds
 		{800, 0, CodeClear, 9},
 		{801, 20, CodeCloudy, 2},
@@ -167,15 +169,15 @@ func TestMapWind(t *testing.T) {
 		{"mist at Beaufort 9", 701, 20, 21, 6, Reading{CodeWindy, 8}},
 		{"haze at Beaufort 10", 721, 0, 25, 6, Reading{CodeWindy, 8}},
 		{"clear at Beaufort 11", 800, 0, 30, 6, Reading{CodeWindy, 9}},
-		{"clear at Beaufort 12", 800, 0, 32.7, 6, Reading{CodeWindy, 10}},
-		{"hurricane beyond the scale", 800, 0, 80, 6, Reading{CodeWindy, 10}},
+		{"clear at Beaufort 12", 800, 0, 32.7, 6, Reading{CodeWindy, 9}},
+		{"hurricane beyond the scale", 800, 0, 80, 6, Reading{CodeWindy, 9}},
 		{"rain keeps its code in a gale", 501, 100, 30, 6, Reading{CodeRain, 5}},
 		{"drizzle keeps its code", 300, 100, 12, 6, Reading{CodeRain, 1}},
 		{"storm keeps its code", 211, 100, 40, 6, Reading{CodeStorm, 7}},
 		{"snow keeps its code", 601, 100, 25, 6, Reading{CodeSnow, 5}},
 		{"sleet keeps snow", 611, 100, 25, 6, Reading{CodeSnow, 5}},
 		{"squalls keep the stronger of table and wind", 771, 20, 11, 6, Reading{CodeWindy, 8}},
-		{"squalls grow with a hurricane", 771, 20, 33, 6, Reading{CodeWindy, 10}},
+		{"squalls grow with a hurricane", 771, 20, 33, 6, Reading{CodeWindy, 9}},
 		{"lower threshold Beaufort 4", 800, 0, 5.5, 4, Reading{CodeWindy, 3}},
 		{"lower threshold, below it", 800, 0, 5.4, 4, Reading{CodeClear, 9}},
 		{"threshold 0 means the default 6", 800, 0, 10.8, 0, Reading{CodeWindy, 5}},
@@ -254,7 +256,7 @@ func TestMapDescription(t *testing.T) {
 		{"no description falls back to main", Observation{ConditionID: 741, Main: "Fog"},
 			"Fog → mist, intensity 7"},
 		{"nothing but the id", Observation{ConditionID: 212},
-			"heavy thunderstorm → storm, intensity 10"},
+			"heavy thunderstorm → storm, intensity 9"},
 		{"unknown id with a description", Observation{ConditionID: 0, Description: "sparkles", CloudCover: 63},
 			"sparkles, unknown id 0, 63 % cover → cloudy, intensity 6"},
 		{"unknown id", Observation{ConditionID: 599},
@@ -282,13 +284,18 @@ func TestCodeString(t *testing.T) {
 }
 
 func TestRoundIntensity(t *testing.T) {
-	tests := []struct{ in, want float64 }{
-		{0, 0}, {4.374, 4.37}, {4.375, 4.38}, {9.999, 10}, {-3, 0}, {12, 10},
-		{math.NaN(), 0}, {math.Inf(1), 10}, {math.Inf(-1), 0},
+	tests := []struct {
+		code     Code
+		in, want float64
+	}{
+		{CodeCloudy, 0, 0}, {CodeCloudy, 4.374, 4.37}, {CodeCloudy, 4.375, 4.38}, {CodeCloudy, 9.999, 10}, {CodeCloudy, -3, 0}, {CodeCloudy, 12, 10},
+		{CodeSunrise, math.NaN(), 0}, {CodeSunset, math.Inf(1), 10}, {CodeSunrise, math.Inf(-1), 0},
+		// Codes 3 and 5-9 carry 1-9, as the original server sent.
+		{CodeStorm, 10, 9}, {CodeRain, 9.999, 9}, {CodeWindy, 0, 1}, {CodeClear, math.NaN(), 1}, {CodeMist, 4.375, 4.38},
 	}
 	for _, tt := range tests {
-		if got := roundIntensity(tt.in); got != tt.want {
-			t.Errorf("roundIntensity(%v) = %v, want %v", tt.in, got, tt.want)
+		if got := roundIntensity(tt.code, tt.in); got != tt.want {
+			t.Errorf("roundIntensity(%s, %v) = %v, want %v", tt.code, tt.in, got, tt.want)
 		}
 	}
 }
@@ -302,6 +309,10 @@ func validReading(r Reading) string {
 		return "intensity out of range 0-10"
 	case math.Round(r.Intensity*100)/100 != r.Intensity:
 		return "intensity has more than two decimals"
+	}
+	// 1-9 for codes 3 and 5-9, as the protocol says.
+	if _, err := protocol.Weather(r.Code, protocol.RoundIntensity(r.Intensity)); err != nil {
+		return err.Error()
 	}
 	return ""
 }

@@ -384,7 +384,7 @@ func (p *Poller) buildReport(now time.Time) Report {
 		base, why := mapWithReason(*p.obs, p.windBeaufort)
 		r.Reading, r.Description = base, why
 		if ramp, ok := findSunRamp(now, p.obs.Sunrise, p.obs.Sunset, p.sunTransition); ok {
-			r.Reading = Reading{Code: ramp.code, Intensity: roundIntensity(ramp.intensity)}
+			r.Reading = Reading{Code: ramp.code, Intensity: roundIntensity(ramp.code, ramp.intensity)}
 			r.Description = describeRamp(ramp, r.Reading) + "; weather: " + why
 		}
 	}

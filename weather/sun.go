@@ -73,9 +73,9 @@ func nearestOccurrences(now, event time.Time) (occurrences [3]time.Time, ok bool
 func SunReading(base Reading, now, sunrise, sunset time.Time, transition time.Duration) Reading {
 	ramp, ok := findSunRamp(now, sunrise, sunset, transition)
 	if !ok {
-		return Reading{Code: base.Code, Intensity: roundIntensity(base.Intensity)}
+		return Reading{Code: base.Code, Intensity: roundIntensity(base.Code, base.Intensity)}
 	}
-	return Reading{Code: ramp.code, Intensity: roundIntensity(ramp.intensity)}
+	return Reading{Code: ramp.code, Intensity: roundIntensity(ramp.code, ramp.intensity)}
 }
 
 // describeRamp explains a sun reading, e.g. "sunrise in 12 min → sunrise,

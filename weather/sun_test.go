@@ -94,7 +94,7 @@ func TestDescribeRamp(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: no ramp", tt.now)
 		}
-		r := Reading{ramp.code, roundIntensity(ramp.intensity)}
+		r := Reading{ramp.code, roundIntensity(ramp.code, ramp.intensity)}
 		if got := describeRamp(ramp, r); got != tt.want {
 			t.Errorf("got %q, want %q", got, tt.want)
 		}

@@ -124,6 +124,8 @@ func TestPutStateRejectsBadInput(t *testing.T) {
 		{"colour as a number", `{"color": 16711680}`, nil, 400, `color must be a string like "#ff41ae"`},
 		{"override code out of range", `{"weather_override": {"code": 10, "intensity": 5}}`, nil, 400, "weather_override.code: 10 is out of range 1-9"},
 		{"override intensity out of range", `{"weather_override": {"code": 4, "intensity": 11}}`, nil, 400, "weather_override.intensity: intensity 11 is out of range 0-10"},
+		{"storm at 10", `{"weather_override": {"code": 6, "intensity": 10}}`, nil, 400, "weather_override.intensity: intensity 10 is out of range 1-9 for weather code 6 (storm)"},
+		{"rain at 0", `{"weather_override": {"code": 5, "intensity": 0}}`, nil, 400, "weather_override.intensity: intensity 0 is out of range 1-9 for weather code 5 (rain)"},
 		{"override intensity with three decimals", `{"weather_override": {"code": 4, "intensity": 4.125}}`, nil, 400, "more than two decimals"},
 		{"override unknown field", `{"weather_override": {"code": 4, "brightness": 3}}`, nil, 400, `weather_override must be null or {"code": 1-9, "intensity": 0-10}: json: unknown field "brightness"`},
 		{"override of the wrong type", `{"weather_override": "rain"}`, nil, 400, `weather_override must be null or {"code": 1-9, "intensity": 0-10}`},

@@ -57,7 +57,6 @@ func TestLoginRequired(t *testing.T) {
 		{"api with a wrong password", "GET", "/api/devices", []reqOption{basic(testUser, "nope")}, 401, "", true},
 		{"api with a wrong user", "GET", "/api/devices", []reqOption{basic("root", testPassword)}, 401, "", true},
 		{"api from the page's fetch gets no browser dialog", "GET", "/api/state", []reqOption{noAuth(), header("Sec-Fetch-Mode", "cors")}, 401, "", false},
-		{"firmware without credentials", "GET", "/firmware.bin", []reqOption{noAuth()}, 401, "", true},
 		{"unknown api route without credentials", "GET", "/api/secret", []reqOption{noAuth()}, 401, "", true},
 		{"events without credentials", "GET", "/api/events", []reqOption{noAuth()}, 401, "", true},
 		{"page redirects to the login", "GET", "/", []reqOption{noAuth()}, 303, "/login?next=%2F", false},

@@ -370,6 +370,13 @@ func TestBrowser(t *testing.T) {
 		b.click(t, other, `.wx-chip[data-override="5"]`)
 		b.waitJS(t, ctx, "the rain preview in the first tab", `document.querySelector('#lamp').dataset.wx === "5" && document.querySelector('[data-field="headline"]').textContent === "Rain"`)
 		lamp.waitFor(t, "[cc:1:5:9]") // the intensity slider starts at the live intensity
+		// One slider for every code: at 10, cloudy previews 10 and a storm
+		// its strongest, 9.
+		b.do(t, other, "set the intensity to 10", chromedp.Evaluate[chromedp.Void](`(() => { const i = document.querySelector('#intensity'); i.value = "10"; i.dispatchEvent(new Event('input', {bubbles: true})); })()`))
+		b.click(t, other, `.wx-chip[data-override="4"]`)
+		lamp.waitFor(t, "[cc:1:4:10]")
+		b.click(t, other, `.wx-chip[data-override="6"]`)
+		lamp.waitFor(t, "[cc:1:6:9]")
 		b.do(t, other, "scroll to the top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
 		b.shot(t, other, "app-weather-dark")
 		b.click(t, ctx, `.wx-chip[data-override="live"]`)
@@ -459,7 +466,7 @@ func TestBrowser(t *testing.T) {
 		// One lamp that updates like the firmware does; the plain test
 		// lamp would only ever be "asked".
 		lamp.conn.Close()
-		kitchen := e.otaLamp(t, kitchenSecret, "1.2.9")
+		kitchen := e.otaLamp(t, kitchenSecret, "1.2.9", arduinoUpdater)
 		// What the lamps run now; the page learns of it from the stream.
 		e.uploadImage(t, firmwaretest.Build(firmwaretest.Image{Version: "1.2.9", Payload: 1000}))
 		b.waitJS(t, ctx, "the current image from the stream", `document.querySelector('[data-field="fw-version"]').textContent === "1.2.9"`)

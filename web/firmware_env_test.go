@@ -7,14 +7,17 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/backoff"
 	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 	"github.com/cloudcloud/cloudcloud/rollout"
 	"github.com/cloudcloud/cloudcloud/storage"
 )
@@ -27,8 +30,8 @@ type fwConfig struct {
 
 // newFirmwareEnv is newEnv with firmware wired as server.go does it: a real
 // firmware.Store on a temp dir, a real rollout.Tracker following the bus,
-// and one handler (with the tracker's progress hook) serving /firmware.bin
-// on both ports.
+// and one handler (with the tracker's progress hook, behind the login
+// rule) serving /firmware.bin on both ports.
 func newFirmwareEnv(t *testing.T, cfg fwConfig, opts ...envOption) *env {
 	t.Helper()
 	var fw *firmware.Store
@@ -45,7 +48,7 @@ func newFirmwareEnv(t *testing.T, cfg fwConfig, opts ...envOption) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.FirmwareHandler = fw.Handler(firmware.Hooks{Served: tracker.Served})
+		o.FirmwareHandler = firmwareAccess().Guard(fw.Handler(firmware.Hooks{Served: tracker.Served}))
 		o.FirmwareMaxSize, o.FirmwareChip = cfg.maxSize, cfg.chip
 		d.Firmware, d.Rollout = fw, tracker
 	}
@@ -152,10 +155,32 @@ func (e *env) uploadImage(t *testing.T, img []byte, extra ...formPart) firmware.
 	return decode[firmware.Info](t, res)
 }
 
-// firmwareBin downloads /firmware.bin from the device port, as a lamp does.
+// firmwareAccess is who may download the firmware, as server.go sets it
+// up for this env's logins: the lamp secrets, the UI login and the
+// original's default download login.
+func firmwareAccess() firmware.Access {
+	return firmware.Access{
+		Secrets: []string{lampSecret, kitchenSecret},
+		Logins:  []firmware.Login{{Username: testUser, Password: testPassword}, {Username: "cloud-cloud", Password: originalPassword}},
+		Backoff: backoff.New(time.Nanosecond, time.Nanosecond, nil), // over before the next request
+		Logger:  quiet,
+	}
+}
+
+// originalPassword is the download password of lamps built for the
+// original server.
+const originalPassword = "original-download-password"
+
+// firmwareBin downloads /firmware.bin from the device port, as a lamp does
+// (with its secret as the password).
 func (e *env) firmwareBin(t *testing.T) (int, []byte) {
 	t.Helper()
-	res, err := noRedirect.Get(e.lampSrv.URL + "/firmware.bin")
+	req, err := http.NewRequest(http.MethodGet, e.lampSrv.URL+"/firmware.bin", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("lamp", lampSecret)
+	res, err := noRedirect.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,11 +193,13 @@ func (e *env) firmwareBin(t *testing.T) (int, []byte) {
 }
 
 // otaLamp is a lamp that behaves like the firmware on [cc:u:?:?]: it
-// downloads /firmware.bin from the device port over plain HTTP, "flashes"
-// it (keeps the bytes), drops the connection and connects again.
+// downloads /firmware.bin from the device port over plain HTTP with its
+// secret as the password, "flashes" it (keeps the bytes), drops the
+// connection and connects again.
 type otaLamp struct {
 	secret  string
 	version string // what it reports running, as Arduino's updater does
+	updater updater
 	tracker *rollout.Tracker
 
 	mu        sync.Mutex
@@ -184,9 +211,17 @@ type otaLamp struct {
 // maxOTAConnects bounds the lamp's reconnect loop.
 const maxOTAConnects = 20
 
-func (e *env) otaLamp(t *testing.T, secret, version string) *otaLamp {
+// updater is the code in the lamp's firmware that downloads the image.
+type updater string
+
+const (
+	arduinoUpdater updater = "Arduino HTTPUpdate"    // HTTP/1.0, the login with the first request
+	idfUpdater     updater = "ESP-IDF esp_https_ota" // the URL's login after a 401
+)
+
+func (e *env) otaLamp(t *testing.T, secret, version string, u updater) *otaLamp {
 	t.Helper()
-	l := &otaLamp{secret: secret, version: version, tracker: e.updates}
+	l := &otaLamp{secret: secret, version: version, updater: u, tracker: e.updates}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -262,22 +297,26 @@ func (l *otaLamp) awaitTracker() {
 	}
 }
 
-func (l *otaLamp) download(ctx context.Context, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+func (l *otaLamp) download(ctx context.Context, rawURL string) ([]byte, error) {
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("User-Agent", "ESP32-http-Update")
-	req.Header.Set("x-ESP32-version", l.version)
-	res, err := http.DefaultClient.Do(req)
+	u.User = url.UserPassword("lamp", l.secret)
+	var a firmwaretest.Answer
+	switch l.updater {
+	case idfUpdater:
+		a, err = firmwaretest.IDFDownload(ctx, nil, u.String())
+	default:
+		a, err = firmwaretest.ArduinoDownload(ctx, nil, u.String(), map[string]string{"x-ESP32-version": l.version})
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /firmware.bin: %s", res.Status)
+	if a.Status != http.StatusOK {
+		return nil, fmt.Errorf("GET /firmware.bin: %d %s", a.Status, a.Body)
 	}
-	return io.ReadAll(res.Body)
+	return a.Body, nil
 }
 
 func (l *otaLamp) state() (connects int, downloads [][]byte, err error) {

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -430,6 +431,64 @@ func TestFormatSize(t *testing.T) {
 	for _, tt := range tests {
 		if got := formatSize(tt.n); got != tt.want {
 			t.Errorf("formatSize(%d) = %q, want %q", tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestFirmwareDownloadLogins: /firmware.bin on the web port and the device
+// port takes the same logins, through both updaters' download paths, and
+// refuses the rest with 401, a Basic challenge and the JSON error.
+func TestFirmwareDownloadLogins(t *testing.T) {
+	e := newFirmwareEnv(t, fwConfig{})
+	img := firmwaretest.Build(firmwaretest.Image{Payload: 100 << 10})
+	e.uploadImage(t, img)
+	ports := map[string]string{"web port": e.web.URL, "device port": e.lampSrv.URL}
+	download := func(t *testing.T, u updater, rawURL string) firmwaretest.Answer {
+		t.Helper()
+		var a firmwaretest.Answer
+		var err error
+		if u == idfUpdater {
+			a, err = firmwaretest.IDFDownload(context.Background(), nil, rawURL)
+		} else {
+			a, err = firmwaretest.ArduinoDownload(context.Background(), nil, rawURL, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	withLogin := func(base string, login *url.Userinfo) string {
+		u, err := url.Parse(base + "/firmware.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.User = login
+		return u.String()
+	}
+	for port, base := range ports {
+		for _, u := range []updater{arduinoUpdater, idfUpdater} {
+			t.Run(port+"/"+string(u), func(t *testing.T) {
+				for _, login := range []*url.Userinfo{
+					url.UserPassword("lamp", lampSecret),
+					url.UserPassword("kitchen", kitchenSecret),
+					url.UserPassword(testUser, testPassword),
+					url.UserPassword("cloud-cloud", originalPassword),
+				} {
+					if a := download(t, u, withLogin(base, login)); a.Status != http.StatusOK || !bytes.Equal(a.Body, img) {
+						t.Errorf("login %s: %d, %d bytes", login.Username(), a.Status, len(a.Body))
+					}
+				}
+				for _, login := range []*url.Userinfo{nil, url.UserPassword(testUser, lampSecret+"x")} {
+					a := download(t, u, withLogin(base, login))
+					if a.Status != http.StatusUnauthorized || !strings.HasPrefix(a.Header.Get("WWW-Authenticate"), "Basic ") {
+						t.Errorf("login %v: %d, WWW-Authenticate %q; want 401 with a Basic challenge", login, a.Status, a.Header.Get("WWW-Authenticate"))
+					}
+					var body struct{ Error string }
+					if err := json.Unmarshal(a.Body, &body); err != nil || !strings.Contains(body.Error, "lamp secret") {
+						t.Errorf("login %v: the body is not the JSON error: %q", login, a.Body)
+					}
+				}
+			})
 		}
 	}
 }

@@ -255,14 +255,20 @@ func changeFromForm(f url.Values) (state.Change, error) {
 	default:
 		code, err := strconv.Atoi(v)
 		if err != nil {
-			return ch, &invalid.Error{Field: "weather_override.code", Message: fmt.Sprintf("%q is not a weather code; use 1-9", v)}
+			return ch, invalid.Field("weather_override.code", "%q is not a weather code; use 1-9", v)
 		}
 		intensity := 10.0
 		if iv := strings.TrimSpace(f.Get("intensity")); iv != "" {
 			intensity, err = strconv.ParseFloat(iv, 64)
 			if err != nil {
-				return ch, &invalid.Error{Field: "weather_override.intensity", Message: fmt.Sprintf("%q is not a number; use 0-10", iv)}
+				return ch, invalid.Field("weather_override.intensity", "%q is not a number; use 0-10", iv)
 			}
+		}
+		// One slider (0-10) serves every code: bring its value into the
+		// code's range, 1-9 for codes 3 and 5-9.
+		if c := protocol.WeatherCode(code); code >= 0 && c.Valid() {
+			lo, hi := protocol.IntensityRange(c)
+			intensity = min(max(intensity, lo.Float()), hi.Float())
 		}
 		ch.WeatherOverride = state.OverrideChange{Set: true, Value: &state.Override{Code: code, Intensity: intensity}}
 	}

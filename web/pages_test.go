@@ -112,6 +112,9 @@ func TestForms(t *testing.T) {
 		{"pulse", "/ui/state", url.Values{"mode": {"manual"}, "pulse": {"5"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:0,255,0:5]") }},
 		{"favourite swatch", "/ui/state", url.Values{"mode": {"manual"}, "color": {"255,65,174"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:255,65,174:5]") }},
 		{"weather preview", "/ui/state", url.Values{"mode": {"weather"}, "override": {"6"}, "intensity": {"3.5"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:6:3.5]") }},
+		// The slider's 10 is the strongest a storm may be: 9.
+		{"weather preview at the slider's top", "/ui/state", url.Values{"mode": {"weather"}, "override": {"6"}, "intensity": {"10"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:6:9]") }},
+		{"cloudy preview keeps 0", "/ui/state", url.Values{"mode": {"weather"}, "override": {"4"}, "intensity": {"0"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:4:0]") }},
 		{"live weather again", "/ui/state", url.Values{"mode": {"weather"}, "override": {"live"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:3:9]") }},
 		{"reboot", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
 		{"debug on", "/ui/command", url.Values{"command": {"debug"}, "on": {"true"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:d:1:?]") }},
@@ -284,14 +287,19 @@ func TestFirmwareRoute(t *testing.T) {
 	if res := e.call(t, http.MethodGet, "/firmware.bin", ""); res.status != 404 || !strings.Contains(errorBody(t, res), "no firmware image") {
 		t.Errorf("without a handler: %d %s", res.status, res.body)
 	}
+	// The handler checks logins itself; the web login is not asked first,
+	// so a lamp secret opens it too.
 	e2 := newEnv(t, func(o *Options, _ *Deps) {
-		o.FirmwareHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("IMAGE")) })
+		o.FirmwareHandler = firmwareAccess().Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("IMAGE")) }))
 	})
-	if res := e2.call(t, http.MethodGet, "/firmware.bin", ""); res.status != 200 || res.body != "IMAGE" {
-		t.Errorf("with a handler: %d %q", res.status, res.body)
+	for _, login := range []reqOption{basic(testUser, testPassword), basic("lamp", lampSecret)} {
+		if res := e2.call(t, http.MethodGet, "/firmware.bin", "", login); res.status != 200 || res.body != "IMAGE" {
+			t.Errorf("with a handler: %d %q", res.status, res.body)
+		}
 	}
-	if res := e2.call(t, http.MethodGet, "/firmware.bin", "", noAuth()); res.status != 401 {
-		t.Errorf("without login: %d", res.status)
+	res := e2.call(t, http.MethodGet, "/firmware.bin", "", noAuth())
+	if res.status != 401 || !strings.HasPrefix(res.header.Get("WWW-Authenticate"), "Basic ") || !strings.Contains(errorBody(t, res), "log in") {
+		t.Errorf("without login: %d, WWW-Authenticate %q, %s", res.status, res.header.Get("WWW-Authenticate"), res.body)
 	}
 }
 

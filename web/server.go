@@ -92,8 +92,10 @@ type Options struct {
 	Logger             *slog.Logger
 	Registry           *prometheus.Registry // served on /metrics; the HTTP metrics are registered on it
 	Version            string
-	// FirmwareHandler, when set, serves GET /firmware.bin behind the login;
-	// without it the route answers 404.
+	// FirmwareHandler, when set, serves GET /firmware.bin; it checks logins
+	// itself (firmware.Access.Guard), since lamps log in with their secret,
+	// so the UI login is not asked for first. Without it the route answers
+	// 404.
 	FirmwareHandler http.Handler
 	// FirmwareMaxSize is the largest accepted upload in bytes
 	// (firmware.max_size); 0 means firmware.DefaultMaxSize.
@@ -220,9 +222,9 @@ func (s *Server) setupMetrics() error {
 // Handler is the whole web port.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// publicRoutes need no login: health and metrics for monitoring, the login
-// page itself, and what a browser fetches without credentials (assets, the
-// manifest and icons).
+// publicRoutes skip requireLogin: health and metrics for monitoring, the
+// login page itself, what a browser fetches without credentials (assets,
+// the manifest and icons), and the firmware, whose handler checks logins.
 var publicRoutes = map[string]bool{
 	"/healthz":              true,
 	"/metrics":              true,
@@ -230,6 +232,7 @@ var publicRoutes = map[string]bool{
 	"/static/:name":         true,
 	"/manifest.webmanifest": true,
 	"/favicon.ico":          true,
+	"/firmware.bin":         true,
 }
 
 func (s *Server) routes() *echo.Echo {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -22,8 +23,49 @@ import (
 	"github.com/cloudcloud/cloudcloud/simulator"
 )
 
-// version is stamped in by release builds (-ldflags "-X main.version=...").
-var version = "dev"
+// version is stamped in by release builds (-ldflags "-X main.version=...");
+// other builds leave it empty and report what Go recorded (stampedVersion).
+var version string
+
+// currentVersion is what `cloudcloud version`, the log and the UI say.
+func currentVersion() string {
+	if version != "" {
+		return version
+	}
+	info, _ := debug.ReadBuildInfo()
+	return stampedVersion(info)
+}
+
+// stampedVersion is the version Go records in every binary: the module's
+// (v0.0.0-<date>-<rev> when built from a git checkout, or the tag), else
+// "(devel)" with the git revision when there is one and whether the tree
+// had changes ("(devel) 86de437, modified"). "dev" when there is no build
+// information at all.
+func stampedVersion(info *debug.BuildInfo) string {
+	if info == nil {
+		return "dev"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	var modified bool
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(7, len(s.Value))]
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	switch {
+	case rev == "":
+		return "(devel)"
+	case modified:
+		return "(devel) " + rev + ", modified"
+	}
+	return "(devel) " + rev
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Environ(), os.Stdin, os.Stdout, os.Stderr))
@@ -57,7 +99,7 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	case "bench":
 		err = bench(args, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "cloudcloud", version)
+		fmt.Fprintln(stdout, "cloudcloud", currentVersion())
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -88,7 +130,7 @@ func serve(args, environ []string, stderr io.Writer) error {
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv, err := server.New(cfg, server.Options{Version: version, Logger: logger})
+	srv, err := server.New(cfg, server.Options{Version: currentVersion(), Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"debug/buildinfo"
 	"errors"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,7 +33,7 @@ func TestCommandLine(t *testing.T) {
 		outHas string
 		errHas string
 	}{
-		{[]string{"version"}, nil, 0, "cloudcloud dev", ""},
+		{[]string{"version"}, nil, 0, "cloudcloud ", ""},
 		{[]string{"help"}, nil, 0, "cloudcloud simulate", ""},
 		{[]string{"frobnicate"}, nil, 2, "", `unknown command "frobnicate"`},
 		{[]string{"serve", "-device.ping_interval", "soon"}, nil, 1, "", "device.ping_interval"},
@@ -47,6 +49,58 @@ func TestCommandLine(t *testing.T) {
 		if code != tt.code || !strings.Contains(out, tt.outHas) || !strings.Contains(errOut, tt.errHas) {
 			t.Errorf("cloudcloud %v: code %d, stdout %q, stderr %q; want code %d, stdout with %q, stderr with %q",
 				tt.args, code, out, errOut, tt.code, tt.outHas, tt.errHas)
+		}
+	}
+}
+
+func TestStampedVersion(t *testing.T) {
+	vcs := func(rev, modified string) []debug.BuildSetting {
+		return []debug.BuildSetting{{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: rev}, {Key: "vcs.modified", Value: modified}}
+	}
+	tests := []struct {
+		name string
+		info *debug.BuildInfo
+		want string
+	}{
+		{"go build in a git checkout", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261201115640-86de437a1b2c"}, Settings: vcs("86de437a1b2c3d4e", "false")}, "v0.0.0-20261201115640-86de437a1b2c"},
+		{"go install of a tag", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}}, "v1.2.0"},
+		{"changed tree", &debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261201115640-86de437a1b2c+dirty"}, Settings: vcs("86de437a1b2c3d4e", "true")}, "v0.0.0-20261201115640-86de437a1b2c+dirty"},
+		{"devel with a revision, modified", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs("86de437a1b2c3d4e", "true")}, "(devel) 86de437, modified"},
+		{"devel with a revision", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs("86de437a1b2c3d4e", "false")}, "(devel) 86de437"},
+		{"go run, no VCS information", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "(devel)"},
+		{"no build information", nil, "dev"},
+	}
+	for _, tt := range tests {
+		if got := stampedVersion(tt.info); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestBinaryVersion builds the binary twice: plainly, it prints what Go
+// stamped into it (never "dev"); with -ldflags -X, the given version.
+func TestBinaryVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	plain, stamped := filepath.Join(dir, "plain"), filepath.Join(dir, "stamped")
+	for _, build := range [][]string{{"build", "-o", plain, "."}, {"build", "-ldflags", "-X main.version=v9.9.9-test", "-o", stamped, "."}} {
+		if out, err := exec.Command("go", build...).CombinedOutput(); err != nil {
+			t.Fatalf("go %v: %v\n%s", build, err, out)
+		}
+	}
+	info, err := buildinfo.ReadFile(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for bin, want := range map[string]string{plain: "cloudcloud " + stampedVersion(info) + "\n", stamped: "cloudcloud v9.9.9-test\n"} {
+		out, err := exec.Command(bin, "version").Output()
+		if err != nil {
+			t.Fatalf("%s version: %v", bin, err)
+		}
+		if string(out) != want || string(out) == "cloudcloud dev\n" {
+			t.Errorf("%s version printed %q, want %q", filepath.Base(bin), out, want)
 		}
 	}
 }

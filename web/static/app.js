@@ -399,20 +399,27 @@
     changeState({ mode }, false);
   });
 
-  // Weather preview.
+  // Weather preview. The intensity a code may carry (PROTOCOL.md
+  // "Packets"): 1-9 for clear sky and codes 5-9, 0-10 for sunrise, sunset
+  // and cloudy; the one slider serves every code, so a preview brings its
+  // value into range.
   const intensity = $('#intensity');
+  const previewIntensity = (code) => {
+    const v = Number(intensity.value);
+    return [1, 2, 4].includes(code) ? v : Math.min(9, Math.max(1, v));
+  };
   $('#preview-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const v = ev.submitter && ev.submitter.value;
     if (!v) return;
-    const override = v === 'live' ? null : { code: Number(v), intensity: Number(intensity.value) };
+    const override = v === 'live' ? null : { code: Number(v), intensity: previewIntensity(Number(v)) };
     changeState({ mode: 'weather', weather_override: override }, false);
   });
   intensity.addEventListener('input', () => {
     setText($('#intensity-out'), formatIntensity(intensity.value));
     const st = app.state;
     if (st && st.weather_override) {
-      changeState({ mode: 'weather', weather_override: { code: st.weather_override.code, intensity: Number(intensity.value) } }, true);
+      changeState({ mode: 'weather', weather_override: { code: st.weather_override.code, intensity: previewIntensity(st.weather_override.code) } }, true);
     }
   });
 
