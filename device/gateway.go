@@ -12,15 +12,18 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -46,11 +49,15 @@ type Options struct {
 	LogLines         int           // 1000 per lamp
 	AuthBackoff      time.Duration // 1s
 	AuthBackoffMax   time.Duration // 30s
-	Proxies          realip.Resolver
-	StateDir         string // where debug switches are kept; "" keeps them in memory
-	Bus              events.Publisher
-	Logger           *slog.Logger
-	noPoller         bool // tests: use the fallback reader
+	// MaxHandshakes bounds the connections one address may have open that
+	// have not given the secret yet (4), so one address cannot take the
+	// connection slots of others.
+	MaxHandshakes int
+	Proxies       realip.Resolver
+	StateDir      string // where debug switches are kept; "" keeps them in memory
+	Bus           events.Publisher
+	Logger        *slog.Logger
+	noPoller      bool // tests: use the fallback reader
 
 	// OnFanout, if set, is told how long each display change took to reach
 	// every lamp (or be superseded there); for metrics and the load tool.
@@ -75,6 +82,9 @@ func (o *Options) defaults() {
 	if o.SendQueue <= 0 {
 		o.SendQueue = 64
 	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = 4
+	}
 	if o.LogLines <= 0 {
 		o.LogLines = 1000
 	}
@@ -90,6 +100,7 @@ type Stats struct {
 	HandshakesOK     atomic.Uint64
 	HandshakesFailed atomic.Uint64
 	Refused          atomic.Uint64 // connections refused: cap reached or shutting down
+	Throttled        atomic.Uint64 // handshakes refused with 429: address in back-off or too many at once
 	PacketsSent      atomic.Uint64
 	PacketsReceived  atomic.Uint64
 	Ignored          atomic.Uint64 // frames the protocol does not define
@@ -100,14 +111,22 @@ type Stats struct {
 // Gateway serves lamps. Create it with New and mount it as an http.Handler
 // on the device port.
 type Gateway struct {
-	opt      Options
-	log      *slog.Logger
-	secrets  secrets
-	refusals *backoff.PerAddress // slows down repeated wrong secrets from one address; only the failing connection waits
-	upgrader websocket.Upgrader
-	logs     *logBook
-	hub      hub
-	stats    Stats
+	opt     Options
+	log     *slog.Logger
+	secrets secrets
+	// refusals slows down repeated wrong secrets from one address. The
+	// waiting costs the server nothing: a wrong secret is closed at once,
+	// and the address's next attempts get 429 before any upgrade until its
+	// back-off has passed.
+	refusals *backoff.PerAddress
+	// handshaking counts, per address, connections that have not given
+	// the secret yet; see Options.MaxHandshakes.
+	handshakeMu sync.Mutex
+	handshaking map[string]int
+	upgrader    websocket.Upgrader
+	logs        *logBook
+	hub         hub
+	stats       Stats
 
 	mu         sync.Mutex // guards conns, the debug switches and offline
 	conns      map[string]*lamp
@@ -140,15 +159,16 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		return nil, ErrNoSecret
 	}
 	g := &Gateway{
-		opt:        opt,
-		log:        opt.Logger,
-		secrets:    newSecrets(opt.Secret, opt.Named),
-		refusals:   backoff.New(opt.AuthBackoff, opt.AuthBackoffMax, nil),
-		logs:       newLogBook(opt.LogLines, 256),
-		conns:      make(map[string]*lamp),
-		debugNames: make(map[string]bool),
-		offline:    make(map[string]Info),
-		done:       make(chan struct{}),
+		opt:         opt,
+		log:         opt.Logger,
+		secrets:     newSecrets(opt.Secret, opt.Named),
+		refusals:    backoff.New(opt.AuthBackoff, opt.AuthBackoffMax, nil),
+		logs:        newLogBook(opt.LogLines, 256),
+		conns:       make(map[string]*lamp),
+		debugNames:  make(map[string]bool),
+		offline:     make(map[string]Info),
+		handshaking: make(map[string]int),
+		done:        make(chan struct{}),
 		upgrader: websocket.Upgrader{
 			// Small buffers: lamp frames are tiny, and with thousands of lamps
 			// every byte per connection counts. The write buffer is only held
@@ -193,6 +213,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down; reconnect later", http.StatusServiceUnavailable)
 		return
 	}
+	remote := g.opt.Proxies.ClientAddr(r)
+	ip := realip.IP(remote)
+	if d := g.refusals.Wait(ip); d > 0 {
+		g.stats.Throttled.Add(1)
+		tooMany(w, d, "wrong secrets from your address; try again later")
+		return
+	}
+	if !g.startHandshake(ip) {
+		g.stats.Throttled.Add(1)
+		tooMany(w, time.Second, fmt.Sprintf("more than %d connections from your address are waiting to give the secret", g.opt.MaxHandshakes))
+		return
+	}
+	handshaking := true
+	defer func() {
+		if handshaking {
+			g.endHandshake(ip)
+		}
+	}()
 	if n := g.stats.Connections.Add(1); g.opt.MaxConnections > 0 && n > int64(g.opt.MaxConnections) {
 		g.stats.Connections.Add(-1)
 		g.stats.Refused.Add(1)
@@ -210,27 +248,73 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and written by writer.go. The handshake owns the write side until it
 	// is done (flushing set), so "ok" goes out before anything queued.
 	raw := conn.UnderlyingConn()
-	l := &lamp{gw: g, raw: raw, remote: g.opt.Proxies.ClientAddr(r), connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
+	// The HTTP server's deadlines stay on a hijacked connection; from here
+	// on the gateway sets its own.
+	_ = raw.SetDeadline(time.Time{})
+	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
 	if sc, ok := raw.(syscall.Conn); ok {
 		l.rc, _ = sc.SyscallConn()
 	}
 	l.lastSeen.Store(l.connectedAt.UnixNano())
-	g.register(l)
-	g.readers.Add(1)
+	if !g.register(l) {
+		_ = raw.Close()
+		g.stats.Connections.Add(-1)
+		g.stats.Refused.Add(1)
+		return
+	}
 	// The handshake runs here, on the handler's already grown stack; the
 	// lamp's long-lived reader then starts on a fresh, small one. With
 	// thousands of idle lamps, that stack is most of what a lamp costs.
-	if reason := l.handshake(); reason != "" {
+	reason := l.handshake()
+	g.endHandshake(ip)
+	handshaking = false
+	if reason != "" {
 		l.end(0, "", reason)
 		return
 	}
 	g.startReading(l)
 }
 
+// tooMany refuses a handshake before the upgrade, which costs the server
+// nothing while the client waits; the connection is not kept alive.
+func tooMany(w http.ResponseWriter, retry time.Duration, why string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+	w.Header().Set("Connection", "close")
+	http.Error(w, why, http.StatusTooManyRequests)
+}
+
+// startHandshake reserves one of ip's handshake slots; it reports false
+// when ip has Options.MaxHandshakes connections without a secret already.
+func (g *Gateway) startHandshake(ip string) bool {
+	g.handshakeMu.Lock()
+	defer g.handshakeMu.Unlock()
+	if g.handshaking[ip] >= g.opt.MaxHandshakes {
+		return false
+	}
+	g.handshaking[ip]++
+	return true
+}
+
+func (g *Gateway) endHandshake(ip string) {
+	g.handshakeMu.Lock()
+	defer g.handshakeMu.Unlock()
+	if g.handshaking[ip]--; g.handshaking[ip] <= 0 {
+		delete(g.handshaking, ip)
+	}
+}
+
 // register gives l a unique id and makes it visible in the registry.
-func (g *Gateway) register(l *lamp) {
+// It reports false, registering nothing, once Shutdown has begun: the
+// check and readers.Add are under g.mu, which Shutdown takes after setting
+// closing, so no Add can race with its Wait.
+func (g *Gateway) register(l *lamp) bool {
 	var b [3]byte
 	g.mu.Lock()
+	if g.closing.Load() {
+		g.mu.Unlock()
+		return false
+	}
+	g.readers.Add(1)
 	for {
 		_, _ = rand.Read(b[:])
 		id := "d-" + hex.EncodeToString(b[:])
@@ -242,6 +326,7 @@ func (g *Gateway) register(l *lamp) {
 	}
 	g.mu.Unlock()
 	g.publishDevice(l, "connected")
+	return true
 }
 
 // forget removes an ended lamp from the gateway; see lamp.end.
@@ -308,37 +393,35 @@ func (g *Gateway) Offline() []Info {
 // why the lamp was refused.
 func (l *lamp) handshake() string {
 	g := l.gw
-	refuse := func(why string, delay time.Duration) string {
+	// A refused lamp is closed at once: its address's back-off is enforced
+	// at its next upgrade (see ServeHTTP), not by holding this connection.
+	refuse := func(code int, why string) string {
 		g.stats.HandshakesFailed.Add(1)
 		g.log.Warn("lamp refused", "remote", l.remote, "reason", why)
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-g.done:
-				t.Stop()
-			}
-		}
 		l.release()
-		l.end(websocket.ClosePolicyViolation, why, why)
+		l.end(code, why, why)
 		return why
 	}
 	_ = l.raw.SetReadDeadline(time.Now().Add(g.opt.HandshakeTimeout))
 	op, secret, err := l.readMessage()
 	switch {
 	case err != nil && isTimeout(err):
-		return refuse(fmt.Sprintf("no secret within %s", g.opt.HandshakeTimeout), 0)
+		return refuse(websocket.ClosePolicyViolation, fmt.Sprintf("no secret within %s", g.opt.HandshakeTimeout))
 	case err != nil:
 		g.stats.HandshakesFailed.Add(1)
 		l.release() // so that the close frame readError asks for goes out
 		return l.readError(err)
 	case op != opText:
-		return refuse("the first frame must be the secret as text", 0)
+		return refuse(websocket.ClosePolicyViolation, "the first frame must be the secret as text")
+	case !utf8.Valid(secret):
+		g.refusals.Fail(realip.IP(l.remote))
+		return refuse(websocket.CloseInvalidFramePayloadData, "the secret is not valid UTF-8")
 	}
 	name, ok := g.secrets.match(secret)
 	ip := realip.IP(l.remote)
 	if !ok {
-		return refuse("wrong secret", g.refusals.Fail(ip))
+		g.refusals.Fail(ip)
+		return refuse(websocket.ClosePolicyViolation, "wrong secret")
 	}
 	g.refusals.Succeed(ip)
 	if name != "" {

@@ -55,7 +55,9 @@ func newServer(t *testing.T, opt Options, wrap func(net.Listener) net.Listener) 
 		opt.Secret = secret
 	}
 	if opt.AuthBackoff == 0 {
-		opt.AuthBackoff = time.Millisecond
+		// Back-off is checked at the next upgrade: short enough that a
+		// test's next dial is never refused.
+		opt.AuthBackoff, opt.AuthBackoffMax = time.Nanosecond, time.Microsecond
 	}
 	bus := events.NewBus()
 	opt.Bus = bus
