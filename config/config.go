@@ -27,6 +27,7 @@ type Web struct {
 	Password       string   `toml:"password" help:"login password; empty: generated on first start and printed once"`
 	TrustedProxies []string `toml:"trusted_proxies" help:"comma-separated CIDRs or IPs of reverse proxies whose X-Forwarded-For is believed"`
 	SessionTTL     Duration `toml:"session_ttl" help:"how long a login cookie lasts"`
+	MaxConnections int      `toml:"max_connections" help:"most connections to the web port at once; 0: 100, kept within the open-file limit"`
 }
 
 // NamedSecret is a per-lamp secret: a lamp that authenticates with it is

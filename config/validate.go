@@ -116,6 +116,9 @@ func (c Config) validateDevice(p *problems) {
 	if d.MaxFrameSize < minFrameSize || d.MaxFrameSize > maxFrameSize {
 		p.add("device.max_frame_size", "%s is out of range %s-%s", d.MaxFrameSize, minFrameSize, maxFrameSize)
 	}
+	if c.Web.MaxConnections < 0 {
+		p.add("web.max_connections", "%d is negative; use 0 for the default (100)", c.Web.MaxConnections)
+	}
 	if d.MaxConnections < 0 {
 		p.add("device.max_connections", "%d is negative; use 0 for as many as the open-file limit allows", d.MaxConnections)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cloudcloud/cloudcloud/config"
+	"github.com/cloudcloud/cloudcloud/connlimit"
 	"github.com/cloudcloud/cloudcloud/credentials"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
@@ -171,15 +172,14 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	deviceMux := http.NewServeMux()
 	deviceMux.Handle("/firmware.bin", fwHandler)
 	deviceMux.Handle("/", gw)
-	deviceSrv := &http.Server{Handler: deviceMux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	deviceSrv := newHTTPServer(deviceMux, log)
 
 	// The base context ends with the server, so long-lived requests (the
 	// SSE stream) return and Shutdown does not wait for them in vain.
 	webCtx, stopWeb := context.WithCancel(context.Background())
 	defer stopWeb()
-	webSrv := &http.Server{Handler: ui.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return webCtx },
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	webSrv := newHTTPServer(ui.Handler(), log)
+	webSrv.BaseContext = func(net.Listener) context.Context { return webCtx }
 
 	webLn, err := net.Listen("tcp", cfg.Web.Listen)
 	if err != nil {
@@ -190,6 +190,14 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		webLn.Close()
 		return fmt.Errorf("device.listen %s: %w", cfg.Device.Listen, err)
 	}
+	webMax := cfg.Web.MaxConnections
+	if webMax == 0 {
+		webMax = defaultWebConnections
+	}
+	webLn = connlimit.New(webLn, webMax, "the web port (web.max_connections)", "application/json",
+		`{"error":"too many connections to the web port; try again in a moment or raise web.max_connections"}`, log)
+	deviceLn = connlimit.New(deviceLn, maxConns, "the lamp port (device.max_connections)", "text/plain; charset=utf-8",
+		"too many connections to the lamp port; raise device.max_connections\n", log)
 	log.Info("cloudcloud is running", "version", o.Version,
 		"ui", "http://"+displayAddr(webLn.Addr()), "lamps", "ws://"+displayAddr(deviceLn.Addr())+"/",
 		"data", dir, "packet", store.Get().Packet)
@@ -218,15 +226,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	defer scancel()
 	stopWeb()
 	var errs []error
-	if err := deviceSrv.Shutdown(sctx); err != nil {
-		errs = append(errs, err)
-	}
+	shutdownHTTP(deviceSrv, "lamp port", log)
 	if err := gw.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := webSrv.Shutdown(sctx); err != nil {
-		errs = append(errs, err)
-	}
+	shutdownHTTP(webSrv, "web port", log)
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -234,6 +238,60 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log.Info("stopped", "packet", store.Get().Packet)
 	return errors.Join(errs...)
+}
+
+// httpLimits are the limits of both HTTP servers. A request has read for
+// its headers and body and write for its answer; handlers that
+// legitimately take longer (the event stream, firmware upload and
+// download) push their own deadlines. A keep-alive connection may idle for
+// idle. Larger headers than maxHeaderBytes get 431. A stopping server lets
+// requests in flight finish for shutdownGrace, then closes them.
+type httpLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+	shutdownGrace                 time.Duration
+}
+
+// limits is a variable so that tests can shorten the timeouts.
+var limits = httpLimits{
+	readHeader:     10 * time.Second,
+	read:           30 * time.Second,
+	write:          60 * time.Second,
+	idle:           60 * time.Second,
+	maxHeaderBytes: 16 << 10,
+	shutdownGrace:  2 * time.Second,
+}
+
+// defaultWebConnections is web.max_connections = 0: far more than the
+// phones of a household, and within the descriptors connectionLimit keeps
+// in reserve.
+const defaultWebConnections = 100
+
+// newHTTPServer is an http.Server for h with limits; errors of the
+// server's own (bad requests, TLS noise) are logged at debug level.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: limits.readHeader,
+		ReadTimeout:       limits.read,
+		WriteTimeout:      limits.write,
+		IdleTimeout:       limits.idle,
+		MaxHeaderBytes:    limits.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// shutdownHTTP stops srv: idle connections close at once, requests in
+// flight get limits.shutdownGrace, then whatever is still open is closed. A
+// client that never finishes its request must not turn a clean stop into
+// an error.
+func shutdownHTTP(srv *http.Server, what string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), limits.shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("closing "+what+" connections still busy at shutdown", "waited", limits.shutdownGrace, "err", err)
+		_ = srv.Close()
+	}
 }
 
 // withClientAddr puts the real client address (behind trusted proxies) in
