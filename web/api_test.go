@@ -131,6 +131,8 @@ func TestPutStateRejectsBadInput(t *testing.T) {
 		{"null body", `null`, nil, 400, "not null"},
 		{"broken json", `{"mode": "off"`, nil, 400, "not valid JSON"},
 		{"two objects", `{"mode": "off"} {"mode": "manual"}`, nil, 400, "send exactly one object"},
+		{"duplicate field", `{"mode": "off", "pulse": 1, "mode": "manual"}`, nil, 400, `field "mode" appears twice`},
+		{"duplicate nested field", `{"weather_override": {"code": 4, "intensity": 3, "code": 5}}`, nil, 400, `field "weather_override.code" appears twice`},
 		{"nothing to change", `{}`, nil, 400, "nothing to change"},
 	}
 	for _, tt := range tests {
