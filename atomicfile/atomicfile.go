@@ -11,13 +11,25 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // Write replaces path with data atomically and durably.
 func Write(path string, data []byte, perm os.FileMode) error {
+	err := write(path, data, perm)
+	Note(err)
+	return err
+}
+
+func write(path string, data []byte, perm os.FileMode) error {
+	if f := fault.Load(); f != nil {
+		if err := (*f)(path); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
 	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempInfix+"*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -46,6 +58,33 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	}
 	ok = true
 	return SyncDir(dir)
+}
+
+// tempInfix marks Write's temporary files: "." + base name + tempInfix + random.
+const tempInfix = ".tmp-"
+
+// RemoveTemps deletes the temporary files Write leaves behind when the
+// process dies between creating one and renaming it, anywhere under root,
+// and returns their paths. Call it at start, before anything writes.
+func RemoveTemps(root string) ([]string, error) {
+	var removed []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.Type().IsRegular() && strings.HasPrefix(name, ".") && strings.Contains(name, tempInfix) {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			removed = append(removed, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("remove temporary files under %s: %w", root, err)
+	}
+	return removed, nil
 }
 
 // SyncDir makes a rename in dir durable.

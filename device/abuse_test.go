@@ -1,12 +1,17 @@
 package device
 
 import (
+	"errors"
+	"io/fs"
 	"net"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/cloudcloud/cloudcloud/atomicfile"
 )
 
 // dialerFrom connects from another loopback address, so a test can be two
@@ -117,4 +122,31 @@ func TestMalformedFramesGetTheirCloseCodes(t *testing.T) {
 	if n := len(ts.gw.Logs("", 0)); n != 0 {
 		t.Errorf("%d log lines stored from invalid frames", n)
 	}
+}
+
+// A debug switch that cannot be saved answers an error and changes
+// nothing: not the devices' flags, not what lamps are sent, not later lamps.
+func TestFailedDebugSwitchLeavesNoTrace(t *testing.T) {
+	ts := newServer(t, Options{StateDir: t.TempDir(), Named: []NamedSecret{{Name: "bedroom", Secret: "bedroom-secret"}}}, nil)
+	anon := ts.lamp(t, secret, "[cc:0:?:?]")
+	bed := ts.lamp(t, "bedroom-secret", "[cc:0:?:?]")
+	restore := atomicfile.SetFault(func(p string) error { return &fs.PathError{Op: "open", Path: p, Err: syscall.EROFS} })
+	for _, ids := range [][]string{nil, {"bedroom"}} {
+		if _, err := ts.gw.SetDebug(true, ids); !errors.Is(err, syscall.EROFS) {
+			t.Fatalf("SetDebug(%v) on a read-only disk: %v", ids, err)
+		}
+	}
+	restore()
+	for _, d := range ts.gw.Devices() {
+		if d.Debug {
+			t.Errorf("device %s shows debug on after a failed switch", d.ID)
+		}
+	}
+	for _, c := range []*websocket.Conn{anon, bed} {
+		send(t, c, "ping")
+		expect(t, c, "pong") // and no [cc:d:1:?] before it
+	}
+	late := ts.lamp(t, "bedroom-secret", "[cc:0:?:?]")
+	send(t, late, "ping")
+	expect(t, late, "pong")
 }

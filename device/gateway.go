@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"path/filepath"
@@ -578,25 +579,32 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The switches on disk change first; only then the ones in memory, so a
+	// failed save (a full or read-only disk) leaves no trace anywhere.
 	g.mu.Lock()
+	all, names := g.debugAll, maps.Clone(g.debugNames)
 	if len(ids) == 0 {
-		g.debugAll = on
-		clear(g.debugNames)
+		all = on
+		clear(names)
 	}
+	for _, l := range lamps {
+		if name := l.Name(); len(ids) > 0 && name != "" {
+			names[name] = on
+		}
+	}
+	if err := g.saveDebug(all, names); err != nil {
+		g.mu.Unlock()
+		return nil, err
+	}
+	g.debugAll, g.debugNames = all, names
 	for _, l := range lamps {
 		if len(ids) == 0 {
 			l.debugSet = false
-		} else if name := l.Name(); name != "" {
-			g.debugNames[name] = on
-		} else {
+		} else if l.Name() == "" {
 			l.debugSet, l.debugOn = true, on
 		}
 	}
-	err = g.saveDebug()
 	g.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
 	sent := g.send(lamps, command{frame: textFrame(protocol.Debug(on).Bytes()), kind: protocol.KindDebug})
 	for _, l := range lamps {
 		g.publishDevice(l, "debug")
@@ -650,11 +658,14 @@ func (g *Gateway) loadDebug() error {
 }
 
 // saveDebug persists the debug switches; g.mu is held.
-func (g *Gateway) saveDebug() error {
+func (g *Gateway) saveDebug(all bool, names map[string]bool) error {
 	if g.opt.StateDir == "" {
 		return nil
 	}
-	return atomicfile.WriteJSON(g.debugPath(), debugFile{All: g.debugAll, Names: g.debugNames}, 0o600)
+	if err := atomicfile.WriteJSON(g.debugPath(), debugFile{All: all, Names: names}, 0o600); err != nil {
+		return fmt.Errorf("save debug switches (nothing was changed): %w", err)
+	}
+	return nil
 }
 
 func (g *Gateway) addLog(l *lamp, msg string) {

@@ -239,6 +239,7 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 	}
 	tmp, err := os.CreateTemp(s.dir, uploadPrefix+"*")
 	if err != nil {
+		atomicfile.Note(err)
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	tmpName := tmp.Name()
@@ -254,6 +255,7 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 	// without reading the rest of an oversized upload.
 	size, err := io.Copy(tmp, io.LimitReader(r, maxSize+1))
 	if err != nil {
+		atomicfile.Note(err)
 		return Info{}, fmt.Errorf("save firmware: receive upload: %w", err)
 	}
 	if size > maxSize {
@@ -273,9 +275,11 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 		}
 	}
 	if err := tmp.Sync(); err != nil {
+		atomicfile.Note(err)
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
+		atomicfile.Note(err)
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 
@@ -292,16 +296,27 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 
 	info.UploadedAt = s.now().UTC().Truncate(time.Second)
 	id := info.SHA256
+	// A failure from here on removes what this upload put in place (unless
+	// it is the previous image's, the same bytes): an orphan on a nearly
+	// full disk would make every later upload fail too.
+	undo := func() {
+		if id != s.st.Previous {
+			s.removeImage(id)
+		}
+	}
 	if err := os.Rename(tmpName, s.binPath(id)); err != nil {
+		atomicfile.Note(err)
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	if err := atomicfile.WriteJSON(s.infoPath(id), info, filePerm); err != nil {
+		undo()
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	// The store never has a previous image without a current one, so the
 	// old previous image simply drops out.
 	next := state{Current: id, Previous: s.st.Current, CurrentSince: s.nextSince()}
 	if err := s.writeState(next); err != nil {
+		undo()
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	dropped := s.st.Previous

@@ -5,14 +5,20 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/config"
 )
 
@@ -134,5 +140,80 @@ func TestShutdownClosesStuckWebRequests(t *testing.T) {
 	r.shutdown(t)
 	if closed, _ := closedByServer(t, c); !closed {
 		t.Error("the stuck request's connection is still open after shutdown")
+	}
+}
+
+// Temporary files of writes a kill interrupted are gone after a start.
+func TestStartRemovesTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "firmware"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stale := []string{filepath.Join(dir, ".state.json.tmp-4242"), filepath.Join(dir, "firmware", ".state.json.tmp-1")}
+	for _, p := range stale {
+		if err := os.WriteFile(p, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(t, dir, nil)
+	for _, p := range stale {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s survived the start: %v", p, err)
+		}
+	}
+}
+
+// On a full disk a change is answered 507 saying so, takes no effect
+// anywhere (the state, the debug switch, what new lamps get), and shows in
+// /metrics.
+func TestFullDiskIsSaidAndChangesNothing(t *testing.T) {
+	r := start(t, t.TempDir(), nil)
+	web := "http://" + r.addrs.Web
+	call := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, web+path, strings.NewReader(body))
+		req.SetBasicAuth("admin", r.creds.WebPassword)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	_, before := call("GET", "/api/state", "")
+	restore := atomicfile.SetFault(func(p string) error { return &fs.PathError{Op: "write", Path: p, Err: syscall.ENOSPC} })
+	for _, req := range []struct{ method, path, body string }{
+		{"PUT", "/api/state", `{"mode":"manual","color":"#ff0000"}`},
+		{"POST", "/api/commands", `{"command":"debug","on":true}`},
+	} {
+		status, body := call(req.method, req.path, req.body)
+		if status != http.StatusInsufficientStorage || !strings.Contains(body, "is full") || !strings.Contains(body, "nothing was changed") {
+			t.Errorf("%s %s on a full disk: %d %s", req.method, req.path, status, body)
+		}
+	}
+	restore()
+	if _, after := call("GET", "/api/state", ""); after != before {
+		t.Errorf("state changed by a failed PUT:\n%s\n%s", before, after)
+	}
+	lamp := lampConnect(t, r.addrs.Device, r.creds.DeviceSecret)
+	lamp.WriteMessage(websocket.TextMessage, []byte("ping"))
+	lamp.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, b, err := lamp.ReadMessage(); err != nil || string(b) != "pong" {
+		t.Errorf("a new lamp got %q %v, want pong and no debug packet", b, err)
+	}
+	if _, devices := call("GET", "/api/devices", ""); !strings.Contains(devices, `"debug":false`) || strings.Contains(devices, `"debug":true`) {
+		t.Errorf("devices after a failed debug switch: %s", devices)
+	}
+	resp, err := http.Get(web + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !regexp.MustCompile(`cloudcloud_storage_errors_total\{kind="no_space"\} [1-9]`).Match(m) {
+		t.Error("/metrics does not count the full disk")
 	}
 }

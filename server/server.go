@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/config"
 	"github.com/cloudcloud/cloudcloud/connlimit"
 	"github.com/cloudcloud/cloudcloud/credentials"
@@ -60,6 +61,14 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("storage.dir %q: %w", dir, err)
 	}
+	// A process killed in the middle of a write leaves its temporary file.
+	removed, err := atomicfile.RemoveTemps(dir)
+	if len(removed) > 0 {
+		log.Info("removed temporary files of writes interrupted by a crash", "files", removed)
+	}
+	if err != nil {
+		return fmt.Errorf("storage.dir %q: %w", dir, err)
+	}
 	creds, generated, err := credentials.Ensure(dir)
 	if err != nil {
 		return err
@@ -93,7 +102,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	registry := prometheus.NewRegistry()
 	fanout := metrics.NewFanout()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout)
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout, metrics.NewStorageCollector())
 	named := make([]device.NamedSecret, len(cfg.Device.Secrets))
 	for i, s := range cfg.Device.Secrets {
 		named[i] = device.NamedSecret{Name: s.Name, Secret: s.Secret}
