@@ -110,10 +110,10 @@ func TestFaultAndKind(t *testing.T) {
 		t.Errorf("after restore: %v", err)
 	}
 	for err, want := range map[error]StorageKind{
-		&fs.PathError{Op: "open", Path: "p", Err: syscall.EROFS}: ReadOnly,
+		&fs.PathError{Op: "open", Path: "p", Err: syscall.EROFS}:             ReadOnly,
 		&os.LinkError{Op: "rename", Old: "a", New: "b", Err: syscall.EACCES}: Permission,
-		&fs.PathError{Op: "write", Path: "p", Err: syscall.EIO}: OtherIO,
-		os.NewSyscallError("read", syscall.ECONNRESET): "",
+		&fs.PathError{Op: "write", Path: "p", Err: syscall.EIO}:              OtherIO,
+		os.NewSyscallError("read", syscall.ECONNRESET):                       "",
 		errors.New("x"): "",
 	} {
 		if got := Kind(fmt.Errorf("wrapped: %w", err)); got != want {
