@@ -50,6 +50,8 @@ type Device struct {
 	MaxConnections   int           `toml:"max_connections" help:"most lamps connected at once; 0: as many as the open-file limit allows"`
 	SendQueue        int           `toml:"send_queue" help:"commands waiting per lamp before it is dropped as too slow"`
 	LogLines         int           `toml:"log_lines" help:"debug log lines kept per lamp"`
+	LogBytes         Size          `toml:"log_bytes" help:"debug log kept per lamp, in bytes (1KiB-64MiB, at most log_total_bytes)"`
+	LogTotalBytes    Size          `toml:"log_total_bytes" help:"debug log kept for all lamps together, in bytes (1KiB-1GiB); kept in storage.dir across restarts"`
 	AuthBackoff      Duration      `toml:"auth_backoff" help:"first delay after a wrong secret from an address, doubling each time"`
 	AuthBackoffMax   Duration      `toml:"auth_backoff_max" help:"longest delay after wrong secrets"`
 }
@@ -104,6 +106,8 @@ func Default() Config {
 			MaxFrameSize:     4 * KiB,
 			SendQueue:        64,
 			LogLines:         1000,
+			LogBytes:         256 * KiB,
+			LogTotalBytes:    4 * MiB,
 			AuthBackoff:      Duration(time.Second),
 			AuthBackoffMax:   Duration(30 * time.Second),
 		},

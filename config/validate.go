@@ -125,6 +125,14 @@ func (c Config) validateDevice(p *problems) {
 	if d.SendQueue < 1 || d.SendQueue > maxSendQueue {
 		p.add("device.send_queue", "%d is out of range 1-%d", d.SendQueue, maxSendQueue)
 	}
+	if d.LogBytes < KiB || d.LogBytes > 64*MiB {
+		p.add("device.log_bytes", "%s is out of range 1KiB-64MiB", d.LogBytes)
+	} else if d.LogBytes > d.LogTotalBytes {
+		p.add("device.log_bytes", "%s must not be more than device.log_total_bytes (%s)", d.LogBytes, d.LogTotalBytes)
+	}
+	if d.LogTotalBytes < KiB || d.LogTotalBytes > GiB {
+		p.add("device.log_total_bytes", "%s is out of range 1KiB-1GiB", d.LogTotalBytes)
+	}
 	if d.LogLines < 1 || d.LogLines > maxLogLines {
 		p.add("device.log_lines", "%d is out of range 1-%d", d.LogLines, maxLogLines)
 	}

@@ -48,8 +48,13 @@ type Options struct {
 	MaxConnections   int           // 0: unlimited
 	SendQueue        int           // 64 commands
 	LogLines         int           // 1000 per lamp
-	AuthBackoff      time.Duration // 1s
-	AuthBackoffMax   time.Duration // 30s
+	LogBytes         int           // 256 KiB per lamp
+	LogTotalBytes    int           // 4 MiB for all lamps
+	// LogSaveInterval is how often the debug log is saved to StateDir when
+	// it changed (2s); a crash loses at most the lines of that long.
+	LogSaveInterval time.Duration
+	AuthBackoff     time.Duration // 1s
+	AuthBackoffMax  time.Duration // 30s
 	// MaxHandshakes bounds the connections one address may have open that
 	// have not given the secret yet (4), so one address cannot take the
 	// connection slots of others.
@@ -89,6 +94,13 @@ func (o *Options) defaults() {
 	if o.LogLines <= 0 {
 		o.LogLines = 1000
 	}
+	if o.LogBytes <= 0 {
+		o.LogBytes = 256 << 10
+	}
+	if o.LogTotalBytes <= 0 {
+		o.LogTotalBytes = 4 << 20
+	}
+	def(&o.LogSaveInterval, 2*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -138,10 +150,13 @@ type Gateway struct {
 	poller  *readPoller // nil: a reader goroutine per lamp
 	writers *writerPool
 
-	closing  atomic.Bool
-	done     chan struct{}
-	readers  sync.WaitGroup
-	stopOnce sync.Once
+	closing atomic.Bool
+	done    chan struct{}
+	savers  sync.WaitGroup // saveLogsLoop
+	// logSaveFailing is owned by whoever runs saveLogs.
+	logSaveFailing bool
+	readers        sync.WaitGroup
+	stopOnce       sync.Once
 }
 
 // Frames every lamp gets, encoded once.
@@ -164,7 +179,7 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		log:         opt.Logger,
 		secrets:     newSecrets(opt.Secret, opt.Named),
 		refusals:    backoff.New(opt.AuthBackoff, opt.AuthBackoffMax, nil),
-		logs:        newLogBook(opt.LogLines, 256),
+		logs:        newLogBook(opt.LogLines, opt.LogBytes, opt.LogTotalBytes, 256),
 		conns:       make(map[string]*lamp),
 		debugNames:  make(map[string]bool),
 		offline:     make(map[string]Info),
@@ -197,6 +212,12 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 	}
 	if err := g.loadDebug(); err != nil {
 		return nil, err
+	}
+	if err := g.loadLogs(); err != nil {
+		return nil, err
+	}
+	if opt.StateDir != "" {
+		g.savers.Go(g.saveLogsLoop)
 	}
 	go g.pinger()
 	return g, nil
@@ -673,10 +694,73 @@ func (g *Gateway) addLog(l *lamp, msg string) {
 	if key == "" {
 		key = l.id
 	}
-	line := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg})
-	if g.opt.Bus != nil {
+	line, live := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg})
+	if live && g.opt.Bus != nil {
 		g.opt.Bus.Publish(events.Event{Type: events.TypeLog, Time: line.Time, Data: line})
 	}
+}
+
+func (g *Gateway) logsPath() string { return filepath.Join(g.opt.StateDir, "debug-log.json") }
+
+// loadLogs reads the debug log saved before the last stop. A file that
+// does not decode is kept aside and the log starts empty.
+func (g *Gateway) loadLogs() error {
+	if g.opt.StateDir == "" {
+		return nil
+	}
+	var f logFile
+	err := atomicfile.ReadJSON(g.logsPath(), &f)
+	var corrupt *atomicfile.CorruptError
+	switch {
+	case err == nil:
+		g.logs.load(f)
+	case errors.As(err, &corrupt):
+		g.log.Error("debug log file is corrupt; the debug log starts empty", "err", err)
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("load debug log: %w", err)
+	}
+	return nil
+}
+
+// saveLogsLoop writes the debug log to disk every LogSaveInterval when it
+// changed; Shutdown saves it once more when the lamps are gone. A whole
+// snapshot, written atomically, is at most LogTotalBytes and needs no
+// recovery rule: the file is the old snapshot or the new one.
+func (g *Gateway) saveLogsLoop() {
+	t := time.NewTicker(g.opt.LogSaveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			g.saveLogs()
+		case <-g.done:
+			return
+		}
+	}
+}
+
+// saveLogs writes the debug log if it changed; a failure is logged once
+// until a save succeeds again. Only saveLogsLoop and, after it ended,
+// Shutdown call it.
+func (g *Gateway) saveLogs() {
+	if g.opt.StateDir == "" {
+		return
+	}
+	f, changed := g.logs.snapshot()
+	if !changed {
+		return
+	}
+	err := atomicfile.WriteJSON(g.logsPath(), f, 0o600)
+	switch {
+	case err != nil:
+		g.logs.markDirty()
+		if !g.logSaveFailing {
+			g.log.Error("cannot save the debug log; retrying", "err", err)
+		}
+	case g.logSaveFailing:
+		g.log.Info("debug log saved again")
+	}
+	g.logSaveFailing = err != nil
 }
 
 // Logs returns up to limit debug lines, newest last, of the lamp with that
@@ -786,8 +870,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	select {
 	case <-finished:
 		g.writers.close()
+		g.savers.Wait()
+		g.saveLogs()
 		return nil
 	case <-ctx.Done():
+		g.savers.Wait()
+		g.saveLogs()
 		return fmt.Errorf("device: shutdown: %w", ctx.Err())
 	}
 }

@@ -121,6 +121,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		MaxConnections:   maxConns,
 		SendQueue:        cfg.Device.SendQueue,
 		LogLines:         cfg.Device.LogLines,
+		LogBytes:         int(cfg.Device.LogBytes),
+		LogTotalBytes:    int(cfg.Device.LogTotalBytes),
 		AuthBackoff:      cfg.Device.AuthBackoff.D(),
 		AuthBackoffMax:   cfg.Device.AuthBackoffMax.D(),
 		Proxies:          proxies,
