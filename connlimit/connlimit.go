@@ -1,8 +1,11 @@
 // Package connlimit caps the connections a listener holds open at once and
-// says, in the error log, when accepting fails. Beyond the cap a new
-// connection gets a short canned HTTP answer and is closed at once, so
-// every client learns why instead of waiting in the kernel's backlog, and a
-// flood of idle connections cannot use up the process's file descriptors.
+// says, in the error log, when accepting fails. At the cap, a new
+// connection takes the place of the oldest one that has not sent a single
+// byte yet (a client that connects and says nothing is the cheapest flood;
+// every real client speaks at once); when there is none, the new one gets
+// a short canned HTTP answer and is closed at once, so every client learns
+// why instead of waiting in the kernel's backlog, and a flood of idle
+// connections cannot use up the process's file descriptors.
 package connlimit
 
 import (
@@ -26,6 +29,10 @@ type Listener struct {
 
 	open    atomic.Int64
 	refused atomic.Uint64
+	evicted atomic.Uint64
+
+	silentMu sync.Mutex
+	silent   map[*conn]time.Time // accepted, nothing read yet: when accepted
 
 	mu       sync.Mutex
 	lastLog  time.Time
@@ -41,7 +48,31 @@ const logEvery = 10 * time.Second
 // (status 503, Retry-After 1). max <= 0 means no cap.
 func New(ln net.Listener, max int, what, contentType, body string, log *slog.Logger) *Listener {
 	refusal := fmt.Sprintf("HTTP/1.1 503 Service Unavailable\r\nContent-Type: %s\r\nContent-Length: %d\r\nRetry-After: 1\r\nConnection: close\r\n\r\n%s", contentType, len(body), body)
-	return &Listener{Listener: ln, max: int64(max), refusal: []byte(refusal), log: log, what: what}
+	return &Listener{Listener: ln, max: int64(max), refusal: []byte(refusal), log: log, what: what, silent: make(map[*conn]time.Time)}
+}
+
+// Evicted counts silent connections closed to make room for new ones.
+func (l *Listener) Evicted() uint64 { return l.evicted.Load() }
+
+// evictSilent closes the oldest connection that has sent nothing and
+// reports whether there was one.
+func (l *Listener) evictSilent() bool {
+	l.silentMu.Lock()
+	var oldest *conn
+	var at time.Time
+	for c, t := range l.silent {
+		if oldest == nil || t.Before(at) {
+			oldest, at = c, t
+		}
+	}
+	delete(l.silent, oldest)
+	l.silentMu.Unlock()
+	if oldest == nil {
+		return false
+	}
+	l.evicted.Add(1)
+	_ = oldest.Close()
+	return true
 }
 
 // Open is the number of connections accepted and not closed yet.
@@ -64,7 +95,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return nil, err
 		}
-		if l.max > 0 && l.open.Add(1) > l.max {
+		if l.max > 0 && l.open.Add(1) > l.max && !l.evictSilent() {
 			l.open.Add(-1)
 			l.refused.Add(1)
 			// A fresh socket's send buffer is empty: this write does not block.
@@ -79,7 +110,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if l.max <= 0 {
 			l.open.Add(1)
 		}
-		return &conn{Conn: c, l: l}, nil
+		lc := &conn{Conn: c, l: l}
+		l.silentMu.Lock()
+		l.silent[lc] = time.Now()
+		l.silentMu.Unlock()
+		return lc, nil
 	}
 }
 
@@ -102,13 +137,32 @@ func (l *Listener) note(logf func(n int)) {
 // conn gives its slot back when closed, once.
 type conn struct {
 	net.Conn
-	l    *Listener
-	once sync.Once
+	l      *Listener
+	once   sync.Once
+	spoken atomic.Bool // has sent a byte: no longer evictable
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.spoken.Load() {
+		c.spoken.Store(true)
+		c.forget()
+	}
+	return n, err
+}
+
+func (c *conn) forget() {
+	c.l.silentMu.Lock()
+	delete(c.l.silent, c)
+	c.l.silentMu.Unlock()
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.open.Add(-1) })
+	c.once.Do(func() {
+		c.forget()
+		c.l.open.Add(-1)
+	})
 	return err
 }
 

@@ -66,9 +66,16 @@ func TestConnectionsBeyondTheCapGet503AndAreClosed(t *testing.T) {
 		t.Cleanup(func() { c.Close() })
 		return c
 	}
-	dial()
-	dial()
+	// Two clients that have spoken: they cannot be evicted.
+	for range 2 {
+		dial().Write([]byte("x"))
+	}
 	first, second := <-accepted, <-accepted
+	for _, c := range []net.Conn{first, second} {
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for range 3 {
 		c := dial()
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -102,6 +109,42 @@ func TestConnectionsBeyondTheCapGet503AndAreClosed(t *testing.T) {
 	}
 	second.Close()
 	third.Close()
+}
+
+// At the cap, a newcomer takes the place of the oldest connection that has
+// not sent anything.
+func TestSilentConnectionsMakeRoom(t *testing.T) {
+	l := listen(t, 2, io.Discard)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	accept := func() net.Conn {
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	oldest := dial()
+	accept()
+	dial().Write([]byte("GET"))
+	spoke := accept()
+	spoke.Read(make([]byte, 3))
+	dial()
+	accept()
+	oldest.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := oldest.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the oldest silent connection was not closed: %v", err)
+	}
+	if l.Evicted() != 1 || l.Open() != 2 {
+		t.Errorf("evicted %d open %d", l.Evicted(), l.Open())
+	}
 }
 
 // errListener fails every Accept like a process out of descriptors.

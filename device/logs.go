@@ -29,14 +29,14 @@ const lineOverhead = 96
 func (l LogLine) cost() int { return len(l.Message) + lineOverhead }
 
 // Live lines: each lamp may send liveRate lines a second to open pages
-// (bursts of liveBurst), all lamps together liveRateAll; the rest are kept
-// in the log but not pushed to every page, so a lamp flooding debug lines
-// cannot flood every phone.
+// (bursts of liveBurst), all lamps together liveBytes bytes a second
+// (bursts of liveBytesBurst); the rest are kept in the log but not pushed
+// to every page, so lamps flooding debug lines cannot flood every phone.
 const (
-	liveRate     = 20
-	liveBurst    = 50
-	liveRateAll  = 100
-	liveBurstAll = 200
+	liveRate       = 20
+	liveBurst      = 50
+	liveBytes      = 32 << 10
+	liveBytesBurst = 128 << 10
 )
 
 // logBook keeps the newest lines of each lamp, bounded in lines and bytes
@@ -72,7 +72,7 @@ func newLogBook(perLamp, perLampBytes, totalBytes, maxLamps int) *logBook {
 	return &logBook{
 		perLamp: perLamp, perLampBytes: min(perLampBytes, totalBytes), totalBytes: totalBytes, maxLamps: maxLamps,
 		rings: make(map[string]*ring),
-		live:  rate.NewLimiter(liveRateAll, liveBurstAll),
+		live:  rate.NewLimiter(liveBytes, liveBytesBurst),
 		now:   time.Now,
 	}
 }
@@ -107,7 +107,7 @@ func (b *logBook) add(key string, line LogLine) (LogLine, bool) {
 	b.dirty = true
 	// The shared budget is only spent on lines the lamp's own allows.
 	now := b.now()
-	if !r.live.AllowN(now, 1) || !b.live.AllowN(now, 1) {
+	if !r.live.AllowN(now, 1) || !b.live.AllowN(now, line.cost()) {
 		r.skipped++
 		return line, false
 	}

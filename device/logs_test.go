@@ -145,3 +145,20 @@ func TestDebugLogSurvivesARestart(t *testing.T) {
 		t.Errorf("corrupt file not kept aside: %v", aside)
 	}
 }
+
+// All lamps together are sent live within a byte budget.
+func TestLiveBytesAreBoundedForAllLamps(t *testing.T) {
+	b := newLogBook(100000, 64<<20, 64<<20, 100000)
+	now := time.Unix(1000, 0)
+	b.now = func() time.Time { return now }
+	sent := 0
+	big := strings.Repeat("x", 4000)
+	for i := range 1000 {
+		if l, ok := b.add(strings.Repeat("k", i%500+1), LogLine{Message: big}); ok {
+			sent += l.cost()
+		}
+	}
+	if sent > liveBytesBurst || sent < liveBytesBurst-5000 {
+		t.Errorf("%d bytes went live at one instant, want the burst of %d", sent, liveBytesBurst)
+	}
+}

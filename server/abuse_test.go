@@ -106,11 +106,35 @@ func TestConnectionCapsOnBothPorts(t *testing.T) {
 		c.Web.MaxConnections = 3
 		c.Device.MaxConnections = 2
 	})
+	// Connections that say nothing make room for a newcomer.
 	for range 3 {
 		rawConn(t, r.addrs.Web)
 	}
-	for range 2 {
-		rawConn(t, r.addrs.Device)
+	noKeepAlive := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := noKeepAlive.Get("http://" + r.addrs.Web + "/healthz")
+	if err != nil {
+		t.Fatalf("healthz past silent connections: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("healthz past silent connections: %d", resp.StatusCode)
+	}
+	// Connections that have spoken (here: kept alive after one request)
+	// keep their places.
+	for _, port := range []struct {
+		addr string
+		n    int
+	}{{r.addrs.Web, 3}, {r.addrs.Device, 2}} {
+		for range port.n {
+			c := rawConn(t, port.addr)
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
 	}
 	for _, addr := range []string{r.addrs.Web, r.addrs.Device} {
 		c := rawConn(t, addr)
