@@ -314,7 +314,7 @@ func flood(bin string, phase time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), phase)
 	defer cancel()
 	peakRSS := sample(ctx, s.rssKiB)
-	var sseBytes atomic.Int64
+	var sseBytes, logBytes atomic.Int64
 	go func() {
 		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+s.web+"/api/events", nil)
 		req.SetBasicAuth("admin", password)
@@ -323,17 +323,24 @@ func flood(bin string, phase time.Duration) error {
 			return
 		}
 		defer resp.Body.Close()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := resp.Body.Read(buf)
-			sseBytes.Add(int64(n))
-			if err != nil {
-				return
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		inLog := false
+		for sc.Scan() {
+			n := int64(len(sc.Bytes()) + 1)
+			sseBytes.Add(n)
+			switch line := sc.Text(); {
+			case strings.HasPrefix(line, "event: "):
+				inLog = line == "event: log"
+			case line == "":
+				inLog = false
+			}
+			if inLog {
+				logBytes.Add(n)
 			}
 		}
 	}()
 	line := []byte("d:" + strings.Repeat("x", 4000))
-	var sent atomic.Int64
 	for ctx.Err() == nil {
 		c, _, err := dialerFrom("127.0.0.3").Dial("ws://"+s.device+"/", nil)
 		if err != nil {
@@ -344,7 +351,6 @@ func flood(bin string, phase time.Duration) error {
 			if c.WriteMessage(websocket.TextMessage, line) != nil {
 				break
 			}
-			sent.Add(1)
 		}
 		c.Close()
 	}
@@ -356,9 +362,10 @@ func flood(bin string, phase time.Duration) error {
 		resp.Body.Close()
 	}
 	fmt.Printf("## debug flood: one lamp reconnecting, 4 KiB lines, %s\n", phase)
-	fmt.Printf("lines sent                        %d (%.0f/s, %.1f MB)\n", sent.Load(), float64(sent.Load())/phase.Seconds(), float64(sent.Load())*4002/1e6)
+	received := s.metric("cloudcloud_lamp_packets_received_total")
+	fmt.Printf("lines the server read             %.0f (%.0f/s, %.0f MB)\n", received, received/phase.Seconds(), received*4002/1e6)
 	fmt.Printf("server RSS base / peak            %d / %d KiB\n", base, peakRSS())
-	fmt.Printf("event stream to one page          %.1f KB/s\n", float64(sseBytes.Load())/phase.Seconds()/1e3)
+	fmt.Printf("event stream to one page          %.1f KB/s, of it log lines %.1f KB/s\n", float64(sseBytes.Load())/phase.Seconds()/1e3, float64(logBytes.Load())/phase.Seconds()/1e3)
 	fmt.Printf("/api/logs?limit=1000              %.2f MB\n\n", float64(logsSize)/1e6)
 	return nil
 }
