@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"os"
 	"net/http"
 	"syscall"
 	"testing"
@@ -149,4 +150,37 @@ func TestFailedDebugSwitchLeavesNoTrace(t *testing.T) {
 	late := ts.lamp(t, "bedroom-secret", "[cc:0:?:?]")
 	send(t, late, "ping")
 	expect(t, late, "pong")
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(entries)
+}
+
+// Refused connections hold no descriptor on the server while their
+// clients stay: only the clients' own ends remain open.
+func TestRefusedConnectionsHoldNoDescriptors(t *testing.T) {
+	ts := newServer(t, Options{AuthBackoff: time.Hour, AuthBackoffMax: time.Hour, MaxHandshakes: 50}, nil)
+	ts.lamp(t, secret, "[cc:0:?:?]") // warm up: the server's own descriptors exist
+	before := openFDs(t)
+	var clients []*websocket.Conn
+	for range 20 {
+		clients = append(clients, dial(t, ts.url, nil))
+	}
+	for _, c := range clients {
+		send(t, c, "guess")
+	}
+	for _, c := range clients {
+		if code, _ := closeCode(t, c); code != websocket.ClosePolicyViolation {
+			t.Fatalf("close %d", code)
+		}
+	}
+	waitFor(t, "the server to let go of the refused connections", func() bool { return openFDs(t) <= before+len(clients) })
+	if n := ts.gw.Stats().Connections.Load(); n != 1 {
+		t.Errorf("%d connections counted, want the one lamp", n)
+	}
 }
