@@ -37,6 +37,7 @@ func TestGoroutineReaders(t *testing.T) {
 		"handshake": TestHandshake, "messages": TestLampMessages, "keepalive": TestKeepalive,
 		"oversized": TestOversizedFrameCloses1009, "broadcast": TestBroadcastReconnectAndManyLamps,
 		"fragments": TestFragmentedMessagesOverTheWire, "close": TestLampCloseIsEchoed,
+		"malformed": TestMalformedFramesGetTheirCloseCodes, "ping before secret": TestPingBeforeSecretIsAnswered,
 	} {
 		t.Run(name, test)
 	}
