@@ -54,6 +54,9 @@ type Device struct {
 	LogTotalBytes    Size          `toml:"log_total_bytes" help:"debug log kept for all lamps together, in bytes (1KiB-1GiB); kept in storage.dir across restarts"`
 	AuthBackoff      Duration      `toml:"auth_backoff" help:"first delay after a wrong secret from an address, doubling each time"`
 	AuthBackoffMax   Duration      `toml:"auth_backoff_max" help:"longest delay after wrong secrets"`
+	// MaxHandshakes bounds the connections from one address that have not
+	// given the secret yet.
+	MaxHandshakes int `toml:"max_handshakes_per_address" help:"connections from one address that may wait to give the secret at once (1-100000); more get 429"`
 }
 
 // Weather configures the OpenWeatherMap poller. At most one of CityID, City
@@ -110,6 +113,7 @@ func Default() Config {
 			LogTotalBytes:    4 * MiB,
 			AuthBackoff:      Duration(time.Second),
 			AuthBackoffMax:   Duration(30 * time.Second),
+			MaxHandshakes:    4,
 		},
 		Weather: Weather{
 			Interval:      Duration(10 * time.Minute),

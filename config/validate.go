@@ -119,6 +119,9 @@ func (c Config) validateDevice(p *problems) {
 	if c.Web.MaxConnections < 0 {
 		p.add("web.max_connections", "%d is negative; use 0 for the default (100)", c.Web.MaxConnections)
 	}
+	if d.MaxHandshakes < 1 || d.MaxHandshakes > 100000 {
+		p.add("device.max_handshakes_per_address", "%d is out of range 1-100000", d.MaxHandshakes)
+	}
 	if d.MaxConnections < 0 {
 		p.add("device.max_connections", "%d is negative; use 0 for as many as the open-file limit allows", d.MaxConnections)
 	}

@@ -67,6 +67,7 @@ func TestValidateRejects(t *testing.T) {
 		{"log bytes too small", func(c *Config) { c.Device.LogBytes = 100 }, "device.log_bytes: 100B is out of range 1KiB-64MiB"},
 		{"log bytes above the total", func(c *Config) { c.Device.LogBytes = 8 * MiB }, "device.log_bytes: 8MiB must not be more than device.log_total_bytes (4MiB)"},
 		{"log total too large", func(c *Config) { c.Device.LogTotalBytes = 2 * GiB }, "device.log_total_bytes: 2GiB is out of range 1KiB-1GiB"},
+		{"no handshakes", func(c *Config) { c.Device.MaxHandshakes = 0 }, "device.max_handshakes_per_address: 0 is out of range 1-100000"},
 		{"negative web connections", func(c *Config) { c.Web.MaxConnections = -1 }, "web.max_connections: -1 is negative"},
 		{"empty username", func(c *Config) { c.Web.Username = "" }, "web.username: is empty"},
 		{"colon in username", func(c *Config) { c.Web.Username = "a:b" }, `web.username: "a:b" contains ':'`},

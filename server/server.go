@@ -125,6 +125,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		LogTotalBytes:    int(cfg.Device.LogTotalBytes),
 		AuthBackoff:      cfg.Device.AuthBackoff.D(),
 		AuthBackoffMax:   cfg.Device.AuthBackoffMax.D(),
+		MaxHandshakes:    cfg.Device.MaxHandshakes,
 		Proxies:          proxies,
 		StateDir:         dir,
 		Bus:              bus,
