@@ -40,12 +40,13 @@ const (
 func main() {
 	bin := flag.String("bin", "", "the cloudcloud binary to start")
 	phase := flag.Duration("phase", 10*time.Second, "length of each attack")
+	only := flag.String("only", "", "run only this attack: guessing, slots, flood, idle or headers")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "abuse: -bin is required")
 		os.Exit(2)
 	}
-	if err := run(*bin, *phase); err != nil {
+	if err := run(*bin, *phase, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "abuse:", err)
 		os.Exit(1)
 	}
@@ -173,18 +174,20 @@ func sample(ctx context.Context, fn func() int) func() int {
 	return func() int { <-done; return int(peak.Load()) }
 }
 
-func run(bin string, phase time.Duration) error {
+func run(bin string, phase time.Duration, only string) error {
 	fmt.Printf("each attack runs %s; the server is %s\n\n", phase, bin)
-	if err := guessing(bin, phase); err != nil {
-		return err
+	for _, a := range []struct {
+		name string
+		fn   func(string, time.Duration) error
+	}{{"guessing", guessing}, {"slots", slots}, {"flood", flood}, {"idle", idle}, {"headers", headers}} {
+		if only != "" && only != a.name {
+			continue
+		}
+		if err := a.fn(bin, phase); err != nil {
+			return fmt.Errorf("%s: %w", a.name, err)
+		}
 	}
-	if err := slots(bin, phase); err != nil {
-		return err
-	}
-	if err := flood(bin, phase); err != nil {
-		return err
-	}
-	return idle(bin, phase)
+	return nil
 }
 
 // guessing: 50 sockets from one address guess the secret as fast as they
@@ -416,5 +419,45 @@ func idle(bin string, phase time.Duration) error {
 	fmt.Printf("## idle connections: 320 to each port, sending nothing, server's open-file limit 300\n")
 	fmt.Printf("server descriptors base / with them / %s later  %d / %d / %d\n", wait, base, during, s.fds())
 	fmt.Printf("during: /healthz %s, a lamp from another address got %q\n", health, lamp)
+	return nil
+}
+
+// headers: 300 connections each send a request with 1 MiB of headers.
+func headers(bin string, _ time.Duration) error {
+	s, err := start(bin, 0)
+	if err != nil {
+		return err
+	}
+	defer s.stop()
+	base := s.rssKiB()
+	ctx, cancel := context.WithCancel(context.Background())
+	peak := sample(ctx, s.rssKiB)
+	pad := strings.Repeat("a", 1<<20)
+	statuses := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range 300 {
+		wg.Go(func() {
+			c, err := net.DialTimeout("tcp", s.web, 5*time.Second)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			go fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n", pad)
+			status := "no answer"
+			if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+				status = resp.Status
+				resp.Body.Close()
+			}
+			mu.Lock()
+			statuses[status]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	cancel()
+	fmt.Printf("## 1 MiB of request headers on 300 connections at once\n")
+	fmt.Printf("answers %v; server RSS base / peak %d / %d KiB\n\n", statuses, base, peak())
 	return nil
 }
