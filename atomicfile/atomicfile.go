@@ -8,27 +8,30 @@
 // directory after the rename, so a power cut can lose a change already
 // acknowledged, and names its temporary files after the target with nothing
 // to mark them, so the leftovers of a crash cannot be told apart and
-// removed at start (IsTemp).
+// removed at start (RemoveTemps).
 package atomicfile
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 )
 
-// tempInfix marks the temporary files of Write: ".<name>.tmp-<random>".
-const tempInfix = ".tmp-"
-
-// IsTemp reports whether a file name is one of Write's temporary files,
-// which only a crash in the middle of a write leaves behind.
-func IsTemp(name string) bool {
-	return strings.HasPrefix(name, ".") && strings.Contains(name, tempInfix)
-}
-
 // Write replaces path with data atomically and durably.
 func Write(path string, data []byte, perm os.FileMode) error {
+	err := write(path, data, perm)
+	Note(err)
+	return err
+}
+
+func write(path string, data []byte, perm os.FileMode) error {
+	if f := fault.Load(); f != nil {
+		if err := (*f)(path); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempInfix+"*")
 	if err != nil {
@@ -59,6 +62,39 @@ func Write(path string, data []byte, perm os.FileMode) error {
 	}
 	ok = true
 	return SyncDir(dir)
+}
+
+// tempInfix marks Write's temporary files: "." + base name + tempInfix + random.
+const tempInfix = ".tmp-"
+
+// IsTemp reports whether a file name is one of Write's temporary files,
+// which only a crash in the middle of a write leaves behind.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.Contains(name, tempInfix)
+}
+
+// RemoveTemps deletes the temporary files Write leaves behind when the
+// process dies between creating one and renaming it, anywhere under root,
+// and returns their paths. Call it at start, before anything writes.
+func RemoveTemps(root string) ([]string, error) {
+	var removed []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.Type().IsRegular() && IsTemp(name) {
+			if err := os.Remove(p); err != nil {
+				return err
+			}
+			removed = append(removed, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("remove temporary files under %s: %w", root, err)
+	}
+	return removed, nil
 }
 
 // SyncDir makes a rename in dir durable.

@@ -32,6 +32,7 @@ type Web struct {
 	Password       string   `toml:"password" help:"login password; empty: generated on first start and printed once"`
 	TrustedProxies []string `toml:"trusted_proxies" help:"comma-separated CIDRs or IPs of reverse proxies whose X-Forwarded-For is believed"`
 	SessionTTL     Duration `toml:"session_ttl" help:"how long a login cookie lasts"`
+	MaxConnections int      `toml:"max_connections" help:"most connections to the web port at once; 0: 100, kept within the open-file limit"`
 }
 
 // NamedSecret is a per-lamp secret: a lamp that authenticates with it is
@@ -54,8 +55,13 @@ type Device struct {
 	MaxConnections   int           `toml:"max_connections" help:"most lamps connected at once; 0: as many as the open-file limit allows"`
 	SendQueue        int           `toml:"send_queue" help:"commands waiting per lamp before it is dropped as too slow"`
 	LogLines         int           `toml:"log_lines" help:"debug log lines kept per lamp"`
+	LogBytes         Size          `toml:"log_bytes" help:"debug log kept per lamp, in bytes (1KiB-64MiB, at most log_total_bytes)"`
+	LogTotalBytes    Size          `toml:"log_total_bytes" help:"debug log kept for all lamps together, in bytes (1KiB-1GiB); kept in storage.dir across restarts"`
 	AuthBackoff      Duration      `toml:"auth_backoff" help:"first delay after a wrong secret from an address, doubling each time"`
 	AuthBackoffMax   Duration      `toml:"auth_backoff_max" help:"longest delay after wrong secrets"`
+	// MaxHandshakes bounds the connections from one address that have not
+	// given the secret yet.
+	MaxHandshakes int `toml:"max_handshakes_per_address" help:"connections from one address that may wait to give the secret at once (1-100000); more get 429"`
 }
 
 // Weather configures the OpenWeatherMap poller. At most one of CityID, City
@@ -125,8 +131,11 @@ func Default() Config {
 			MaxFrameSize:     device.DefaultMaxFrameSize,
 			SendQueue:        device.DefaultSendQueue,
 			LogLines:         device.DefaultLogLines,
+			LogBytes:         device.DefaultLogBytes,
+			LogTotalBytes:    device.DefaultLogTotalBytes,
 			AuthBackoff:      Duration(device.DefaultAuthBackoff),
 			AuthBackoffMax:   Duration(device.DefaultAuthBackoffMax),
+			MaxHandshakes:    device.DefaultMaxHandshakesPerAddress,
 		},
 		Weather: Weather{
 			Interval:      Duration(weather.DefaultInterval),

@@ -120,11 +120,25 @@ func (c Config) validateDevice(p *problems) {
 	if d.MaxFrameSize < minFrameSize || d.MaxFrameSize > maxFrameSize {
 		p.add("device.max_frame_size", "%s is out of range %s-%s", d.MaxFrameSize, minFrameSize, maxFrameSize)
 	}
+	if c.Web.MaxConnections < 0 {
+		p.add("web.max_connections", "%d is negative; use 0 for the default (100)", c.Web.MaxConnections)
+	}
+	if d.MaxHandshakes < 1 || d.MaxHandshakes > 100000 {
+		p.add("device.max_handshakes_per_address", "%d is out of range 1-100000", d.MaxHandshakes)
+	}
 	if d.MaxConnections < 0 {
 		p.add("device.max_connections", "%d is negative; use 0 for as many as the open-file limit allows", d.MaxConnections)
 	}
 	if d.SendQueue < 1 || d.SendQueue > maxSendQueue {
 		p.add("device.send_queue", "%d is out of range 1-%d", d.SendQueue, maxSendQueue)
+	}
+	if d.LogBytes < KiB || d.LogBytes > 64*MiB {
+		p.add("device.log_bytes", "%s is out of range 1KiB-64MiB", d.LogBytes)
+	} else if d.LogBytes > d.LogTotalBytes {
+		p.add("device.log_bytes", "%s must not be more than device.log_total_bytes (%s)", d.LogBytes, d.LogTotalBytes)
+	}
+	if d.LogTotalBytes < KiB || d.LogTotalBytes > GiB {
+		p.add("device.log_total_bytes", "%s is out of range 1KiB-1GiB", d.LogTotalBytes)
 	}
 	if d.LogLines < 1 || d.LogLines > maxLogLines {
 		p.add("device.log_lines", "%d is out of range 1-%d", d.LogLines, maxLogLines)

@@ -11,14 +11,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -42,13 +46,24 @@ type Options struct {
 	MaxConnections   int // 0: unlimited
 	SendQueue        int // commands waiting per lamp
 	LogLines         int // debug log lines kept per lamp
-	AuthBackoff      time.Duration
-	AuthBackoffMax   time.Duration
-	Proxies          realip.Resolver
-	Records          storage.Bucket // where debug switches are kept; nil keeps them in memory
-	Bus              events.Publisher
-	Logger           *slog.Logger
-	noPoller         bool // tests: use the fallback reader
+	LogBytes         int // debug log bytes kept per lamp
+	LogTotalBytes    int // debug log bytes kept for all lamps
+	// LogSaveInterval is how often the debug log is saved when it changed;
+	// a crash loses at most the lines of that long.
+	LogSaveInterval time.Duration
+	AuthBackoff     time.Duration
+	AuthBackoffMax  time.Duration
+	// MaxHandshakes bounds the connections one address may have open that
+	// have not given the secret yet, so one address cannot take the
+	// connection slots of others.
+	MaxHandshakes int
+	Proxies       realip.Resolver
+	// Records is where the debug switches and the debug log are kept; nil
+	// keeps them in memory.
+	Records  storage.Bucket
+	Bus      events.Publisher
+	Logger   *slog.Logger
+	noPoller bool // tests: use the fallback reader
 
 	// OnFanout, if set, is told how long each display change took to reach
 	// every lamp (or be superseded there); for metrics and the load tool.
@@ -65,8 +80,13 @@ const (
 	DefaultMaxFrameSize     = 4 << 10
 	DefaultSendQueue        = 64
 	DefaultLogLines         = 1000
+	DefaultLogBytes         = 256 << 10
+	DefaultLogTotalBytes    = 4 << 20
+	DefaultLogSaveInterval  = 2 * time.Second
 	DefaultAuthBackoff      = time.Second
 	DefaultAuthBackoffMax   = 30 * time.Second
+
+	DefaultMaxHandshakesPerAddress = 4
 )
 
 func (o *Options) defaults() {
@@ -87,9 +107,19 @@ func (o *Options) defaults() {
 	if o.SendQueue <= 0 {
 		o.SendQueue = DefaultSendQueue
 	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = DefaultMaxHandshakesPerAddress
+	}
 	if o.LogLines <= 0 {
 		o.LogLines = DefaultLogLines
 	}
+	if o.LogBytes <= 0 {
+		o.LogBytes = DefaultLogBytes
+	}
+	if o.LogTotalBytes <= 0 {
+		o.LogTotalBytes = DefaultLogTotalBytes
+	}
+	def(&o.LogSaveInterval, DefaultLogSaveInterval)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -102,6 +132,7 @@ type Stats struct {
 	HandshakesOK     atomic.Uint64
 	HandshakesFailed atomic.Uint64
 	Refused          atomic.Uint64 // connections refused: cap reached or shutting down
+	Throttled        atomic.Uint64 // handshakes refused with 429: address in back-off or too many at once
 	PacketsSent      atomic.Uint64
 	PacketsReceived  atomic.Uint64
 	Ignored          atomic.Uint64 // frames the protocol does not define
@@ -112,14 +143,22 @@ type Stats struct {
 // Gateway serves lamps. Create it with New and mount it as an http.Handler
 // on the device port.
 type Gateway struct {
-	opt      Options
-	log      *slog.Logger
-	secrets  secrets
-	refusals *backoff.PerAddress // slows down repeated wrong secrets from one address; only the failing connection waits
-	upgrader websocket.Upgrader
-	logs     *logBook
-	hub      hub
-	stats    Stats
+	opt     Options
+	log     *slog.Logger
+	secrets secrets
+	// refusals slows down repeated wrong secrets from one address. The
+	// waiting costs the server nothing: a wrong secret is closed at once,
+	// and the address's next attempts get 429 before any upgrade until its
+	// back-off has passed.
+	refusals *backoff.PerAddress
+	// handshaking counts, per address, connections that have not given
+	// the secret yet; see Options.MaxHandshakes.
+	handshakeMu sync.Mutex
+	handshaking map[string]int
+	upgrader    websocket.Upgrader
+	logs        *logBook
+	hub         hub
+	stats       Stats
 
 	mu         sync.Mutex // guards conns, the debug switches and offline
 	conns      map[string]*lamp
@@ -130,10 +169,13 @@ type Gateway struct {
 	poller  *readPoller // nil: a reader goroutine per lamp
 	writers *writerPool
 
-	closing  atomic.Bool
-	done     chan struct{}
-	readers  sync.WaitGroup
-	stopOnce sync.Once
+	closing atomic.Bool
+	done    chan struct{}
+	savers  sync.WaitGroup // saveLogsLoop
+	// logSaveFailing is owned by whoever runs saveLogs.
+	logSaveFailing bool
+	readers        sync.WaitGroup
+	stopOnce       sync.Once
 }
 
 // Frames every lamp gets, encoded once.
@@ -152,15 +194,16 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		return nil, ErrNoSecret
 	}
 	g := &Gateway{
-		opt:        opt,
-		log:        opt.Logger,
-		secrets:    newSecrets(opt.Secret, opt.Named),
-		refusals:   backoff.New(opt.AuthBackoff, opt.AuthBackoffMax, nil),
-		logs:       newLogBook(opt.LogLines, 256),
-		conns:      make(map[string]*lamp),
-		debugNames: make(map[string]bool),
-		offline:    make(map[string]Info),
-		done:       make(chan struct{}),
+		opt:         opt,
+		log:         opt.Logger,
+		secrets:     newSecrets(opt.Secret, opt.Named),
+		refusals:    backoff.New(opt.AuthBackoff, opt.AuthBackoffMax, nil),
+		logs:        newLogBook(opt.LogLines, opt.LogBytes, opt.LogTotalBytes, 256),
+		conns:       make(map[string]*lamp),
+		debugNames:  make(map[string]bool),
+		offline:     make(map[string]Info),
+		handshaking: make(map[string]int),
+		done:        make(chan struct{}),
 		upgrader: websocket.Upgrader{
 			// gorilla only does the upgrade: frames are read by frames.go
 			// and written by writer.go, so its buffers serve the upgrade
@@ -189,6 +232,12 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 	if err := g.loadDebug(); err != nil {
 		return nil, err
 	}
+	if err := g.loadLogs(); err != nil {
+		return nil, err
+	}
+	if opt.Records != nil {
+		g.savers.Go(g.saveLogsLoop)
+	}
 	go g.pinger()
 	return g, nil
 }
@@ -205,6 +254,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server is shutting down; reconnect later", http.StatusServiceUnavailable)
 		return
 	}
+	remote := g.opt.Proxies.ClientAddr(r)
+	ip := realip.IP(remote)
+	if d := g.refusals.Wait(ip); d > 0 {
+		g.stats.Throttled.Add(1)
+		tooMany(w, d, "wrong secrets from your address; try again later")
+		return
+	}
+	if !g.startHandshake(ip) {
+		g.stats.Throttled.Add(1)
+		tooMany(w, time.Second, fmt.Sprintf("more than %d connections from your address are waiting to give the secret", g.opt.MaxHandshakes))
+		return
+	}
+	handshaking := true
+	defer func() {
+		if handshaking {
+			g.endHandshake(ip)
+		}
+	}()
 	if n := g.stats.Connections.Add(1); g.opt.MaxConnections > 0 && n > int64(g.opt.MaxConnections) {
 		g.stats.Connections.Add(-1)
 		g.stats.Refused.Add(1)
@@ -222,27 +289,73 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and written by writer.go. The handshake owns the write side until it
 	// is done (flushing set), so "ok" goes out before anything queued.
 	raw := conn.UnderlyingConn()
-	l := &lamp{gw: g, raw: raw, remote: g.opt.Proxies.ClientAddr(r), connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
+	// The HTTP server's deadlines stay on a hijacked connection; from here
+	// on the gateway sets its own.
+	_ = raw.SetDeadline(time.Time{})
+	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
 	if sc, ok := raw.(syscall.Conn); ok {
 		l.rc, _ = sc.SyscallConn()
 	}
 	l.lastSeen.Store(l.connectedAt.UnixNano())
-	g.register(l)
-	g.readers.Add(1)
+	if !g.register(l) {
+		_ = raw.Close()
+		g.stats.Connections.Add(-1)
+		g.stats.Refused.Add(1)
+		return
+	}
 	// The handshake runs here, on the handler's already grown stack; the
 	// lamp's long-lived reader then starts on a fresh, small one. With
 	// thousands of idle lamps, that stack is most of what a lamp costs.
-	if reason := l.handshake(); reason != "" {
+	reason := l.handshake()
+	g.endHandshake(ip)
+	handshaking = false
+	if reason != "" {
 		l.end(0, "", reason)
 		return
 	}
 	g.startReading(l)
 }
 
+// tooMany refuses a handshake before the upgrade, which costs the server
+// nothing while the client waits; the connection is not kept alive.
+func tooMany(w http.ResponseWriter, retry time.Duration, why string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+	w.Header().Set("Connection", "close")
+	http.Error(w, why, http.StatusTooManyRequests)
+}
+
+// startHandshake reserves one of ip's handshake slots; it reports false
+// when ip has Options.MaxHandshakes connections without a secret already.
+func (g *Gateway) startHandshake(ip string) bool {
+	g.handshakeMu.Lock()
+	defer g.handshakeMu.Unlock()
+	if g.handshaking[ip] >= g.opt.MaxHandshakes {
+		return false
+	}
+	g.handshaking[ip]++
+	return true
+}
+
+func (g *Gateway) endHandshake(ip string) {
+	g.handshakeMu.Lock()
+	defer g.handshakeMu.Unlock()
+	if g.handshaking[ip]--; g.handshaking[ip] <= 0 {
+		delete(g.handshaking, ip)
+	}
+}
+
 // register gives l a unique id and makes it visible in the registry.
-func (g *Gateway) register(l *lamp) {
+// It reports false, registering nothing, once Shutdown has begun: the
+// check and readers.Add are under g.mu, which Shutdown takes after setting
+// closing, so no Add can race with its Wait.
+func (g *Gateway) register(l *lamp) bool {
 	var b [3]byte
 	g.mu.Lock()
+	if g.closing.Load() {
+		g.mu.Unlock()
+		return false
+	}
+	g.readers.Add(1)
 	for {
 		_, _ = rand.Read(b[:])
 		id := "d-" + hex.EncodeToString(b[:])
@@ -254,6 +367,7 @@ func (g *Gateway) register(l *lamp) {
 	}
 	g.mu.Unlock()
 	g.publishDevice(l, EventConnected)
+	return true
 }
 
 // forget removes an ended lamp from the gateway; see lamp.end.
@@ -320,37 +434,35 @@ func (g *Gateway) Offline() []Info {
 // why the lamp was refused.
 func (l *lamp) handshake() string {
 	g := l.gw
-	refuse := func(why string, delay time.Duration) string {
+	// A refused lamp is closed at once: its address's back-off is enforced
+	// at its next upgrade (see ServeHTTP), not by holding this connection.
+	refuse := func(code int, why string) string {
 		g.stats.HandshakesFailed.Add(1)
 		g.log.Warn("lamp refused", "remote", l.remote, "reason", why)
-		if delay > 0 {
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-g.done:
-				t.Stop()
-			}
-		}
 		l.release()
-		l.end(websocket.ClosePolicyViolation, why, why)
+		l.end(code, why, why)
 		return why
 	}
 	_ = l.raw.SetReadDeadline(time.Now().Add(g.opt.HandshakeTimeout))
 	op, secret, err := l.readMessage()
 	switch {
 	case err != nil && isTimeout(err):
-		return refuse(fmt.Sprintf("no secret within %s", g.opt.HandshakeTimeout), 0)
+		return refuse(websocket.ClosePolicyViolation, fmt.Sprintf("no secret within %s", g.opt.HandshakeTimeout))
 	case err != nil:
 		g.stats.HandshakesFailed.Add(1)
 		l.release() // so that the close frame readError asks for goes out
 		return l.readError(err)
 	case op != opText:
-		return refuse("the first frame must be the secret as text", 0)
+		return refuse(websocket.ClosePolicyViolation, "the first frame must be the secret as text")
+	case !utf8.Valid(secret):
+		g.refusals.Fail(realip.IP(l.remote))
+		return refuse(websocket.CloseInvalidFramePayloadData, "the secret is not valid UTF-8")
 	}
 	name, ok := g.secrets.match(secret)
 	ip := realip.IP(l.remote)
 	if !ok {
-		return refuse("wrong secret", g.refusals.Fail(ip))
+		g.refusals.Fail(ip)
+		return refuse(websocket.ClosePolicyViolation, "wrong secret")
 	}
 	g.refusals.Succeed(ip)
 	if name != "" {
@@ -507,25 +619,32 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The switches on disk change first; only then the ones in memory, so a
+	// failed save (a full or read-only disk) leaves no trace anywhere.
 	g.mu.Lock()
+	all, names := g.debugAll, maps.Clone(g.debugNames)
 	if len(ids) == 0 {
-		g.debugAll = on
-		clear(g.debugNames)
+		all = on
+		clear(names)
 	}
+	for _, l := range lamps {
+		if name := l.Name(); len(ids) > 0 && name != "" {
+			names[name] = on
+		}
+	}
+	if err := g.saveDebug(all, names); err != nil {
+		g.mu.Unlock()
+		return nil, err
+	}
+	g.debugAll, g.debugNames = all, names
 	for _, l := range lamps {
 		if len(ids) == 0 {
 			l.debugSet = false
-		} else if name := l.Name(); name != "" {
-			g.debugNames[name] = on
-		} else {
+		} else if l.Name() == "" {
 			l.debugSet, l.debugOn = true, on
 		}
 	}
-	err = g.saveDebug()
 	g.mu.Unlock()
-	if err != nil {
-		return nil, err
-	}
 	sent := g.send(lamps, command{frame: textFrame(protocol.Debug(on).Bytes()), kind: protocol.KindDebug})
 	for _, l := range lamps {
 		g.publishDevice(l, EventDebug)
@@ -573,12 +692,14 @@ func (g *Gateway) loadDebug() error {
 }
 
 // saveDebug persists the debug switches; g.mu is held.
-func (g *Gateway) saveDebug() error {
+func (g *Gateway) saveDebug(all bool, names map[string]bool) error {
 	if g.opt.Records == nil {
 		return nil
 	}
-	_, err := storage.PutJSON(g.opt.Records, DebugKey, debugFile{All: g.debugAll, Names: g.debugNames})
-	return err
+	if _, err := storage.PutJSON(g.opt.Records, DebugKey, debugFile{All: all, Names: names}); err != nil {
+		return fmt.Errorf("save debug switches (nothing was changed): %w", err)
+	}
+	return nil
 }
 
 func (g *Gateway) addLog(l *lamp, msg string) {
@@ -586,10 +707,69 @@ func (g *Gateway) addLog(l *lamp, msg string) {
 	if key == "" {
 		key = l.id
 	}
-	line := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg})
-	if g.opt.Bus != nil {
+	line, live := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg})
+	if live && g.opt.Bus != nil {
 		g.opt.Bus.Publish(events.Event{Type: events.TypeLog, Time: line.Time, Data: line})
 	}
+}
+
+// LogKey is the debug log's record in the storage bucket (debug-log.json
+// in the data directory).
+const LogKey = "debug-log"
+
+// loadLogs reads the debug log saved before the last stop. A record that
+// does not decode is set aside and the log starts empty.
+func (g *Gateway) loadLogs() error {
+	if g.opt.Records == nil {
+		return nil
+	}
+	var f logFile
+	_, found, err := storage.LoadJSON(g.opt.Records, LogKey, &f, nil, g.log, "debug log")
+	if found {
+		g.logs.load(f)
+	}
+	return err
+}
+
+// saveLogsLoop writes the debug log to disk every LogSaveInterval when it
+// changed; Shutdown saves it once more when the lamps are gone. A whole
+// snapshot, written atomically, is at most LogTotalBytes and needs no
+// recovery rule: the file is the old snapshot or the new one.
+func (g *Gateway) saveLogsLoop() {
+	t := time.NewTicker(g.opt.LogSaveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			g.saveLogs()
+		case <-g.done:
+			return
+		}
+	}
+}
+
+// saveLogs writes the debug log if it changed; a failure is logged once
+// until a save succeeds again. Only saveLogsLoop and, after it ended,
+// Shutdown call it.
+func (g *Gateway) saveLogs() {
+	if g.opt.Records == nil {
+		return
+	}
+	f, changed := g.logs.snapshot()
+	if !changed {
+		return
+	}
+	_, err := storage.PutJSON(g.opt.Records, LogKey, f)
+	switch {
+	case err != nil:
+		g.logs.markDirty()
+		if !g.logSaveFailing {
+			g.log.Error("cannot save the debug log; retrying", "err", err)
+		}
+	case g.logSaveFailing:
+		g.log.Info("debug log saved again")
+	}
+	g.logSaveFailing = err != nil
 }
 
 // Logs returns up to limit debug lines, newest last, of the lamp with that
@@ -699,8 +879,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	select {
 	case <-finished:
 		g.writers.close()
+		g.savers.Wait()
+		g.saveLogs()
 		return nil
 	case <-ctx.Done():
+		g.savers.Wait()
+		g.saveLogs()
 		return fmt.Errorf("device: shutdown: %w", ctx.Err())
 	}
 }

@@ -38,6 +38,7 @@ func TestGoroutineReaders(t *testing.T) {
 		"handshake": TestHandshake, "messages": TestLampMessages, "keepalive": TestKeepalive,
 		"oversized": TestOversizedFrameCloses1009, "broadcast": TestBroadcastReconnectAndManyLamps,
 		"fragments": TestFragmentedMessagesOverTheWire, "close": TestLampCloseIsEchoed,
+		"malformed": TestMalformedFramesGetTheirCloseCodes, "ping before secret": TestPingBeforeSecretIsAnswered,
 	} {
 		t.Run(name, test)
 	}
@@ -56,7 +57,9 @@ func newServer(t *testing.T, opt Options, wrap func(net.Listener) net.Listener) 
 		opt.Secret = secret
 	}
 	if opt.AuthBackoff == 0 {
-		opt.AuthBackoff = time.Millisecond
+		// Back-off is checked at the next upgrade: short enough that a
+		// test's next dial is never refused.
+		opt.AuthBackoff, opt.AuthBackoffMax = time.Nanosecond, time.Microsecond
 	}
 	bus := events.NewBus()
 	opt.Bus = bus
@@ -438,15 +441,23 @@ func TestSendQueueFullDropsLamp(t *testing.T) {
 	waitFor(t, "the lamp with a full queue to be dropped", func() bool { return ts.gw.Stats().Lamps.Load() == 0 })
 }
 
+// bucket opens the top level of a data directory, where the gateway keeps
+// its records.
+func bucket(t *testing.T, dir string) storage.Bucket {
+	t.Helper()
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func TestCommandsAndDebug(t *testing.T) {
-	d, err := storage.OpenDir(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	records, err := d.Bucket("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	records := bucket(t, t.TempDir())
 	ts := newServer(t, Options{Named: []NamedSecret{{Name: "bedroom", Secret: "bedroom-secret"}}, Records: records}, nil)
 	anon := ts.lamp(t, secret, "[cc:0:?:?]")
 	bed := ts.lamp(t, "bedroom-secret", "[cc:0:?:?]")

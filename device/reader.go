@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -64,10 +65,19 @@ func (a *assembler) add(f frame, limit int64) (byte, []byte, bool, error) {
 func (l *lamp) control(op byte, payload []byte) error {
 	switch op {
 	case opPing:
+		if stage(l.phase.Load()) == stageConnected {
+			// The handshake owns the write side: answer now, not after "ok".
+			return l.writeNow(appendFrame(nil, opPong, payload))
+		}
 		l.enqueuePong(payload)
 	case opClose:
 		code := websocket.CloseNormalClosure
-		if len(payload) >= 2 {
+		switch {
+		case len(payload) == 1:
+			return &frameError{websocket.CloseProtocolError, "close frame with a 1-byte payload"}
+		case len(payload) >= 2 && !utf8.Valid(payload[2:]):
+			return &frameError{websocket.CloseInvalidFramePayloadData, "close reason is not valid UTF-8"}
+		case len(payload) >= 2:
 			code = int(payload[0])<<8 | int(payload[1])
 		}
 		return closedByLamp{code}
@@ -106,6 +116,9 @@ func (l *lamp) handleMessage(op byte, msg []byte) error {
 		g.stats.Ignored.Add(1)
 		g.log.Debug("lamp sent a binary frame; ignored", "lamp", l.id, "bytes", len(msg))
 		return nil
+	}
+	if !utf8.Valid(msg) {
+		return &frameError{websocket.CloseInvalidFramePayloadData, "text frame is not valid UTF-8"}
 	}
 	switch kind, line := protocol.ClassifyLamp(msg); kind {
 	case protocol.LampPing:

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Hooks lets the server watch downloads.
@@ -38,6 +39,9 @@ const progressEvery = 64 << 10
 // updater. A client whose x-ESP32-sketch-md5 (or x-ESP8266-sketch-md5)
 // already equals the image's MD5 gets 304, which Arduino's updater reads as
 // "no update".
+// DownloadTimeout bounds the time one download of the image may take.
+const DownloadTimeout = 10 * time.Minute
+
 func (s *Store) Handler(hooks Hooks) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -56,6 +60,9 @@ func (s *Store) Handler(hooks Hooks) http.Handler {
 			return
 		}
 		defer f.Close()
+		// A lamp on a weak link may need longer than the server's write
+		// timeout for a whole image.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(DownloadTimeout))
 
 		h := w.Header()
 		h.Set("Content-Type", "application/octet-stream")

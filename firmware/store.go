@@ -271,16 +271,26 @@ func (s *Store) Save(r io.Reader, opt SaveOptions) (Info, error) {
 
 	info.UploadedAt = s.now().UTC().Truncate(time.Second)
 	id := info.SHA256
+	// A failure from here on removes what this upload put in place (unless
+	// it is the previous image's, the same bytes): an orphan on a nearly
+	// full disk would make every later upload fail too.
+	undo := func() {
+		if id != s.st.Previous {
+			s.removeImage(id)
+		}
+	}
 	if err := upload.Commit(id); err != nil {
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	if _, err := storage.PutJSON(s.records, id, info); err != nil {
+		undo()
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	// The store never has a previous image without a current one, so the
 	// old previous image simply drops out.
 	next := state{Current: id, Previous: s.st.Current, CurrentSince: s.nextSince()}
 	if err := s.writeState(next); err != nil {
+		undo()
 		return Info{}, fmt.Errorf("save firmware: %w", err)
 	}
 	dropped := s.st.Previous

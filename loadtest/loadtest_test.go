@@ -22,6 +22,8 @@ func TestRunAgainstARealServer(t *testing.T) {
 	cfg := config.Default()
 	cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
 	cfg.Web.Password, cfg.Device.AuthSecret = "load-password", "load-test-secret"
+	// The tool connects InFlight lamps at once from each source address.
+	cfg.Device.MaxHandshakes = 100
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ready := make(chan server.Addrs, 1)

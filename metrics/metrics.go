@@ -20,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/weather"
 )
@@ -34,6 +35,7 @@ type DeviceCollector struct {
 
 	lamps, connections, handshakes, refused *prometheus.Desc
 	sent, received, ignored, dropped        *prometheus.Desc
+	throttled                               *prometheus.Desc
 }
 
 // NewDeviceCollector reads stats (device.Gateway.Stats()) at every scrape.
@@ -47,6 +49,7 @@ func NewDeviceCollector(stats *device.Stats) *DeviceCollector {
 		connections: d("lamp_connections", "Open lamp WebSocket connections now, including ones still in the handshake."),
 		handshakes:  d("lamp_handshakes_total", "Lamp handshakes by result: ok, or failed (wrong or missing secret).", "result"),
 		refused:     d("lamp_connections_refused_total", "Lamp connections refused because the connection cap was reached or the server was shutting down."),
+		throttled:   d("lamp_handshakes_throttled_total", "Lamp connections answered 429 before the upgrade: their address is in back-off after wrong secrets, or has too many handshakes open."),
 		sent:        d("lamp_packets_sent_total", "Text frames sent to lamps."),
 		received:    d("lamp_packets_received_total", "Frames received from lamps after the handshake."),
 		ignored:     d("lamp_frames_ignored_total", "Frames from lamps that the protocol does not define (ignored, connection kept)."),
@@ -56,7 +59,7 @@ func NewDeviceCollector(stats *device.Stats) *DeviceCollector {
 
 // Describe implements prometheus.Collector.
 func (c *DeviceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.lamps, c.connections, c.handshakes, c.refused, c.sent, c.received, c.ignored, c.dropped} {
+	for _, d := range []*prometheus.Desc{c.lamps, c.connections, c.handshakes, c.refused, c.throttled, c.sent, c.received, c.ignored, c.dropped} {
 		ch <- d
 	}
 }
@@ -75,6 +78,7 @@ func (c *DeviceCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.handshakes, s.HandshakesOK.Load(), "ok")
 	counter(c.handshakes, s.HandshakesFailed.Load(), "failed")
 	counter(c.refused, s.Refused.Load())
+	counter(c.throttled, s.Throttled.Load())
 	counter(c.sent, s.PacketsSent.Load())
 	counter(c.received, s.PacketsReceived.Load())
 	counter(c.ignored, s.Ignored.Load())
@@ -237,4 +241,25 @@ func (h *HTTP) Describe(ch chan<- *prometheus.Desc) {
 func (h *HTTP) Collect(ch chan<- prometheus.Metric) {
 	h.requests.Collect(ch)
 	h.seconds.Collect(ch)
+}
+
+// StorageCollector reports failed writes to the data directory by kind
+// (atomicfile.Kinds): a full disk, a read-only one, missing permission,
+// other disk errors.
+type StorageCollector struct{ errors *prometheus.Desc }
+
+// NewStorageCollector reads atomicfile.Failures at every scrape.
+func NewStorageCollector() *StorageCollector {
+	return &StorageCollector{errors: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", "storage_errors_total"),
+		"Writes to the data directory that failed, by kind: no_space, read_only, permission, other.", []string{"kind"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *StorageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.errors }
+
+// Collect implements prometheus.Collector.
+func (c *StorageCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, k := range atomicfile.Kinds {
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(atomicfile.Failures(k)), string(k))
+	}
 }

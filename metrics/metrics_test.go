@@ -42,8 +42,8 @@ cloudcloud_lamps_dropped_total{reason="slow"} 6
 		"cloudcloud_lamps_connected", "cloudcloud_lamp_handshakes_total", "cloudcloud_lamps_dropped_total"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(c); n != 10 {
-		t.Errorf("%d series, want 10", n)
+	if n := testutil.CollectAndCount(c); n != 11 {
+		t.Errorf("%d series, want 11", n)
 	}
 	// Values are read at scrape time, not copied at construction.
 	s.Lamps.Store(4)

@@ -18,7 +18,7 @@ scenario() {
   local data; data=$(mktemp -d)
   CLOUDCLOUD_DEVICE_AUTH_SECRET=$secret CLOUDCLOUD_WEB_PASSWORD=$password CLOUDCLOUD_LOG_LEVEL=error \
     taskset -c 0 "$bin" serve -storage.dir "$data" -web.listen $web -device.listen $dev \
-    -device.ping_interval 30s -device.keepalive_timeout 90s >"$out/$name.server.log" 2>&1 &
+    -device.ping_interval 30s -device.keepalive_timeout 90s -device.max_handshakes_per_address 1000 >"$out/$name.server.log" 2>&1 &
   local pid=$!
   for _ in $(seq 50); do "$bin" healthcheck -url "http://$web/healthz" 2>/dev/null && break; sleep 0.1; done
   echo "== $name: $*"

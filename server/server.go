@@ -19,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/backoff"
 	"github.com/cloudcloud/cloudcloud/config"
+	"github.com/cloudcloud/cloudcloud/connlimit"
 	"github.com/cloudcloud/cloudcloud/credentials"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/events"
@@ -65,6 +67,8 @@ type Server struct {
 	poller  *weather.Poller
 	updates *rollout.Tracker
 
+	maxLamps int // device.max_connections, or what the open-file limit allows
+
 	webHandler      http.Handler // the UI, the API, /healthz and /metrics
 	deviceHandler   http.Handler // the lamps' WebSocket and /firmware.bin
 	firmwareHandler http.Handler // firmware.listen: /firmware.bin and nothing else
@@ -82,6 +86,14 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	data, err := storage.OpenDir(dir)
 	if err != nil {
 		return nil, err
+	}
+	// A process killed in the middle of a write leaves its temporary file.
+	removed, err := atomicfile.RemoveTemps(dir)
+	if len(removed) > 0 {
+		log.Info("removed temporary files of writes interrupted by a crash", "files", removed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage.dir %q: %w", dir, err)
 	}
 	records, err := data.Bucket("")
 	if err != nil {
@@ -123,7 +135,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 
 	registry := prometheus.NewRegistry()
 	fanout := metrics.NewFanout()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout)
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout, metrics.NewStorageCollector())
 
 	// The gateway starts its writers and keepalive at once, so it is built
 	// after everything that can fail on a bad setting or file.
@@ -146,7 +158,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	ui, err := web.New(web.Options{
 		Username: cfg.Web.Username, Password: password,
 		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
-		Proxies: proxies, Logger: log.With("part", "web"),
+		Proxies: proxies, DataDir: dir, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
 	}, web.Deps{State: s.state, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
@@ -216,9 +228,9 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 	for i, n := range d.Secrets {
 		named[i] = device.NamedSecret{Name: n.Name, Secret: n.Secret}
 	}
-	maxConns := d.MaxConnections
-	if maxConns == 0 {
-		maxConns = connectionLimit(s.log)
+	s.maxLamps = d.MaxConnections
+	if s.maxLamps == 0 {
+		s.maxLamps = connectionLimit(s.log)
 	}
 	return device.New(device.Options{
 		Secret: secret, Named: named,
@@ -227,11 +239,14 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 		KeepaliveTimeout: d.KeepaliveTimeout.D(),
 		WriteTimeout:     d.WriteTimeout.D(),
 		MaxFrameSize:     int64(d.MaxFrameSize),
-		MaxConnections:   maxConns,
+		MaxConnections:   s.maxLamps,
 		SendQueue:        d.SendQueue,
 		LogLines:         d.LogLines,
+		LogBytes:         int(d.LogBytes),
+		LogTotalBytes:    int(d.LogTotalBytes),
 		AuthBackoff:      d.AuthBackoff.D(),
 		AuthBackoffMax:   d.AuthBackoffMax.D(),
+		MaxHandshakes:    d.MaxHandshakes,
 		Proxies:          proxies,
 		Records:          records,
 		Bus:              s.bus,
@@ -244,24 +259,35 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 // serves until ctx ends, then shuts down gracefully. A Server runs once.
 func (s *Server) Run(ctx context.Context) error {
 	cfg, log := s.cfg, s.log
-	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug)
 	// The base context ends with the server, so long-lived requests (the
 	// SSE stream) return and Shutdown does not wait for them in vain.
 	webCtx, stopWeb := context.WithCancel(context.Background())
 	defer stopWeb()
+	webMax := cfg.Web.MaxConnections
+	if webMax == 0 {
+		webMax = defaultWebConnections
+	}
 	type port struct {
-		key, addr string // the setting, and its value
-		srv       *http.Server
-		ln        net.Listener
+		key, addr, what string // the setting, its value, and the port in words
+		srv             *http.Server
+		max             int    // connections at once; beyond, busyType/busy is the answer
+		maxKey          string // the setting of max
+		busyType, busy  string
+		ln              net.Listener
 	}
+	webBusy := `{"error":"too many connections to the web port; try again in a moment or raise web.max_connections"}`
 	ports := []*port{
-		{key: "web.listen", addr: cfg.Web.Listen, srv: &http.Server{Handler: s.webHandler, ReadHeaderTimeout: 10 * time.Second,
-			BaseContext: func(net.Listener) context.Context { return webCtx }, ErrorLog: errorLog}},
-		{key: "device.listen", addr: cfg.Device.Listen, srv: &http.Server{Handler: s.deviceHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}},
+		{key: "web.listen", addr: cfg.Web.Listen, what: "web port", srv: newHTTPServer(s.webHandler, log),
+			max: webMax, maxKey: "web.max_connections", busyType: "application/json", busy: webBusy},
+		{key: "device.listen", addr: cfg.Device.Listen, what: "lamp port", srv: newHTTPServer(s.deviceHandler, log),
+			max: s.maxLamps, maxKey: "device.max_connections", busyType: "text/plain; charset=utf-8",
+			busy: "too many connections to the lamp port; raise device.max_connections\n"},
 	}
+	ports[0].srv.BaseContext = func(net.Listener) context.Context { return webCtx }
 	if cfg.Firmware.Listen != "" {
-		ports = append(ports, &port{key: "firmware.listen", addr: cfg.Firmware.Listen,
-			srv: &http.Server{Handler: s.firmwareHandler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}})
+		ports = append(ports, &port{key: "firmware.listen", addr: cfg.Firmware.Listen, what: "firmware port", srv: newHTTPServer(s.firmwareHandler, log),
+			max: webMax, maxKey: "web.max_connections", busyType: "text/plain; charset=utf-8",
+			busy: "too many connections to the firmware port; try again in a moment\n"})
 	}
 	for i, p := range ports {
 		ln, err := net.Listen("tcp", p.addr)
@@ -272,7 +298,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.gateway.Shutdown(context.Background())
 			return fmt.Errorf("%s %s: %w", p.key, p.addr, err)
 		}
-		p.ln = ln
+		p.ln = connlimit.New(ln, p.max, "the "+p.what+" ("+p.maxKey+")", p.busyType, p.busy, log)
 	}
 	addrs := Addrs{Web: ports[0].ln.Addr().String(), Device: ports[1].ln.Addr().String()}
 	if len(ports) > 2 {
@@ -310,16 +336,12 @@ func (s *Server) Run(ctx context.Context) error {
 	// The lamp side first, so lamps get their close frame at once; the web
 	// side last, after the streams have ended.
 	for _, p := range ports[1:] {
-		if err := p.srv.Shutdown(sctx); err != nil {
-			errs = append(errs, err)
-		}
+		shutdownHTTP(p.srv, p.what, log)
 	}
 	if err := s.gateway.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
-	if err := ports[0].srv.Shutdown(sctx); err != nil {
-		errs = append(errs, err)
-	}
+	shutdownHTTP(ports[0].srv, ports[0].what, log)
 	wg.Wait()
 	close(errc)
 	for err := range errc {
@@ -347,6 +369,60 @@ func firmwareAccess(cfg config.Config, password, secret string) firmware.Access 
 		a.Logins = append(a.Logins, firmware.Login{Username: f.DownloadUsername, Password: f.DownloadPassword})
 	}
 	return a
+}
+
+// httpLimits are the limits of both HTTP servers. A request has read for
+// its headers and body and write for its answer; handlers that
+// legitimately take longer (the event stream, firmware upload and
+// download) push their own deadlines. A keep-alive connection may idle for
+// idle. Larger headers than maxHeaderBytes get 431. A stopping server lets
+// requests in flight finish for shutdownGrace, then closes them.
+type httpLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+	shutdownGrace                 time.Duration
+}
+
+// limits is a variable so that tests can shorten the timeouts.
+var limits = httpLimits{
+	readHeader:     10 * time.Second,
+	read:           30 * time.Second,
+	write:          60 * time.Second,
+	idle:           60 * time.Second,
+	maxHeaderBytes: 16 << 10,
+	shutdownGrace:  2 * time.Second,
+}
+
+// defaultWebConnections is web.max_connections = 0: far more than the
+// phones of a household, and within the descriptors connectionLimit keeps
+// in reserve.
+const defaultWebConnections = 100
+
+// newHTTPServer is an http.Server for h with limits; errors of the
+// server's own (bad requests, TLS noise) are logged at debug level.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: limits.readHeader,
+		ReadTimeout:       limits.read,
+		WriteTimeout:      limits.write,
+		IdleTimeout:       limits.idle,
+		MaxHeaderBytes:    limits.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// shutdownHTTP stops srv: idle connections close at once, requests in
+// flight get limits.shutdownGrace, then whatever is still open is closed. A
+// client that never finishes its request must not turn a clean stop into
+// an error.
+func shutdownHTTP(srv *http.Server, what string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), limits.shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("closing "+what+" connections still busy at shutdown", "waited", limits.shutdownGrace, "err", err)
+		_ = srv.Close()
+	}
 }
 
 // withClientAddr puts the real client address (behind trusted proxies) in

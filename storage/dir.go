@@ -39,7 +39,7 @@ func OpenDir(root string) (*Dir, error) {
 }
 
 // Bucket returns the bucket name ("" for the top level), creating its
-// directory, and removes what crashed writes left in it.
+// directory. (atomicfile.RemoveTemps clears what crashed writes left.)
 func (d *Dir) Bucket(name string) (Bucket, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -76,9 +76,8 @@ func (d *Dir) Objects(name string) (Objects, error) {
 }
 
 // sub makes the directory of a bucket or object set and clears the
-// temporary files of writes that never finished (a crash or a full disk
-// between create and rename): nothing else uses them, and left there they
-// would only fill the disk.
+// uploads that never finished (a crash between create and commit): nothing
+// else uses them, and left there they would only fill the disk.
 func (d *Dir) sub(name string) (string, error) {
 	dir := d.root
 	if name != "" {
@@ -95,7 +94,7 @@ func (d *Dir) sub(name string) (string, error) {
 		return "", fmt.Errorf("storage: %w", err)
 	}
 	for _, e := range entries {
-		if n := e.Name(); !e.IsDir() && (atomicfile.IsTemp(n) || strings.HasPrefix(n, uploadPrefix)) {
+		if n := e.Name(); !e.IsDir() && strings.HasPrefix(n, uploadPrefix) {
 			_ = os.Remove(filepath.Join(dir, n))
 		}
 	}
@@ -371,20 +370,34 @@ func (o *fileObjects) Names() ([]string, error) {
 func (o *fileObjects) Create() (ObjectWriter, error) {
 	f, err := os.CreateTemp(o.dir, uploadPrefix+"*")
 	if err != nil {
+		atomicfile.Note(err)
 		return nil, fmt.Errorf("storage: %w", err)
 	}
 	return &fileUpload{File: f, objects: o}, nil
 }
 
 // fileUpload is an object being written: a temporary file in the same
-// directory, renamed into place on Commit.
+// directory, renamed into place on Commit. Its disk failures are counted
+// like those of atomicfile.Write (atomicfile.Note), for /metrics.
 type fileUpload struct {
 	*os.File
 	objects *fileObjects
 	done    bool
 }
 
+func (u *fileUpload) Write(p []byte) (int, error) {
+	n, err := u.File.Write(p)
+	atomicfile.Note(err)
+	return n, err
+}
+
 func (u *fileUpload) Commit(name string) error {
+	err := u.commit(name)
+	atomicfile.Note(err)
+	return err
+}
+
+func (u *fileUpload) commit(name string) error {
 	path, err := u.objects.path(name)
 	if err != nil {
 		u.Abort()

@@ -181,10 +181,10 @@ func TestLoadJSONSetsAsideWhatCannotBeUsed(t *testing.T) {
 	}
 }
 
-func TestOpeningClearsWhatCrashedWritesLeft(t *testing.T) {
+func TestOpeningClearsUnfinishedUploads(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "firmware"), 0o700)
-	leftovers := []string{".state.json.tmp-123", filepath.Join("firmware", ".upload-456"), filepath.Join("firmware", ".state.json.tmp-9")}
+	leftovers := []string{filepath.Join("firmware", ".upload-456"), filepath.Join("firmware", ".upload-9")}
 	for _, n := range leftovers {
 		os.WriteFile(filepath.Join(root, n), []byte("half"), 0o600)
 	}

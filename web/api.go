@@ -186,23 +186,28 @@ func (s *Server) runCommand(command string, on *bool, ids []string) (commandResu
 	return commandResult{Command: command, SentTo: sent}, nil
 }
 
-// maxLogLimit bounds one /api/logs answer.
-const maxLogLimit = 10000
+// maxLogLimit bounds one /api/logs answer; the download (logsText) takes
+// up to maxLogDownload lines. The log itself is bounded in bytes
+// (device.log_total_bytes), so neither answer can grow without bound.
+const (
+	maxLogLimit    = 1000
+	maxLogDownload = 100000
+)
 
-// parseLimit reads ?limit=; empty means the default of API.md (200).
-func parseLimit(v string, defaultLimit int) (int, error) {
+// parseLimit reads ?limit=; empty means defaultLimit.
+func parseLimit(v string, defaultLimit, maxLimit int) (int, error) {
 	if v == "" {
 		return defaultLimit, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > maxLogLimit {
-		return 0, errorf(http.StatusBadRequest, "limit %q is out of range: use a whole number 1-%d", v, maxLogLimit)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, errorf(http.StatusBadRequest, "limit %q is out of range: use a whole number 1-%d", v, maxLimit)
 	}
 	return n, nil
 }
 
 func (s *Server) getLogs(c echo.Context) error {
-	limit, err := parseLimit(c.QueryParam("limit"), 200)
+	limit, err := parseLimit(c.QueryParam("limit"), 200, maxLogLimit)
 	if err != nil {
 		return err
 	}

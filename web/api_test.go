@@ -133,6 +133,8 @@ func TestPutStateRejectsBadInput(t *testing.T) {
 		{"null body", `null`, nil, 400, "not null"},
 		{"broken json", `{"mode": "off"`, nil, 400, "not valid JSON"},
 		{"two objects", `{"mode": "off"} {"mode": "manual"}`, nil, 400, "send exactly one object"},
+		{"duplicate field", `{"mode": "off", "pulse": 1, "mode": "manual"}`, nil, 400, `field "mode" appears twice`},
+		{"duplicate nested field", `{"weather_override": {"code": 4, "intensity": 3, "code": 5}}`, nil, 400, `field "weather_override.code" appears twice`},
 		{"nothing to change", `{}`, nil, 400, "nothing to change"},
 	}
 	for _, tt := range tests {
@@ -307,9 +309,9 @@ func TestLogs(t *testing.T) {
 	if got := e.call(t, http.MethodGet, "/api/logs?device=d-none", ""); strings.TrimSpace(got.body) != "[]" {
 		t.Errorf("unknown lamp's log: %s", got.body)
 	}
-	for _, limit := range []string{"0", "-3", "ten", "10001"} {
+	for _, limit := range []string{"0", "-3", "ten", "1001", "10000"} {
 		res := e.call(t, http.MethodGet, "/api/logs?limit="+limit, "")
-		if res.status != 400 || !strings.Contains(errorBody(t, res), "use a whole number 1-10000") {
+		if res.status != 400 || !strings.Contains(errorBody(t, res), "use a whole number 1-1000") {
 			t.Errorf("limit=%s: %d %s", limit, res.status, res.body)
 		}
 	}

@@ -121,6 +121,13 @@ func TestLoginAndSession(t *testing.T) {
 			t.Errorf("cookie lasts %d s, want 30 days", cookie.MaxAge)
 		}
 	})
+	t.Run("a stale cookie of the same name before the valid one", func(t *testing.T) {
+		stale := &http.Cookie{Name: sessionCookie, Value: "v1.stale.garbage"}
+		res := e.call(t, "GET", "/api/state", "", withCookie(stale), func(r *http.Request) { r.AddCookie(cookie) })
+		if res.status != 200 {
+			t.Errorf("status %d with a stale cookie before the valid one: %s", res.status, res.body)
+		}
+	})
 	t.Run("the cookie opens pages and the api", func(t *testing.T) {
 		if res := e.call(t, "GET", "/", "", withCookie(cookie)); res.status != 200 || !strings.Contains(res.body, `name="csrf-token"`) {
 			t.Errorf("page: %d", res.status)

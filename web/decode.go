@@ -62,6 +62,9 @@ func decodeObject(body []byte, fields []field) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errorf(http.StatusBadRequest, "the body is empty; send a JSON object like %s", example)
 	}
+	if err := noDuplicateKeys(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var members map[string]json.RawMessage
@@ -98,6 +101,60 @@ func decodeObject(body []byte, fields []field) error {
 		}
 	}
 	return nil
+}
+
+// noDuplicateKeys refuses an object, at any depth, that names a member
+// twice: encoding/json would silently keep the last one, so a client's
+// mistake would change state it did not mean to. Syntax errors are left to
+// the decoding that follows.
+func noDuplicateKeys(body []byte) error {
+	type level struct {
+		keys     map[string]bool // nil for an array
+		path     string
+		wantKey  bool
+		childKey string
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var stack []*level
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.keys != nil && top.wantKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			key, _ := tok.(string)
+			name := top.path + key
+			if top.keys[key] {
+				return errorf(http.StatusBadRequest, "field %q appears twice; send each field once", name)
+			}
+			top.keys[key], top.wantKey, top.childKey = true, false, name+"."
+			continue
+		}
+		// tok is a value: of an object member, of an array, or the root.
+		path := ""
+		if top != nil {
+			path = top.path
+			if top.keys != nil {
+				path, top.wantKey = top.childKey, true
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &level{keys: map[string]bool{}, path: path, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &level{path: path})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
 }
 
 // decodeMember decodes one member strictly: unknown fields inside nested

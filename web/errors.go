@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/favorites"
 	"github.com/cloudcloud/cloudcloud/firmware"
@@ -71,6 +72,8 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		return errorf(http.StatusNotFound, "%s", ude.Error())
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", mbe.Limit)
+	case atomicfile.Kind(err) != "":
+		return s.storageError(err, c)
 	case errors.As(err, &ee):
 		switch ee.Code {
 		case http.StatusNotFound:
@@ -90,6 +93,22 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 	}
 	s.log.Error("request failed", "method", c.Request().Method, "path", path, "err", err)
 	return errorf(http.StatusInternalServerError, "the server could not do that (%s); the log has the details", http.StatusText(http.StatusInternalServerError))
+}
+
+// storageError says what is wrong with the disk when a change could not be
+// saved; the stores have changed nothing then (they save first).
+func (s *Server) storageError(err error, c echo.Context) *httpError {
+	s.log.Error("request failed: cannot write to the data directory", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	dir := s.opt.DataDir
+	switch atomicfile.Kind(err) {
+	case atomicfile.NoSpace:
+		return errorf(http.StatusInsufficientStorage, "the data directory %s is full (no space left on the device); nothing was changed: free some space and try again", dir)
+	case atomicfile.ReadOnly:
+		return errorf(http.StatusServiceUnavailable, "the data directory %s is read-only (the file system is mounted read-only); nothing was changed: remount it read-write and try again", dir)
+	case atomicfile.Permission:
+		return errorf(http.StatusServiceUnavailable, "the server may not write to the data directory %s (permission denied); nothing was changed: give the server's user write access and try again", dir)
+	}
+	return errorf(http.StatusInternalServerError, "the data directory %s could not be written (a disk error); nothing was changed: the log has the details", dir)
 }
 
 // wantsJSON says whether an error should be answered as JSON: the API and

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -150,6 +151,9 @@ func uploadedSentence(info firmware.Info) string {
 // that change how the file is checked (allow_project_change, and the csrf
 // field of a form post) must come before the file, which is where browsers
 // put them when the form lists them first.
+// uploadTimeout bounds the time one firmware upload may take to arrive.
+const uploadTimeout = 5 * time.Minute
+
 func (s *Server) receiveUpload(c echo.Context) (firmware.Info, error) {
 	if s.deps.Firmware == nil {
 		return firmware.Info{}, errNoFirmware
@@ -173,6 +177,9 @@ func (s *Server) receiveUpload(c echo.Context) (firmware.Info, error) {
 		// Refused before a byte of it is read.
 		return firmware.Info{}, &firmware.TooLargeError{Limit: maxSize}
 	}
+	// An upload from a phone on a slow uplink may need longer than the
+	// server's read timeout; it is logged in, so it may take its time.
+	_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(uploadTimeout))
 	body := &readTracker{r: http.MaxBytesReader(c.Response(), r.Body, maxSize+multipartSlack)}
 	mr := multipart.NewReader(body, params["boundary"])
 

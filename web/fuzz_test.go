@@ -250,3 +250,22 @@ func FuzzParseInclude(f *testing.F) {
 		}
 	})
 }
+
+// noDuplicateKeys walks any input without panicking, and never refuses
+// JSON that has each key once (encoding/json writes maps that way).
+func FuzzNoDuplicateKeys(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"c":2}]}}`, `[{"a":1},{"a":1}]`, `{"a":`, `]]}}`, `{"a":[1,{"b":2}],"b":3}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_ = noDuplicateKeys(body)
+		var v any
+		if json.Unmarshal(body, &v) != nil {
+			return
+		}
+		unique, _ := json.Marshal(v)
+		if err := noDuplicateKeys(unique); err != nil {
+			t.Errorf("refused %s, which has each key once: %v", unique, err)
+		}
+	})
+}

@@ -202,12 +202,23 @@ func csrfFrom(r *http.Request) string {
 // the cookie when less than half its life is left so a phone used every
 // week stays logged in. A bad or expired cookie is cleared.
 func (s *Server) sessionFrom(c echo.Context) (session, bool) {
-	ck, err := c.Cookie(sessionCookie)
-	if err != nil || ck.Value == "" {
+	// A browser may send several cookies of that name (a stale one from
+	// another path or domain first): any valid one is the login.
+	now := s.now()
+	var sess session
+	found, ok := false, false
+	for _, ck := range c.Request().CookiesNamed(sessionCookie) {
+		if ck.Value == "" {
+			continue
+		}
+		found = true
+		if sess, ok = s.auth.decode(ck.Value, now); ok {
+			break
+		}
+	}
+	if !found {
 		return session{}, false
 	}
-	now := s.now()
-	sess, ok := s.auth.decode(ck.Value, now)
 	if !ok {
 		c.SetCookie(clearCookie(s.secure(c.Request())))
 		return session{}, false

@@ -356,7 +356,7 @@ func (s *Server) formWeatherRefresh(c echo.Context) error {
 // logsText downloads the debug log as plain text, one line per entry.
 func (s *Server) logsText(c echo.Context) error {
 	filter := strings.TrimSpace(c.QueryParam("device"))
-	limit, err := parseLimit(c.QueryParam("limit"), 10000)
+	limit, err := parseLimit(c.QueryParam("limit"), maxLogDownload, maxLogDownload)
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,7 @@ type Options struct {
 	SessionKey         []byte        // at least 32 bytes, kept in the data dir by the caller
 	SessionTTL         time.Duration // how long a login lasts; 0: DefaultSessionTTL
 	Proxies            realip.Resolver
+	DataDir            string // storage.dir, named when the disk fails
 	Logger             *slog.Logger
 	Registry           *prometheus.Registry // served on /metrics; the HTTP metrics are registered on it
 	Version            string

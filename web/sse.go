@@ -40,6 +40,9 @@ func (s *Server) events(c echo.Context) error {
 
 	w := c.Response()
 	rc := http.NewResponseController(w)
+	// A stream outlives the server's read timeout; its request has no body,
+	// and each write below has its own deadline.
+	_ = rc.SetReadDeadline(time.Time{})
 	h := w.Header()
 	h.Set(echo.HeaderContentType, "text/event-stream")
 	h.Set("Cache-Control", "no-store")

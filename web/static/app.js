@@ -758,7 +758,9 @@
     t.setAttribute('datetime', l.time);
     t.textContent = clock(l.time);
     field(row, 'lamp').textContent = l.name || l.device;
-    field(row, 'message').textContent = l.message;
+    // A lamp flooding its log is sent live only in part (device/logs.go).
+    const skipped = l.skipped ? '[' + l.skipped + ' earlier lines not shown live; download the log for all] ' : '';
+    field(row, 'message').textContent = skipped + l.message;
     if (fresh) row.classList.add('fresh');
     return row;
   }
