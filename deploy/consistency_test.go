@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudcloud/cloudcloud/config"
-	"github.com/cloudcloud/cloudcloud/server"
+	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/server"
 )
 
 // defaultPorts are the ports of web.listen and device.listen by default:

@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudcloud/cloudcloud/config"
-	"github.com/cloudcloud/cloudcloud/server"
+	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/server"
 )
 
 // testVersion is stamped into the binary the tests build, the way release

@@ -25,8 +25,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cloudcloud/cloudcloud/config"
-	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
+	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
 )
 
 // nginxRewrite says where the test runs what deploy/nginx.conf puts on this

@@ -12,7 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
+	"github.com/cloudcloud/cloudcloud/internal/atomicfile"
 )
 
 // dialerFrom connects from another loopback address, so a test can be two

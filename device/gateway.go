@@ -26,11 +26,11 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cloudcloud/cloudcloud/backoff"
-	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/internal/backoff"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/realip"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/protocol"
-	"github.com/cloudcloud/cloudcloud/realip"
-	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 // Options configures a Gateway; zero durations and sizes take the defaults

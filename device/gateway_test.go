@@ -17,10 +17,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/realip"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/protocol"
-	"github.com/cloudcloud/cloudcloud/realip"
-	"github.com/cloudcloud/cloudcloud/storage"
 )
 
 const secret = "lamp-secret-1"

@@ -178,3 +178,55 @@ func TestLinksResolveInTheRepository(t *testing.T) {
 		t.Error("found no relative link at all in README.md and docs/*.md; the link scanner is broken")
 	}
 }
+
+// TestLayoutTableMatchesTheTree: the README's layout table names every Go
+// package of the module (besides templ's generated one and test-support
+// packages inside a listed one) and nothing that is not there.
+func TestLayoutTableMatchesTheTree(t *testing.T) {
+	readme := read(t, filepath.Join("..", "README.md"))
+	start := strings.Index(readme, "## Layout")
+	if start < 0 {
+		t.Fatal("README.md has no Layout section")
+	}
+	section := readme[start:]
+	if end := strings.Index(section[len("## Layout"):], "\n## "); end >= 0 {
+		section = section[:len("## Layout")+end]
+	}
+	listed := map[string]bool{}
+	for _, row := range tableRows(section) {
+		if m := regexp.MustCompile("^\\| `([^`]+)` \\|").FindStringSubmatch(row); m != nil {
+			listed[m[1]] = true
+		}
+	}
+	if len(listed) == 0 {
+		t.Fatal("the Layout table lists no package")
+	}
+	for pkg := range listed {
+		if fi, err := os.Stat(filepath.Join("..", pkg)); err != nil || !fi.IsDir() {
+			t.Errorf("the Layout table lists %s, which is not a directory of the tree", pkg)
+		}
+	}
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel("..", path)
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") && rel != "." || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		dir := filepath.ToSlash(filepath.Dir(rel))
+		for p := dir; p != "."; p = filepath.ToSlash(filepath.Dir(p)) {
+			if listed[p] {
+				return nil // the package or one it belongs to is listed
+			}
+		}
+		t.Errorf("package %s is not in the README's Layout table", dir)
+		return filepath.SkipDir
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/cloudcloud/cloudcloud/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/invalid"
 )
 
 // withDefaults fills the zero values of o with the defaults.

@@ -9,10 +9,10 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/favorites"
-	"github.com/cloudcloud/cloudcloud/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
-	"github.com/cloudcloud/cloudcloud/state"
 )
 
 // The JSON API of docs/api.md. Handlers only decode, call a service

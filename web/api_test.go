@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/favorites"
-	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 )
 
 // errorBody decodes {"error": "..."} and fails the test for anything else:

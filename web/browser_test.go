@@ -20,9 +20,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
-	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 
-	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
+	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
 )
 
 // The browser tests drive Debian's Chromium, headless, at a phone's size

@@ -18,12 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/events"
-	"github.com/cloudcloud/cloudcloud/favorites"
-	"github.com/cloudcloud/cloudcloud/firmware"
-	"github.com/cloudcloud/cloudcloud/rollout"
-	"github.com/cloudcloud/cloudcloud/state"
-	"github.com/cloudcloud/cloudcloud/storage"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/rollout"
+	"github.com/cloudcloud/cloudcloud/internal/state"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/weather"
 )
 

@@ -9,11 +9,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/cloudcloud/cloudcloud/atomicfile"
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/favorites"
-	"github.com/cloudcloud/cloudcloud/firmware"
-	"github.com/cloudcloud/cloudcloud/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/atomicfile"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/invalid"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
 

@@ -14,8 +14,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/cloudcloud/cloudcloud/firmware"
-	"github.com/cloudcloud/cloudcloud/rollout"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/rollout"
 )
 
 // Firmware over the air: upload an image (checked by firmware.Store before

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/events"
-	"github.com/cloudcloud/cloudcloud/rollout"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/rollout"
 
-	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
+	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
 )
 
 // TestFirmwareOverTheAir is the whole story with real parts, wired as

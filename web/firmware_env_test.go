@@ -14,12 +14,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/cloudcloud/cloudcloud/backoff"
-	"github.com/cloudcloud/cloudcloud/events"
-	"github.com/cloudcloud/cloudcloud/firmware"
-	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
-	"github.com/cloudcloud/cloudcloud/rollout"
-	"github.com/cloudcloud/cloudcloud/storage"
+	"github.com/cloudcloud/cloudcloud/internal/backoff"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
+	"github.com/cloudcloud/cloudcloud/internal/rollout"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
 )
 
 // fwConfig is how newFirmwareEnv sets up firmware.

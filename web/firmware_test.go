@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
 
-	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
+	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
 )
 
 // The firmware routes against a real firmware.Store: every refusal leaves

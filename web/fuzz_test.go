@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/events"
-	"github.com/cloudcloud/cloudcloud/favorites"
-	"github.com/cloudcloud/cloudcloud/invalid"
-	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 
-	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
+	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
 )
 
 // Every parser of client input has a fuzz target: it must never panic, and

@@ -13,8 +13,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
-	"github.com/cloudcloud/cloudcloud/metrics"
-	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/internal/metrics"
+	"github.com/cloudcloud/cloudcloud/internal/realip"
 )
 
 // observe is the outermost middleware: it turns panics into 500s, hands

@@ -14,11 +14,11 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/favorites"
-	"github.com/cloudcloud/cloudcloud/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/realip"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
-	"github.com/cloudcloud/cloudcloud/realip"
-	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
 

@@ -16,9 +16,9 @@ import (
 	"testing"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/protocol"
-	"github.com/cloudcloud/cloudcloud/realip"
 )
 
 func TestIndexPage(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/cloudcloud/cloudcloud/events"
+	"github.com/cloudcloud/cloudcloud/internal/events"
 )
 
 // sseBuffer is how many events a stream may have pending before the bus

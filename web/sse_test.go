@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/events"
-	"github.com/cloudcloud/cloudcloud/favorites"
-	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 )
 
 func TestEventsStartWithSnapshots(t *testing.T) {

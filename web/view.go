@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
-	"github.com/cloudcloud/cloudcloud/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/realip"
+	"github.com/cloudcloud/cloudcloud/internal/rollout"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
-	"github.com/cloudcloud/cloudcloud/realip"
-	"github.com/cloudcloud/cloudcloud/rollout"
-	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/weather"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )

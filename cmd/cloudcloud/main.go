@@ -17,10 +17,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloudcloud/cloudcloud/config"
-	"github.com/cloudcloud/cloudcloud/loadtest"
-	"github.com/cloudcloud/cloudcloud/server"
-	"github.com/cloudcloud/cloudcloud/simulator"
+	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/loadtest"
+	"github.com/cloudcloud/cloudcloud/internal/server"
+	"github.com/cloudcloud/cloudcloud/internal/simulator"
 )
 
 // version is stamped in by release builds (-ldflags "-X main.version=...");

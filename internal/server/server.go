@@ -1,0 +1,456 @@
+// Package server is cloudcloud's composition root: New builds every part
+// (display state, lamp gateway, weather poller, firmware store, web UI) and
+// the two HTTP handlers from the configuration; Run listens, serves until its
+// context ends, then shuts down gracefully: lamps get a close frame with
+// code 1001, state is on disk, and it all takes a few seconds at most.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/internal/atomicfile"
+	"github.com/cloudcloud/cloudcloud/internal/backoff"
+	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/connlimit"
+	"github.com/cloudcloud/cloudcloud/internal/credentials"
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/metrics"
+	"github.com/cloudcloud/cloudcloud/internal/realip"
+	"github.com/cloudcloud/cloudcloud/internal/rollout"
+	"github.com/cloudcloud/cloudcloud/internal/state"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
+	"github.com/cloudcloud/cloudcloud/weather"
+	"github.com/cloudcloud/cloudcloud/web"
+)
+
+// ShutdownTimeout bounds a graceful shutdown.
+const ShutdownTimeout = 5 * time.Second
+
+// Addrs are the addresses the server listens on, once it does.
+type Addrs struct {
+	Web, Device string
+	Firmware    string // firmware.listen; empty when it is not set
+}
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	Version string
+	Logger  *slog.Logger
+	// Ready, if set, is called by Run once every port listens (tests use
+	// it to learn the ports when the config says ":0").
+	Ready func(Addrs)
+}
+
+// Server is a built cloudcloud, ready to Run.
+type Server struct {
+	cfg config.Config
+	opt Options
+	log *slog.Logger
+
+	bus     *events.Bus
+	state   *state.Store
+	gateway *device.Gateway
+	poller  *weather.Poller
+	updates *rollout.Tracker
+
+	maxLamps int // device.max_connections, or what the open-file limit allows
+
+	webHandler      http.Handler // the UI, the API, /healthz and /metrics
+	deviceHandler   http.Handler // the lamps' WebSocket and /firmware.bin
+	firmwareHandler http.Handler // firmware.listen: /firmware.bin and nothing else
+}
+
+// New builds every part from cfg. Nothing listens yet; on an error nothing
+// is left running.
+func New(cfg config.Config, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, opt: o, log: o.Logger, bus: events.NewBus()}
+	log := s.log
+	dir := cfg.Storage.Dir
+	data, err := storage.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	// A process killed in the middle of a write leaves its temporary file.
+	removed, err := atomicfile.RemoveTemps(dir)
+	if len(removed) > 0 {
+		log.Info("removed temporary files of writes interrupted by a crash", "files", removed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage.dir %q: %w", dir, err)
+	}
+	records, err := data.Bucket("")
+	if err != nil {
+		return nil, err
+	}
+	creds, password, secret, err := s.credentials(records)
+	if err != nil {
+		return nil, err
+	}
+	if s.state, err = state.Open(records, s.bus, log); err != nil {
+		return nil, err
+	}
+	favs, err := favorites.Open(records, s.bus, log.With("part", "favorites"))
+	if err != nil {
+		return nil, err
+	}
+	proxies, err := realip.New(cfg.Web.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("web.trusted_proxies: %w", err)
+	}
+	fw, err := openFirmware(data, s.bus, log.With("part", "firmware"))
+	if err != nil {
+		return nil, err
+	}
+	s.updates, err = rollout.Open(records, s.bus, log.With("part", "rollout"), 5*time.Minute, func() string {
+		info, _ := fw.Current()
+		return info.Version
+	})
+	if err != nil {
+		return nil, err
+	}
+	wo := cfg.Weather.Options()
+	wo.Logger, wo.Publish = log.With("part", "weather"), s.applyWeather
+	s.poller, err = weather.NewPoller(wo)
+	if err != nil {
+		return nil, err
+	}
+	s.applyWeather(s.poller.Report())
+
+	registry := prometheus.NewRegistry()
+	fanout := metrics.NewFanout()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout, metrics.NewStorageCollector())
+
+	// The gateway starts its writers and keepalive at once, so it is built
+	// after everything that can fail on a bad setting or file.
+	if s.gateway, err = s.newGateway(records, secret, proxies, fanout); err != nil {
+		return nil, err
+	}
+	// Every display change reaches the gateway in order, straight from the
+	// store's commit; see state.Store.Watch.
+	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
+	registry.MustRegister(metrics.NewDeviceCollector(s.gateway.Stats()), metrics.NewWeatherCollector(s.poller.Report))
+
+	access := firmwareAccess(cfg, password, secret)
+	access.Logger = log.With("part", "firmware")
+	if access.Open {
+		log.Warn("firmware.download_auth is false: /firmware.bin is served without a login to anyone who can reach a port, with the Wi-Fi credentials and lamp secret compiled into it")
+	}
+	// Lamps download through nginx too: progress and the back-off of wrong
+	// logins are keyed by the real client.
+	fwHandler := withClientAddr(proxies, access.Guard(fw.Handler(firmware.Hooks{Served: s.updates.Served})))
+	ui, err := web.New(web.Options{
+		Username: cfg.Web.Username, Password: password,
+		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
+		Proxies: proxies, DataDir: dir, Logger: log.With("part", "web"),
+		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
+		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
+	}, web.Deps{State: s.state, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
+	if err != nil {
+		s.gateway.Shutdown(context.Background())
+		return nil, err
+	}
+	s.webHandler = ui.Handler()
+	deviceMux := http.NewServeMux()
+	deviceMux.Handle("/firmware.bin", fwHandler)
+	deviceMux.Handle("/", s.gateway)
+	s.deviceHandler = deviceMux
+	// firmware.listen serves the image and nothing else, for lamps built
+	// for the original server, which download from its HTTP port.
+	firmwareMux := http.NewServeMux()
+	firmwareMux.Handle("/firmware.bin", fwHandler)
+	s.firmwareHandler = firmwareMux
+	return s, nil
+}
+
+// openFirmware opens the firmware store on the data directory's firmware/.
+func openFirmware(data *storage.Dir, bus events.Publisher, log *slog.Logger) (*firmware.Store, error) {
+	records, err := data.Bucket("firmware")
+	if err != nil {
+		return nil, err
+	}
+	images, err := data.Objects("firmware")
+	if err != nil {
+		return nil, err
+	}
+	return firmware.OpenStore(records, images, bus, log)
+}
+
+// credentials returns the generated credentials and the UI password and lamp
+// secret in force: the configured ones, else the generated ones, which are
+// printed once, on the start that made them up.
+func (s *Server) credentials(records storage.Bucket) (creds credentials.Credentials, password, secret string, err error) {
+	log := s.log
+	file := filepath.Join(s.cfg.Storage.Dir, credentials.Key+".json")
+	creds, generated, err := credentials.Ensure(records, file)
+	if err != nil {
+		return creds, "", "", err
+	}
+	password, secret = s.cfg.Web.Password, s.cfg.Device.AuthSecret
+	if password == "" {
+		password = creds.WebPassword
+		if generated.WebPassword {
+			log.Warn("generated a UI password (kept in "+file+"; set web.password to choose one)", "username", s.cfg.Web.Username, "password", password)
+		} else {
+			log.Info("UI password: the generated one in "+file, "username", s.cfg.Web.Username)
+		}
+	}
+	if secret == "" {
+		secret = creds.DeviceSecret
+		if generated.DeviceSecret {
+			log.Warn("generated the lamp secret (kept in "+file+"; flash it into your lamps or set device.auth_secret)", "secret", secret)
+		} else {
+			log.Info("lamp secret: the generated one in " + file)
+		}
+	}
+	return creds, password, secret, nil
+}
+
+func (s *Server) newGateway(records storage.Bucket, secret string, proxies realip.Resolver, fanout *metrics.Fanout) (*device.Gateway, error) {
+	d := s.cfg.Device
+	named := make([]device.NamedSecret, len(d.Secrets))
+	for i, n := range d.Secrets {
+		named[i] = device.NamedSecret{Name: n.Name, Secret: n.Secret}
+	}
+	s.maxLamps = d.MaxConnections
+	if s.maxLamps == 0 {
+		s.maxLamps = connectionLimit(s.log)
+	}
+	return device.New(device.Options{
+		Secret: secret, Named: named,
+		HandshakeTimeout: d.HandshakeTimeout.D(),
+		PingInterval:     d.PingInterval.D(),
+		KeepaliveTimeout: d.KeepaliveTimeout.D(),
+		WriteTimeout:     d.WriteTimeout.D(),
+		MaxFrameSize:     int64(d.MaxFrameSize),
+		MaxConnections:   s.maxLamps,
+		SendQueue:        d.SendQueue,
+		LogLines:         d.LogLines,
+		LogBytes:         int(d.LogBytes),
+		LogTotalBytes:    int(d.LogTotalBytes),
+		AuthBackoff:      d.AuthBackoff.D(),
+		AuthBackoffMax:   d.AuthBackoffMax.D(),
+		MaxHandshakes:    d.MaxHandshakes,
+		Proxies:          proxies,
+		Records:          records,
+		Bus:              s.bus,
+		Logger:           s.log.With("part", "device"),
+		OnFanout:         fanout.ObserveFanout,
+	}, s.state.Get().DisplayPacket())
+}
+
+// Run listens on the web and device ports (and firmware.listen when set),
+// serves until ctx ends, then shuts down gracefully. A Server runs once.
+func (s *Server) Run(ctx context.Context) error {
+	cfg, log := s.cfg, s.log
+	// The base context ends with the server, so long-lived requests (the
+	// SSE stream) return and Shutdown does not wait for them in vain.
+	webCtx, stopWeb := context.WithCancel(context.Background())
+	defer stopWeb()
+	webMax := cfg.Web.MaxConnections
+	if webMax == 0 {
+		webMax = defaultWebConnections
+	}
+	type port struct {
+		key, addr, what string // the setting, its value, and the port in words
+		srv             *http.Server
+		max             int    // connections at once; beyond, busyType/busy is the answer
+		maxKey          string // the setting of max
+		busyType, busy  string
+		ln              net.Listener
+	}
+	webBusy := `{"error":"too many connections to the web port; try again in a moment or raise web.max_connections"}`
+	ports := []*port{
+		{key: "web.listen", addr: cfg.Web.Listen, what: "web port", srv: newHTTPServer(s.webHandler, log),
+			max: webMax, maxKey: "web.max_connections", busyType: "application/json", busy: webBusy},
+		{key: "device.listen", addr: cfg.Device.Listen, what: "lamp port", srv: newHTTPServer(s.deviceHandler, log),
+			max: s.maxLamps, maxKey: "device.max_connections", busyType: "text/plain; charset=utf-8",
+			busy: "too many connections to the lamp port; raise device.max_connections\n"},
+	}
+	ports[0].srv.BaseContext = func(net.Listener) context.Context { return webCtx }
+	if cfg.Firmware.Listen != "" {
+		ports = append(ports, &port{key: "firmware.listen", addr: cfg.Firmware.Listen, what: "firmware port", srv: newHTTPServer(s.firmwareHandler, log),
+			max: webMax, maxKey: "web.max_connections", busyType: "text/plain; charset=utf-8",
+			busy: "too many connections to the firmware port; try again in a moment\n"})
+	}
+	for i, p := range ports {
+		ln, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			for _, q := range ports[:i] {
+				q.ln.Close()
+			}
+			s.gateway.Shutdown(context.Background())
+			return fmt.Errorf("%s %s: %w", p.key, p.addr, err)
+		}
+		p.ln = connlimit.New(ln, p.max, "the "+p.what+" ("+p.maxKey+")", p.busyType, p.busy, log)
+	}
+	addrs := Addrs{Web: ports[0].ln.Addr().String(), Device: ports[1].ln.Addr().String()}
+	if len(ports) > 2 {
+		addrs.Firmware = ports[2].ln.Addr().String()
+		log.Info("firmware download listener", "url", "http://"+displayAddr(ports[2].ln.Addr())+"/firmware.bin")
+	}
+	log.Info("cloudcloud is running", "version", s.opt.Version,
+		"ui", "http://"+displayAddr(ports[0].ln.Addr()), "lamps", "ws://"+displayAddr(ports[1].ln.Addr())+"/",
+		"data", cfg.Storage.Dir, "packet", s.state.Get().Packet)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(ports))
+	for _, p := range ports {
+		wg.Go(func() {
+			if err := p.srv.Serve(p.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", p.key, err)
+				cancel()
+			}
+		})
+	}
+	wg.Go(func() { s.poller.Run(runCtx) })
+	wg.Go(func() { s.updates.Run(runCtx) })
+	if s.opt.Ready != nil {
+		s.opt.Ready(addrs)
+	}
+
+	<-runCtx.Done()
+	log.Info("shutting down: closing lamp connections")
+	sctx, scancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer scancel()
+	stopWeb()
+	var errs []error
+	// The lamp side first, so lamps get their close frame at once; the web
+	// side last, after the streams have ended.
+	for _, p := range ports[1:] {
+		shutdownHTTP(p.srv, p.what, log)
+	}
+	if err := s.gateway.Shutdown(sctx); err != nil {
+		errs = append(errs, err)
+	}
+	shutdownHTTP(ports[0].srv, ports[0].what, log)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	log.Info("stopped", "packet", s.state.Get().Packet)
+	return errors.Join(errs...)
+}
+
+// firmwareAccess is who may download /firmware.bin (PROTOCOL.md "Firmware
+// download"): the lamp secrets, the UI login and the extra download login.
+// password and secret are the ones in effect (configured or generated).
+func firmwareAccess(cfg config.Config, password, secret string) firmware.Access {
+	a := firmware.Access{
+		Open:    !cfg.Firmware.DownloadAuth,
+		Secrets: []string{secret},
+		Logins:  []firmware.Login{{Username: cfg.Web.Username, Password: password}},
+		// Wrong logins are slowed down like wrong lamp secrets.
+		Backoff: backoff.New(cfg.Device.AuthBackoff.D(), cfg.Device.AuthBackoffMax.D(), nil),
+	}
+	for _, s := range cfg.Device.Secrets {
+		a.Secrets = append(a.Secrets, s.Secret)
+	}
+	if f := cfg.Firmware; f.DownloadUsername != "" {
+		a.Logins = append(a.Logins, firmware.Login{Username: f.DownloadUsername, Password: f.DownloadPassword})
+	}
+	return a
+}
+
+// httpLimits are the limits of both HTTP servers. A request has read for
+// its headers and body and write for its answer; handlers that
+// legitimately take longer (the event stream, firmware upload and
+// download) push their own deadlines. A keep-alive connection may idle for
+// idle. Larger headers than maxHeaderBytes get 431. A stopping server lets
+// requests in flight finish for shutdownGrace, then closes them.
+type httpLimits struct {
+	readHeader, read, write, idle time.Duration
+	maxHeaderBytes                int
+	shutdownGrace                 time.Duration
+}
+
+// limits is a variable so that tests can shorten the timeouts.
+var limits = httpLimits{
+	readHeader:     10 * time.Second,
+	read:           30 * time.Second,
+	write:          60 * time.Second,
+	idle:           60 * time.Second,
+	maxHeaderBytes: 16 << 10,
+	shutdownGrace:  2 * time.Second,
+}
+
+// defaultWebConnections is web.max_connections = 0: far more than the
+// phones of a household, and within the descriptors connectionLimit keeps
+// in reserve.
+const defaultWebConnections = 100
+
+// newHTTPServer is an http.Server for h with limits; errors of the
+// server's own (bad requests, TLS noise) are logged at debug level.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: limits.readHeader,
+		ReadTimeout:       limits.read,
+		WriteTimeout:      limits.write,
+		IdleTimeout:       limits.idle,
+		MaxHeaderBytes:    limits.maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+// shutdownHTTP stops srv: idle connections close at once, requests in
+// flight get limits.shutdownGrace, then whatever is still open is closed. A
+// client that never finishes its request must not turn a clean stop into
+// an error.
+func shutdownHTTP(srv *http.Server, what string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), limits.shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("closing "+what+" connections still busy at shutdown", "waited", limits.shutdownGrace, "err", err)
+		_ = srv.Close()
+	}
+}
+
+// withClientAddr puts the real client address (behind trusted proxies) in
+// r.RemoteAddr for h.
+func withClientAddr(proxies realip.Resolver, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.RemoteAddr = proxies.ClientAddr(r)
+		h.ServeHTTP(w, r2)
+	})
+}
+
+// applyWeather records a weather report in the display state and tells the UI.
+func (s *Server) applyWeather(r weather.Report) {
+	w := state.Weather{Code: int(r.Reading.Code), Intensity: r.Reading.Intensity, Description: r.Description, Source: r.Source}
+	if _, err := s.state.SetWeather(w); err != nil {
+		s.log.Error("could not record the weather", "err", err)
+	}
+	s.bus.Publish(events.Event{Type: events.TypeWeather, Data: r})
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

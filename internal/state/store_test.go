@@ -1,0 +1,287 @@
+package state
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
+	"github.com/cloudcloud/cloudcloud/protocol"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func ptr[T any](v T) *T { return &v }
+
+func bucket(t *testing.T, dir string) storage.Bucket {
+	t.Helper()
+	d, err := storage.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := d.Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func open(t *testing.T, dir string) (*Store, *events.Bus) {
+	t.Helper()
+	bus := events.NewBus()
+	s, err := Open(bucket(t, dir), bus, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, bus
+}
+
+// brokenDisk is a bucket whose writes fail, as on a full or read-only disk.
+type brokenDisk struct{ storage.Bucket }
+
+func (brokenDisk) Put(string, []byte) (uint64, error) {
+	return 0, errors.New("write state.json: no space left on device")
+}
+
+func TestApplyValidatesAndKeepsStateIntact(t *testing.T) {
+	tests := []struct {
+		name  string
+		c     string // JSON as the API would receive it
+		field string
+	}{
+		{"pulse too high", `{"pulse": 12}`, "pulse"},
+		{"pulse negative", `{"pulse": -1}`, "pulse"},
+		{"mode unknown", `{"mode": "disco"}`, "mode"},
+		{"override code", `{"weather_override": {"code": 10, "intensity": 5}}`, "weather_override.code"},
+		{"override intensity", `{"weather_override": {"code": 3, "intensity": 10.5}}`, "weather_override.intensity"},
+		{"override decimals", `{"weather_override": {"code": 3, "intensity": 4.125}}`, "weather_override.intensity"},
+		// Codes 3 and 5-9 carry 1-9, as the original server sent.
+		{"storm at 10", `{"weather_override": {"code": 6, "intensity": 10}}`, "weather_override.intensity"},
+		{"rain at 0", `{"weather_override": {"code": 5, "intensity": 0}}`, "weather_override.intensity"},
+		{"windy at 9.5", `{"weather_override": {"code": 9, "intensity": 9.5}}`, "weather_override.intensity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := open(t, t.TempDir())
+			before := s.Get()
+			var c Change
+			if err := json.Unmarshal([]byte(tt.c), &c); err != nil {
+				t.Fatal(err)
+			}
+			_, err := s.Apply(c)
+			var ve *invalid.Error
+			if !errors.As(err, &ve) || ve.Field != tt.field {
+				t.Fatalf("Apply(%s) err = %v, want a ValidationError on %s", tt.c, err, tt.field)
+			}
+			if s.Get() != before {
+				t.Errorf("state changed after a refused change")
+			}
+		})
+	}
+}
+
+func TestApplyDerivesPacket(t *testing.T) {
+	s, bus := open(t, t.TempDir())
+	sub := bus.Subscribe(10, events.TypeState)
+	tests := []struct {
+		c    string
+		want string
+	}{
+		{`{"mode": "manual", "color": "#FF41AE", "pulse": 0}`, "[cc:2:255,65,174:0]"},
+		{`{"color": "rgb(255,162,174)"}`, "[cc:2:255,162,174:0]"},
+		{`{"pulse": 3}`, "[cc:2:255,162,174:3]"},
+		{`{"mode": "weather"}`, "[cc:1:3:9]"},
+		{`{"weather_override": {"code": 1, "intensity": 4.37}}`, "[cc:1:1:4.37]"},
+		{`{"weather_override": {"code": 4, "intensity": 10}}`, "[cc:1:4:10]"},
+		{`{"weather_override": {"code": 2, "intensity": 0}}`, "[cc:1:2:0]"},
+		{`{"weather_override": {"code": 6, "intensity": 9}}`, "[cc:1:6:9]"},
+		{`{"weather_override": null}`, "[cc:1:3:9]"},
+		{`{"mode": "off"}`, "[cc:0:?:?]"},
+	}
+	for _, tt := range tests {
+		var c Change
+		if err := json.Unmarshal([]byte(tt.c), &c); err != nil {
+			t.Fatalf("%s: %v", tt.c, err)
+		}
+		got, err := s.Apply(c)
+		if err != nil {
+			t.Fatalf("Apply(%s): %v", tt.c, err)
+		}
+		if got.Packet != tt.want {
+			t.Errorf("after %s packet = %s, want %s", tt.c, got.Packet, tt.want)
+		}
+		e := <-sub.C
+		if e.Data.(State).Packet != tt.want {
+			t.Errorf("event after %s carries %s", tt.c, e.Data.(State).Packet)
+		}
+	}
+}
+
+func TestStateJSONShape(t *testing.T) {
+	s := Default()
+	s.Mode = ModeManual
+	s.Packet = s.packet().String()
+	b, _ := json.Marshal(s)
+	for _, want := range []string{`"mode":"manual"`, `"color":"#ff41ae"`, `"pulse":0`, `"weather_override":null`,
+		`"packet":"[cc:2:255,65,174:0]"`, `"weather":{"code":3,"intensity":9,`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("state JSON %s lacks %s", b, want)
+		}
+	}
+}
+
+func TestPersistsAcrossOpen(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	if _, err := s.Apply(Change{Mode: ptr(ModeManual), Color: &protocol.RGB{R: 1, G: 2, B: 3}, Pulse: ptr(5)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetWeather(Weather{Code: 5, Intensity: 6.5, Description: "rain", Source: "openweathermap"}); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := open(t, dir)
+	got := again.Get()
+	if got.Packet != "[cc:2:1,2,3:5]" || got.Weather.Code != 5 || got.UpdatedAt.IsZero() {
+		t.Errorf("reopened state = %+v", got)
+	}
+}
+
+func TestCorruptFileIsKeptAsideAndDefaultsUsed(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, Key+".json"), []byte("{not json"), 0o600)
+	s, _ := open(t, dir)
+	if s.Get().Packet != "[cc:0:?:?]" {
+		t.Errorf("packet = %s, want defaults", s.Get().Packet)
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, Key+".json.corrupt-*"))
+	if len(matches) != 1 {
+		t.Errorf("corrupt file not kept aside: %v", matches)
+	}
+	// An out-of-range value in an otherwise valid file also falls back.
+	os.WriteFile(filepath.Join(dir, Key+".json"), []byte(`{"mode":"manual","color":"#000000","pulse":42}`), 0o600)
+	s, _ = open(t, dir)
+	if s.Get().Mode != ModeOff {
+		t.Errorf("invalid saved pulse accepted: %+v", s.Get())
+	}
+}
+
+func TestWatchSeesEveryChangeInOrder(t *testing.T) {
+	s, _ := open(t, t.TempDir())
+	var seen []string
+	s.Watch(func(st State) { seen = append(seen, st.Packet) })
+	s.Apply(Change{Mode: ptr(ModeManual)})
+	s.Apply(Change{Pulse: ptr(12)}) // refused: no call
+	s.Apply(Change{Pulse: ptr(2)})
+	want := []string{"[cc:0:?:?]", "[cc:2:255,65,174:0]", "[cc:2:255,65,174:2]"}
+	if fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("watch saw %v, want %v", seen, want)
+	}
+}
+
+func TestSaveFailureChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	s.records = brokenDisk{s.records}
+	if _, err := s.Apply(Change{Mode: ptr(ModeManual)}); err == nil || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("Apply with an unwritable dir: %v", err)
+	}
+	if s.Get().Mode != ModeOff {
+		t.Errorf("state changed although saving failed")
+	}
+}
+
+// TestSIGKILLLeavesOldOrNewState runs a child process that changes the pulse
+// as fast as it can and prints each acknowledged value, kills it with SIGKILL
+// mid-stream, and checks the file holds the last acknowledged value or the
+// one being written: never a broken file.
+func TestSIGKILLLeavesOldOrNewState(t *testing.T) {
+	if os.Getenv("CLOUDCLOUD_STATE_CHILD") != "" {
+		return
+	}
+	for round := range 5 {
+		dir := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestChildWriter$")
+		cmd.Env = append(os.Environ(), "CLOUDCLOUD_STATE_CHILD="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		last := -1
+		for n := 0; n < 30+round*17 && sc.Scan(); n++ {
+			if v, err := strconv.Atoi(sc.Text()); err == nil {
+				last = v
+			}
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		io.Copy(io.Discard, out)
+		cmd.Wait()
+		if last < 0 {
+			t.Fatal("child acknowledged no change")
+		}
+		s, _ := open(t, dir)
+		got := s.Get().Pulse
+		if got != last%10 && got != (last+1)%10 {
+			t.Errorf("round %d: after SIGKILL pulse = %d, last acknowledged %d", round, got, last%10)
+		}
+		if matches, _ := filepath.Glob(filepath.Join(dir, "*.corrupt-*")); len(matches) > 0 {
+			t.Errorf("round %d: state file was corrupt after SIGKILL", round)
+		}
+	}
+}
+
+// TestChildWriter is the child half of the SIGKILL test.
+func TestChildWriter(t *testing.T) {
+	dir := os.Getenv("CLOUDCLOUD_STATE_CHILD")
+	if dir == "" {
+		t.Skip("only runs as the child of TestSIGKILLLeavesOldOrNewState")
+	}
+	s, err := Open(bucket(t, dir), nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Apply(Change{Mode: ptr(ModeManual)})
+	for i := 0; i < 100000; i++ {
+		if _, err := s.Apply(Change{Pulse: ptr(i % 10)}); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println(i)
+	}
+}
+
+// TestStoredIntensityAboveNine: the live weather may hold a 10 for codes 3
+// and 5-9 (a state.json written before they were capped at 9); lamps get
+// 9, never 10 and never off, now and after a restart.
+func TestStoredIntensityAboveNine(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	mode := ModeWeather
+	if _, err := s.Apply(Change{Mode: &mode}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetWeather(Weather{Code: 6, Intensity: 10, Description: "heavy thunderstorm", Source: "openweathermap"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get().Packet; got != "[cc:1:6:9]" {
+		t.Errorf("storm at 10 is sent as %s, want [cc:1:6:9]", got)
+	}
+	again, _ := open(t, dir)
+	if got := again.Get().DisplayPacket().String(); got != "[cc:1:6:9]" {
+		t.Errorf("after a restart the lamps get %s", got)
+	}
+}
