@@ -200,17 +200,12 @@ func windIntensity(beaufort int) float64 {
 	return math.Max(1, math.Min(9, v))
 }
 
-// Map turns an observation into a lamp reading: the condition table,
-// cloud cover and wind rules. Sunrise and sunset are SunReading's job.
-// windBeaufort is the Beaufort number from which wind shows as windy;
-// 0 or less means DefaultWindBeaufort, more than 12 switches wind off.
-func Map(o Observation, windBeaufort int) Reading {
-	r, _ := mapWithReason(o, windBeaufort)
-	return r
-}
-
-// mapWithReason is Map plus the sentence that explains the reading, e.g.
-// "broken clouds, 75 % cover → cloudy, intensity 8".
+// mapWithReason turns an observation into a lamp reading (the condition
+// table, cloud cover and wind rules; sunrise and sunset are sunReading's
+// job) and the sentence that explains it, e.g. "broken clouds, 75 % cover
+// → cloudy, intensity 8". windBeaufort is the Beaufort number from which
+// wind shows as windy; 0 or less means DefaultWindBeaufort, more than 12
+// switches wind off.
 func mapWithReason(o Observation, windBeaufort int) (Reading, string) {
 	if windBeaufort <= 0 {
 		windBeaufort = DefaultWindBeaufort

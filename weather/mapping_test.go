@@ -3,6 +3,7 @@ package weather
 import (
 	"math"
 	"testing"
+	"time"
 
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
@@ -82,7 +83,7 @@ func TestMapConditionTable(t *testing.T) {
 	for _, tt := range tests {
 		tested[tt.id] = true
 		o := Observation{ConditionID: tt.id, CloudCover: tt.cover, WindSpeed: 2}
-		got := Map(o, DefaultWindBeaufort)
+		got := mapReading(o, DefaultWindBeaufort)
 		if got.Code != tt.wantCode || got.Intensity != tt.wantIntensity {
 			t.Errorf("id %d (%s): got code %d intensity %v, want code %d intensity %v",
 				tt.id, conditionByID[tt.id].name, got.Code, got.Intensity, tt.wantCode, tt.wantIntensity)
@@ -146,7 +147,7 @@ func TestMapCloudCover(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Map(Observation{ConditionID: tt.id, CloudCover: tt.cover}, 0)
+			got := mapReading(Observation{ConditionID: tt.id, CloudCover: tt.cover}, 0)
 			if got.Code != CodeCloudy || got.Intensity != tt.want {
 				t.Errorf("got %+v, want cloudy %v", got, tt.want)
 			}
@@ -189,7 +190,7 @@ func TestMapWind(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := Observation{ConditionID: tt.id, CloudCover: tt.cover, WindSpeed: tt.speed}
-			if got := Map(o, tt.beaufort); got != tt.want {
+			if got := mapReading(o, tt.beaufort); got != tt.want {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
@@ -217,7 +218,7 @@ func TestMapUnknownIDs(t *testing.T) {
 		{1234, 95, Reading{CodeCloudy, 10}},
 	}
 	for _, tt := range tests {
-		if got := Map(Observation{ConditionID: tt.id, CloudCover: tt.cover}, 0); got != tt.want {
+		if got := mapReading(Observation{ConditionID: tt.id, CloudCover: tt.cover}, 0); got != tt.want {
 			t.Errorf("id %d cover %d: got %+v, want %+v", tt.id, tt.cover, got, tt.want)
 		}
 	}
@@ -317,6 +318,18 @@ func validReading(r Reading) string {
 	return ""
 }
 
+// mapReading is mapWithReason without the explanation.
+func mapReading(o Observation, windBeaufort int) Reading {
+	r, _ := mapWithReason(o, windBeaufort)
+	return r
+}
+
+// sunOnly is sunReading without the ramp.
+func sunOnly(base Reading, now, sunrise, sunset time.Time, transition time.Duration) Reading {
+	r, _ := sunReading(base, now, sunrise, sunset, transition)
+	return r
+}
+
 func FuzzMap(f *testing.F) {
 	f.Add(803, 75, 4.6, 0.0, 0.0, 6)
 	f.Add(501, 100, 30.0, 3.2, 0.0, 6)
@@ -327,13 +340,13 @@ func FuzzMap(f *testing.F) {
 		o := Observation{ConditionID: id, CloudCover: cover, WindSpeed: wind, RainMM: rain, SnowMM: snow}
 		r, why := mapWithReason(o, beaufort)
 		if problem := validReading(r); problem != "" {
-			t.Fatalf("Map(%+v, %d) = %+v: %s", o, beaufort, r, problem)
+			t.Fatalf("mapReading(%+v, %d) = %+v: %s", o, beaufort, r, problem)
 		}
 		if r.Code == CodeSunrise || r.Code == CodeSunset {
-			t.Fatalf("Map(%+v) = %+v: Map must not produce sun codes", o, r)
+			t.Fatalf("mapReading(%+v) = %+v: Map must not produce sun codes", o, r)
 		}
 		if why == "" {
-			t.Fatalf("Map(%+v) gave no explanation", o)
+			t.Fatalf("mapReading(%+v) gave no explanation", o)
 		}
 	})
 }

@@ -382,10 +382,11 @@ func (p *Poller) buildReport(now time.Time) Report {
 		r.Observation = cloneObservation(p.obs)
 		r.Source = SourceOpenWeatherMap
 		base, why := mapWithReason(*p.obs, p.windBeaufort)
-		r.Reading, r.Description = base, why
-		if ramp, ok := findSunRamp(now, p.obs.Sunrise, p.obs.Sunset, p.sunTransition); ok {
-			r.Reading = Reading{Code: ramp.code, Intensity: roundIntensity(ramp.code, ramp.intensity)}
-			r.Description = describeRamp(ramp, r.Reading) + "; weather: " + why
+		var ramp *sunRamp
+		r.Reading, ramp = sunReading(base, now, p.obs.Sunrise, p.obs.Sunset, p.sunTransition)
+		r.Description = why
+		if ramp != nil {
+			r.Description = describeRamp(*ramp, r.Reading) + "; weather: " + why
 		}
 	}
 	return r

@@ -689,7 +689,7 @@ func FuzzObservation(f *testing.F) {
 			return
 		}
 		o := observationFrom(&current)
-		r := SunReading(Map(o, 0), testNow, o.Sunrise, o.Sunset, DefaultSunTransition)
+		r := sunOnly(mapReading(o, 0), testNow, o.Sunrise, o.Sunset, DefaultSunTransition)
 		if problem := validReading(r); problem != "" {
 			t.Fatalf("observation %+v gives %+v: %s", o, r, problem)
 		}

@@ -64,18 +64,18 @@ func nearestOccurrences(now, event time.Time) (occurrences [3]time.Time, ok bool
 	return [3]time.Time{nearest.Add(-day), nearest, nearest.Add(day)}, true
 }
 
-// SunReading applies the sunrise and sunset ramps to base: within
+// sunReading applies the sunrise and sunset ramps to base: within
 // transition before sunrise the lamp shows code 1 ramping from 0 up to 10,
 // within transition after sunset code 2 ramping from 0 up to 10; at any
-// other time base is returned unchanged (but rounded and clamped).
-// Zero sunrise or sunset times (OWM gives none in polar day or night) and a
-// transition of 0 or less switch the ramp off.
-func SunReading(base Reading, now, sunrise, sunset time.Time, transition time.Duration) Reading {
+// other time base is returned unchanged (but rounded and clamped), and the
+// ramp is nil. Zero sunrise or sunset times (OWM gives none in polar day or
+// night) and a transition of 0 or less switch the ramp off.
+func sunReading(base Reading, now, sunrise, sunset time.Time, transition time.Duration) (Reading, *sunRamp) {
 	ramp, ok := findSunRamp(now, sunrise, sunset, transition)
 	if !ok {
-		return Reading{Code: base.Code, Intensity: roundIntensity(base.Code, base.Intensity)}
+		return Reading{Code: base.Code, Intensity: roundIntensity(base.Code, base.Intensity)}, nil
 	}
-	return Reading{Code: ramp.code, Intensity: roundIntensity(ramp.code, ramp.intensity)}
+	return Reading{Code: ramp.code, Intensity: roundIntensity(ramp.code, ramp.intensity)}, &ramp
 }
 
 // describeRamp explains a sun reading, e.g. "sunrise in 12 min → sunrise,

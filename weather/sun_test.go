@@ -37,7 +37,7 @@ func TestSunReading(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := SunReading(base, tt.now, sunrise, sunset, transition); got != tt.want {
+			if got := sunOnly(base, tt.now, sunrise, sunset, transition); got != tt.want {
 				t.Errorf("SunReading at %s = %+v, want %+v", tt.now.Format(time.DateTime), got, tt.want)
 			}
 		})
@@ -65,15 +65,15 @@ func TestSunReadingOff(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := SunReading(base, tt.now, tt.sunrise, tt.sunset, tt.transition); got != tt.want {
+			if got := sunOnly(base, tt.now, tt.sunrise, tt.sunset, tt.transition); got != tt.want {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
 	}
-	if got := SunReading(Reading{CodeCloudy, 12.345}, sunrise.Add(6*time.Hour), sunrise, sunset, time.Hour); got != (Reading{CodeCloudy, 10}) {
+	if got := sunOnly(Reading{CodeCloudy, 12.345}, sunrise.Add(6*time.Hour), sunrise, sunset, time.Hour); got != (Reading{CodeCloudy, 10}) {
 		t.Errorf("an out-of-range base came back as %+v, want it clamped to 10", got)
 	}
-	if got := SunReading(Reading{CodeCloudy, 4.3749}, sunrise.Add(6*time.Hour), sunrise, sunset, time.Hour); got != (Reading{CodeCloudy, 4.37}) {
+	if got := sunOnly(Reading{CodeCloudy, 4.3749}, sunrise.Add(6*time.Hour), sunrise, sunset, time.Hour); got != (Reading{CodeCloudy, 4.37}) {
 		t.Errorf("base came back as %+v, want 4.37", got)
 	}
 }
@@ -110,7 +110,7 @@ func FuzzSunReading(f *testing.F) {
 		if code < 0 {
 			base.Code = CodeClear
 		}
-		got := SunReading(base, time.Unix(now, 0), time.Unix(sunrise, 0), time.Unix(sunset, 0), time.Duration(transition))
+		got := sunOnly(base, time.Unix(now, 0), time.Unix(sunrise, 0), time.Unix(sunset, 0), time.Duration(transition))
 		if problem := validReading(got); problem != "" {
 			t.Fatalf("SunReading = %+v: %s", got, problem)
 		}

@@ -223,13 +223,6 @@ func (t *Tracker) Updates() []Update {
 	return out
 }
 
-// History returns a lamp's updates, newest last.
-func (t *Tracker) History(lamp string) []Update {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Clone(t.history[lamp])
-}
-
 // transition publishes a change of state and marks the history for the
 // file; t.mu is held, and the caller persists once it is released.
 func (t *Tracker) transition(u Update) {

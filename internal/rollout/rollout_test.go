@@ -35,6 +35,13 @@ func newTracker(t *testing.T, dir string, bus Bus) (*Tracker, *time.Time) {
 	return tr, &now
 }
 
+// history returns a lamp's updates, newest last.
+func history(t *Tracker, lamp string) []Update {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.history[lamp])
+}
+
 func TestUpdateLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	bus := events.NewBus()
@@ -45,20 +52,20 @@ func TestUpdateLifecycle(t *testing.T) {
 	tr.Device(device.Info{ID: "d-2", RemoteAddr: "192.0.2.6:4000", Event: "updating"})
 	tr.Served(firmware.Download{RemoteAddr: "192.0.2.5:5000", Sent: 65536, Total: 200000, ClientVersion: "v1.0"})
 	tr.Served(firmware.Download{RemoteAddr: "198.51.100.1:1", Sent: 10, Total: 10, Done: true}) // not a lamp we told
-	if u := tr.History("bedroom"); len(u) != 1 || u[0].State != StateDownloading || u[0].Sent != 65536 || u[0].RunningVersion != "v1.0" {
+	if u := history(tr, "bedroom"); len(u) != 1 || u[0].State != StateDownloading || u[0].Sent != 65536 || u[0].RunningVersion != "v1.0" {
 		t.Fatalf("after progress: %+v", u)
 	}
 	tr.Served(firmware.Download{RemoteAddr: "192.0.2.5:5000", Sent: 200000, Total: 200000, Done: true})
 	*now = now.Add(40 * time.Second)
 	tr.Device(device.Info{ID: "d-3", Name: "bedroom", RemoteAddr: "192.0.2.5:4001", Event: "authenticated"})
-	u := tr.History("bedroom")[0]
+	u := history(tr, "bedroom")[0]
 	if u.State != StateBack || u.BackAt == nil || u.BackAt.Sub(u.AskedAt) != 40*time.Second || u.DeviceID != "d-3" || u.Version != "v2.0" {
 		t.Errorf("after return: %+v", u)
 	}
 
 	// The anonymous lamp never comes back.
 	tr.checkOverdue(now.Add(6 * time.Minute))
-	if u := tr.History("192.0.2.6"); u[0].State != StateOverdue {
+	if u := history(tr, "192.0.2.6"); u[0].State != StateOverdue {
 		t.Errorf("anonymous lamp: %+v", u)
 	}
 	if got := tr.Updates(); len(got) != 2 {
@@ -80,7 +87,7 @@ func TestUpdateLifecycle(t *testing.T) {
 	}
 
 	again, _ := newTracker(t, dir, nil)
-	if h := again.History("bedroom"); len(h) != 1 || h[0].State != StateBack {
+	if h := history(again, "bedroom"); len(h) != 1 || h[0].State != StateBack {
 		t.Errorf("history not kept on disk: %+v", h)
 	}
 }
@@ -91,12 +98,12 @@ func TestHistoryIsBounded(t *testing.T) {
 		tr.Device(device.Info{Name: "kitchen", Event: "updating"})
 		tr.Device(device.Info{Name: "kitchen", Event: "authenticated"})
 	}
-	if n := len(tr.History("kitchen")); n != keep {
+	if n := len(history(tr, "kitchen")); n != keep {
 		t.Errorf("%d updates kept, want %d", n, keep)
 	}
 	// A lamp connecting without having been told to update changes nothing.
 	tr.Device(device.Info{Name: "hall", Event: "authenticated"})
-	if len(tr.History("hall")) != 0 {
+	if len(history(tr, "hall")) != 0 {
 		t.Error("an ordinary connect was recorded as an update")
 	}
 }
@@ -110,7 +117,7 @@ func TestDownloadEndAfterTheLampIsBack(t *testing.T) {
 	tr.Device(device.Info{ID: "d-8", Name: "hall", RemoteAddr: "192.0.2.9:3", Event: "authenticated"})
 	tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:2", Sent: 5000, Total: 5000, Done: true})
 	tr.Served(firmware.Download{RemoteAddr: "192.0.2.9:4", Sent: 10, Total: 99, Done: true})
-	if u := tr.History("hall")[0]; u.State != StateBack || u.Sent != 5000 || u.Total != 5000 {
+	if u := history(tr, "hall")[0]; u.State != StateBack || u.Sent != 5000 || u.Total != 5000 {
 		t.Errorf("late end of download: %+v", u)
 	}
 
@@ -127,8 +134,11 @@ func TestProgressStaysInMemory(t *testing.T) {
 	var writes []string
 	write := tr.write
 	tr.write = func(data []byte) error {
-		tr.mu.Lock() // writes happen without the tracker's lock
-		tr.mu.Unlock()
+		if !tr.mu.TryLock() {
+			t.Error("the history was written under the tracker's lock")
+		} else {
+			tr.mu.Unlock()
+		}
 		var h map[string][]Update
 		if err := json.Unmarshal(data, &h); err != nil {
 			t.Fatal(err)
@@ -153,7 +163,7 @@ func TestProgressStaysInMemory(t *testing.T) {
 		t.Errorf("%d firmware events, want one per report (42)", n)
 	}
 	again, _ := newTracker(t, dir, nil)
-	if h := again.History("hall"); len(h) != 1 || h[0].State != StateDownloaded || h[0].Sent != total {
+	if h := history(again, "hall"); len(h) != 1 || h[0].State != StateDownloaded || h[0].Sent != total {
 		t.Errorf("on disk: %+v", h)
 	}
 }
