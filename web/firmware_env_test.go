@@ -72,11 +72,7 @@ func bucket(t testing.TB, dir string) storage.Bucket {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := d.Bucket("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return d
 }
 
 // openFirmware opens a firmware store on dir's firmware/, as the server does.

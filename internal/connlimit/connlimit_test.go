@@ -2,36 +2,18 @@ package connlimit
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloudcloud/cloudcloud/internal/logtest"
 )
-
-// syncBuffer is a log sink the listener's goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func listen(t *testing.T, max int, logs io.Writer) *Listener {
 	t.Helper()
@@ -45,7 +27,7 @@ func listen(t *testing.T, max int, logs io.Writer) *Listener {
 }
 
 func TestConnectionsBeyondTheCapGet503AndAreClosed(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	l := listen(t, 2, &logs)
 	accepted := make(chan net.Conn, 10)
 	go func() {
@@ -155,7 +137,7 @@ func (errListener) Accept() (net.Conn, error) {
 }
 
 func TestAcceptErrorsAreLoggedOncePerBurst(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	l := listen(t, 0, &logs)
 	l.Listener = errListener{l.Listener}
 	for range 100 {

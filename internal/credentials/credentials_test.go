@@ -15,11 +15,7 @@ func ensure(t *testing.T, dir string) (Credentials, Generated, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := d.Bucket("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Ensure(b, filepath.Join(dir, Key+".json"))
+	return Ensure(d, filepath.Join(dir, Key+".json"))
 }
 
 func TestEnsureGeneratesOnceAndReuses(t *testing.T) {

@@ -24,11 +24,7 @@ func bucket(t *testing.T, dir string) storage.Bucket {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := d.Bucket("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return d
 }
 
 func open(t *testing.T, dir string, bus events.Publisher) *Store {

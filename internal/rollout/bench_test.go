@@ -31,10 +31,6 @@ func BenchmarkConcurrentDownloads(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	records, err := data.Bucket("")
-	if err != nil {
-		b.Fatal(err)
-	}
 	fwRecords, err := data.Bucket("firmware")
 	if err != nil {
 		b.Fatal(err)
@@ -51,7 +47,7 @@ func BenchmarkConcurrentDownloads(b *testing.B) {
 	if _, err := fw.Save(bytes.NewReader(img), firmware.SaveOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	tr, err := Open(records, nil, quiet, time.Hour, func() string { return "2.0" })
+	tr, err := Open(data, nil, quiet, time.Hour, func() string { return "2.0" })
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -22,11 +22,7 @@ func newTracker(t *testing.T, dir string, bus Bus) (*Tracker, *time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	records, err := d.Bucket("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := Open(records, bus, quiet, 5*time.Minute, func() string { return "v2.0" })
+	tr, err := Open(d, bus, quiet, 5*time.Minute, func() string { return "v2.0" })
 	if err != nil {
 		t.Fatal(err)
 	}

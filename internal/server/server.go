@@ -95,18 +95,14 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage.dir %q: %w", dir, err)
 	}
-	records, err := data.Bucket("")
+	creds, password, secret, err := s.credentials(data)
 	if err != nil {
 		return nil, err
 	}
-	creds, password, secret, err := s.credentials(records)
-	if err != nil {
+	if s.state, err = state.Open(data, s.bus, log); err != nil {
 		return nil, err
 	}
-	if s.state, err = state.Open(records, s.bus, log); err != nil {
-		return nil, err
-	}
-	favs, err := favorites.Open(records, s.bus, log.With("part", "favorites"))
+	favs, err := favorites.Open(data, s.bus, log.With("part", "favorites"))
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +114,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.updates, err = rollout.Open(records, s.bus, log.With("part", "rollout"), 5*time.Minute, func() string {
+	s.updates, err = rollout.Open(data, s.bus, log.With("part", "rollout"), 5*time.Minute, func() string {
 		info, _ := fw.Current()
 		return info.Version
 	})
@@ -139,7 +135,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 
 	// The gateway starts its writers and keepalive at once, so it is built
 	// after everything that can fail on a bad setting or file.
-	if s.gateway, err = s.newGateway(records, secret, proxies, fanout); err != nil {
+	if s.gateway, err = s.newGateway(data, secret, proxies, fanout); err != nil {
 		return nil, err
 	}
 	// Every display change reaches the gateway in order, straight from the

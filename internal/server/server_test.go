@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcloud/cloudcloud/internal/logtest"
+
 	"github.com/gorilla/websocket"
 
 	"github.com/cloudcloud/cloudcloud/internal/config"
@@ -208,7 +210,7 @@ func TestFirmwareListener(t *testing.T) {
 // TestOpenDownloadsWarnAtStart: download_auth = false serves without a
 // login, and says so at every start.
 func TestOpenDownloadsWarnAtStart(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	dir := t.TempDir()
 	for range 2 {
 		cfg := config.Default()
@@ -239,23 +241,6 @@ func TestOpenDownloadsWarnAtStart(t *testing.T) {
 	if n := strings.Count(logs.String(), "level=WARN msg=\"firmware.download_auth is false"); n != 2 {
 		t.Errorf("%d warnings about open downloads in two starts, want 2:\n%s", n, logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestConfiguredSecretsWin(t *testing.T) {

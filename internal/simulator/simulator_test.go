@@ -11,32 +11,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cloudcloud/cloudcloud/internal/logtest"
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitOutput(t *testing.T, out *syncBuffer, want string, count int) {
+func waitOutput(t *testing.T, out *logtest.Buffer, want string, count int) {
 	t.Helper()
 	for range 500 {
 		if strings.Count(out.String(), want) >= count {
@@ -69,7 +53,7 @@ func TestSimulatorAgainstGateway(t *testing.T) {
 	defer gw.Shutdown(context.Background())
 
 	stdinR, stdinW := io.Pipe()
-	out := &syncBuffer{}
+	out := &logtest.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -121,7 +105,7 @@ func TestSimulatorStopsOnWrongSecretAndReconnectsAfterRestart(t *testing.T) {
 	srv := httptest.NewServer(gw)
 	defer srv.Close()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
-	out := &syncBuffer{}
+	out := &logtest.Buffer{}
 	err := Run(context.Background(), Options{URL: url, Secret: "wrong", Out: out, Logger: quiet})
 	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "wrong secret") {
 		t.Fatalf("Run with a wrong secret: %v", err)

@@ -20,9 +20,12 @@ import (
 // "state" is firmware/state.json; objects "firmware" name "<sha256>" is
 // firmware/<sha256>.bin. These are the file names of earlier versions, so
 // an existing data directory is read as it is.
+//
+// A Dir is itself the top-level bucket.
 type Dir struct {
-	root string
-	now  func() time.Time
+	*fileBucket // bucket "": the directory itself
+	root        string
+	now         func() time.Time
 
 	mu      sync.Mutex
 	buckets map[string]*fileBucket
@@ -35,7 +38,13 @@ func OpenDir(root string) (*Dir, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("storage.dir %q: %w", root, err)
 	}
-	return &Dir{root: root, now: time.Now, buckets: map[string]*fileBucket{}, objects: map[string]*fileObjects{}}, nil
+	d := &Dir{root: root, now: time.Now, buckets: map[string]*fileBucket{}, objects: map[string]*fileObjects{}}
+	top, err := d.Bucket("")
+	if err != nil {
+		return nil, err
+	}
+	d.fileBucket = top.(*fileBucket)
+	return d, nil
 }
 
 // Bucket returns the bucket name ("" for the top level), creating its

@@ -89,6 +89,10 @@
   };
   // Intensity as the protocol writes it: "7", "4.5", "4.37".
   const formatIntensity = (x) => String(Math.round(clamp(Number(x) || 0, 0, 10) * 100) / 100);
+  // inRange brings an intensity into the range of a weather code
+  // (PROTOCOL.md "Packets"): 1-9 for clear sky and codes 5-9, 0-10 for
+  // sunrise, sunset and cloudy; the one slider serves every code.
+  const inRange = (code, v) => ([1, 2, 4].includes(code) ? v : clamp(v, 1, 9));
   const clock = (iso) => new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 
   function setText(el, text) {
@@ -201,8 +205,10 @@
 
     // Weather preview chips and intensity.
     $$('.wx-chip').forEach((c) => c.setAttribute('aria-pressed', String(ov ? c.dataset.override === String(ov.code) : c.dataset.override === 'live')));
+    // The slider keeps the value a person set while it maps to what the
+    // lamps show (10 previews a storm as 9 and cloudy as 10).
     const inten = $('#intensity');
-    if (inten && document.activeElement !== inten) {
+    if (inten && document.activeElement !== inten && inRange(code, Number(inten.value)) !== Number(intensity)) {
       inten.value = intensity;
       setText($('#intensity-out'), intensity);
     }
@@ -399,15 +405,10 @@
     changeState({ mode }, false);
   });
 
-  // Weather preview. The intensity a code may carry (PROTOCOL.md
-  // "Packets"): 1-9 for clear sky and codes 5-9, 0-10 for sunrise, sunset
-  // and cloudy; the one slider serves every code, so a preview brings its
-  // value into range.
+  // Weather preview: a preview brings the slider's value into the code's
+  // range (inRange).
   const intensity = $('#intensity');
-  const previewIntensity = (code) => {
-    const v = Number(intensity.value);
-    return [1, 2, 4].includes(code) ? v : Math.min(9, Math.max(1, v));
-  };
+  const previewIntensity = (code) => inRange(code, Number(intensity.value));
   $('#preview-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     const v = ev.submitter && ev.submitter.value;
