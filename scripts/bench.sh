@@ -40,5 +40,13 @@ echo "== go benchmarks"
 go test -run XXX -bench . -benchmem ./protocol ./device | grep -E '^(Benchmark|goos|goarch|cpu)' | tee "$out/gobench.txt"
 
 machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/{print $2}') GiB, $(go version | cut -d' ' -f3), open-file limit $(ulimit -n)"
-"$bin" bench -report "$out" -machine "$machine" > BENCHMARKS.md
+# The report replaces the part of BENCHMARKS.md above the marker; the
+# sections written by hand below it (other tools' figures) stay.
+marker='<!-- Everything above is written by `make bench`'
+{
+  "$bin" bench -report "$out" -machine "$machine"
+  echo
+  sed -n "/^$marker/,\$p" BENCHMARKS.md
+} > "$out/BENCHMARKS.md"
+mv "$out/BENCHMARKS.md" BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
