@@ -97,9 +97,12 @@ func cloudcloudBinary(t *testing.T) string {
 // code; it fails the test if the binary cannot be run at all.
 func runBinary(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	// Build first: a cold build (an empty GOCACHE) alone can take longer
+	// than the deadline, which is for running the binary only.
+	bin := cloudcloudBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, cloudcloudBinary(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	// The tests' own CLOUDCLOUD_* variables (CI sets some) must not leak
 	// into the configuration being checked.
 	for _, kv := range os.Environ() {

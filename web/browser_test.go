@@ -32,7 +32,7 @@ import (
 // (the lead's CI sets it), else to a temp dir.
 
 func findChromium() string {
-	for _, p := range []string{os.Getenv("CLOUDCLOUD_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+	for _, p := range []string{os.Getenv("CHROMIUM_PATH"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
 		if p == "" {
 			continue
 		}
@@ -61,7 +61,7 @@ func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := findChromium()
 	if path == "" {
-		t.Skip("no Chromium found (looked for /usr/bin/chromium, chromium-browser, google-chrome, $CLOUDCLOUD_CHROMIUM); skipping the browser tests")
+		t.Skip("no Chromium found (looked for /usr/bin/chromium, chromium-browser, google-chrome, $CHROMIUM_PATH); skipping the browser tests")
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
