@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/metrics"
 	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/sessions"
 )
 
 // observe is the outermost middleware: it turns panics into 500s, hands
@@ -221,13 +222,25 @@ func (s *Server) sessionFrom(c echo.Context) (session, bool) {
 	}
 	now := s.now()
 	sess, ok := s.auth.decode(ck.Value, now)
+	var stored sessions.Session
+	if ok {
+		// A signed cookie is not enough: the session must still exist
+		// (signing out, here or on another device, deletes it).
+		stored, ok = s.sessions.Lookup(sess.id, now)
+	}
 	if !ok {
 		c.SetCookie(clearCookie(s.secure(c.Request())))
 		return session{}, false
 	}
+	sess.ref = stored.ID
 	if sess.expires.Sub(now) < s.opt.SessionTTL/2 {
-		sess.expires = now.Add(s.opt.SessionTTL).Truncate(time.Second)
-		c.SetCookie(s.auth.cookie(sess, s.secure(c.Request()), now))
+		expires := now.Add(s.opt.SessionTTL).Truncate(time.Second)
+		if err := s.sessions.Renew(stored.ID, expires); err != nil {
+			s.log.Warn("could not extend a login; it ends at its old time", "err", err)
+		} else {
+			sess.expires = expires
+			c.SetCookie(s.auth.cookie(sess, s.secure(c.Request()), now))
+		}
 	}
 	return sess, true
 }

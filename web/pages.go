@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/favorites"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/realip"
+	"github.com/cloudcloud/cloudcloud/sessions"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
@@ -79,6 +81,7 @@ func (s *Server) indexPage(c echo.Context) error {
 
 	d := templates.Index{
 		Page:           s.pageData(c, "cloudcloud"),
+		Sessions:       s.sessionViews(c, now),
 		State:          stateView(st),
 		FavoritesFull:  len(favs) >= favorites.Max,
 		LogFilter:      filter,
@@ -202,12 +205,25 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	}
 	s.limiter.Succeed(ip)
 	now := s.now()
-	c.SetCookie(s.auth.cookie(s.auth.newSession(now), s.secure(r), now))
+	sess := s.auth.newSession(now)
+	if _, err := s.sessions.Create(sess.id, sessions.Session{Expires: sess.expires, Client: describeClient(r.UserAgent()), Address: ip}, now); err != nil {
+		s.log.Error("could not save a login", "err", err)
+		page.Error = "Signing in failed: the server could not save the login. Its log says why."
+		return s.renderPage(c, http.StatusInternalServerError, templates.LoginPage(page))
+	}
+	c.SetCookie(s.auth.cookie(sess, s.secure(r), now))
 	s.log.Info("logged in", "client", ip, "user", user)
 	return c.Redirect(http.StatusSeeOther, next)
 }
 
+// logout ends this browser's session on the server, so the cookie is
+// worthless even if a copy of it survives.
 func (s *Server) logout(c echo.Context) error {
+	if a, ok := c.Get(ctxAuth).(authInfo); ok && a.viaCookie {
+		if err := s.sessions.Delete(a.sess.ref); err != nil && !errors.Is(err, sessions.ErrNotFound) {
+			return fmt.Errorf("sign out: %w", err)
+		}
+	}
 	c.SetCookie(clearCookie(s.secure(c.Request())))
 	return c.Redirect(http.StatusSeeOther, "/login")
 }

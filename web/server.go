@@ -29,6 +29,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/realip"
 	"github.com/cloudcloud/cloudcloud/rollout"
+	"github.com/cloudcloud/cloudcloud/sessions"
 	"github.com/cloudcloud/cloudcloud/state"
 	"github.com/cloudcloud/cloudcloud/weather"
 )
@@ -80,7 +81,7 @@ type Options struct {
 	SessionKey         []byte        // at least 32 bytes, kept in the data dir by the caller
 	SessionTTL         time.Duration // how long a login lasts; default 30 days
 	Proxies            realip.Resolver
-	DataDir            string // favorites.json lives here
+	DataDir            string // favorites.json and sessions.json live here
 	Logger             *slog.Logger
 	Registry           *prometheus.Registry // served on /metrics; the HTTP metrics are registered on it
 	Version            string
@@ -117,6 +118,9 @@ type Server struct {
 	auth    *authenticator
 	limiter *backoff.PerAddress // slows down password guessing: early attempts get 429 with Retry-After, no goroutine sleeps
 	favs    *favorites.Store
+	// sessions are the browser logins; a cookie counts only while its
+	// session is here.
+	sessions *sessions.Store
 	// localBus carries the web port's own news (favourites, the firmware
 	// panel's status), which no other part of the server produces.
 	localBus *events.Bus
@@ -174,6 +178,11 @@ func New(opt Options, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
+	auth := newAuthenticator(opt.Username, opt.Password, opt.SessionKey, opt.SessionTTL)
+	sess, err := sessions.Open(opt.DataDir, auth.fingerprint(), time.Now(), opt.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
 	assets, err := loadAssets()
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
@@ -182,8 +191,9 @@ func New(opt Options, deps Deps) (*Server, error) {
 		opt:       opt,
 		deps:      deps,
 		log:       opt.Logger,
-		auth:      newAuthenticator(opt.Username, opt.Password, opt.SessionKey, opt.SessionTTL),
+		auth:      auth,
 		favs:      favs,
+		sessions:  sess,
 		localBus:  events.NewBus(),
 		assets:    assets,
 		heartbeat: 15 * time.Second,
@@ -260,6 +270,7 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/ui/command", s.formCommand)
 	e.POST("/ui/favorites", s.formFavorites)
 	e.POST("/ui/weather/refresh", s.formWeatherRefresh)
+	e.POST("/ui/sessions", s.formSessions)
 	e.POST("/ui/firmware", s.formFirmware)
 	e.POST("/ui/firmware/rollback", s.formFirmwareRollback)
 	e.GET("/firmware.bin", s.firmware)
@@ -276,6 +287,9 @@ func (s *Server) routes() *echo.Echo {
 	api.POST("/weather/refresh", s.postWeatherRefresh)
 	api.GET("/favorites", s.getFavorites)
 	api.PUT("/favorites", s.putFavorites)
+	api.GET("/sessions", s.getSessions)
+	api.DELETE("/sessions", s.deleteSessions)
+	api.DELETE("/sessions/:id", s.deleteSession)
 	api.GET("/firmware", s.getFirmware)
 	api.POST("/firmware", s.postFirmware)
 	api.POST("/firmware/rollback", s.postFirmwareRollback)

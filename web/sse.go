@@ -89,6 +89,13 @@ func (s *Server) events(c echo.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-heartbeat.C:
+			if a, ok := c.Get(ctxAuth).(authInfo); ok && a.viaCookie {
+				// Signed out meanwhile (here or from another device): the
+				// stream ends with the session, and its reconnect is refused.
+				if _, live := s.sessions.Lookup(a.sess.id, s.now()); !live {
+					return nil
+				}
+			}
 			// A comment keeps proxies from closing an idle stream.
 			buf.WriteString(": heartbeat\n\n")
 		case e, ok := <-sub.C:

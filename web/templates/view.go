@@ -147,9 +147,19 @@ type FirmwareUpdate struct {
 	AskedClock string // "22:01"
 }
 
+// SessionRow is one browser signed in.
+type SessionRow struct {
+	ID                    string
+	Client, Address       string // "Chrome on Android", "192.0.2.7"
+	Since                 string // "21 Nov 22:00"
+	LastSeen, LastSeenAgo string // RFC 3339 and "3 min ago"
+	Current               bool   // this browser
+}
+
 // Index is the main page.
 type Index struct {
 	Page
+	Sessions       []SessionRow // this browser first; empty with basic auth
 	State          State
 	Favorites      []string
 	FavoritesFull  bool
@@ -213,3 +223,11 @@ type modeChoice struct{ value, label string }
 
 // modes are the buttons of the mode switch, in the order people think of them.
 var modes = []modeChoice{{"off", "Off"}, {"weather", "Weather"}, {"manual", "Manual"}}
+
+// signedInOn says how many browsers are signed in.
+func signedInOn(n int) string {
+	if n == 1 {
+		return "1 device"
+	}
+	return strconv.Itoa(n) + " devices"
+}
