@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
@@ -359,6 +362,98 @@ func TestBrowser(t *testing.T) {
 		b.shot(t, ctx, "app-manual-light", true)
 	})
 
+	t.Run("the colour controls agree", func(t *testing.T) {
+		hexValue := func() string { return evalJS[string](t, ctx, `document.querySelector('#hex').value`) }
+		// Enter sends the hex and lets go of the field (a phone's keyboard
+		// closes), so the wheel's later changes show in it.
+		b.do(t, ctx, "type a hex and press Enter",
+			chromedp.ScrollIntoView(chromedp.CSS("#hex")),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('#hex').select()`),
+			chromedp.SendKeys(chromedp.CSS("#hex"), "#00ff00\r"),
+		)
+		lamp.waitFor(t, "[cc:2:0,255,0:4]") // pulse 4 from before
+		if evalJS[bool](t, ctx, `document.activeElement === document.querySelector('#hex')`) {
+			t.Error("the hex field keeps the focus after Enter")
+		}
+		cx, cy, r := b.wheelBox(t, ctx)
+		b.do(t, ctx, "tap the wheel's red edge", chromedp.MouseClickXY(cx+r-2, cy))
+		waitState(t, e, func(st state.State) bool { return st.Color.R == 255 && st.Color.G < 20 })
+		if got := hexValue(); got != e.store.Get().Color.Hex() {
+			t.Errorf("after a wheel change the hex field shows %s, the lamps %s", got, e.store.Get().Color.Hex())
+		}
+
+		// Typed but not submitted: the wheel wins, and leaving the field
+		// sends nothing.
+		b.do(t, ctx, "type a hex without Enter",
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('#hex').select()`),
+			chromedp.SendKeys(chromedp.CSS("#hex"), "#0000ff"),
+		)
+		cx, cy, r = b.wheelBox(t, ctx)
+		b.do(t, ctx, "tap the wheel's bottom edge", chromedp.MouseClickXY(cx, cy+r-2))
+		waitState(t, e, func(st state.State) bool { return st.Color.G > 200 && st.Color.B < 20 })
+		wheelColour := e.store.Get().Color.Hex()
+		lamp.waitFor(t, fmt.Sprintf("[cc:2:%d,%d,%d:4]", e.store.Get().Color.R, e.store.Get().Color.G, e.store.Get().Color.B))
+		b.do(t, ctx, "leave the field", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur(); document.body.focus()`))
+		lamp.quietFor(t, 500*time.Millisecond)
+		if got := e.store.Get().Color.Hex(); got != wheelColour {
+			t.Errorf("leaving the field undid the wheel: %s, want %s", got, wheelColour)
+		}
+		if got := hexValue(); got != wheelColour {
+			t.Errorf("the hex field shows %s, the lamps %s", got, wheelColour)
+		}
+
+		// Touch: a vertical swipe over the wheel scrolls the page and
+		// leaves the lamps alone; a tap picks a colour.
+		b.touchMode(t, ctx, true)
+		defer b.touchMode(t, ctx, false)
+		before := e.store.Get()
+		lamp.drain()
+		cx, cy, r = b.wheelBox(t, ctx)
+		x0, y0 := cx-r/3, cy+r/3 // away from the knob
+		swipe := []chromedp.Action[chromedp.Void]{touchAt(input.DispatchTouchEventTypeTouchStart, x0, y0)}
+		for i := 1; i <= 10; i++ {
+			swipe = append(swipe, touchAt(input.DispatchTouchEventTypeTouchMove, x0, y0-float64(i)*15), chromedp.Sleep(16*time.Millisecond))
+		}
+		swipe = append(swipe, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		b.do(t, ctx, "swipe up over the wheel", swipe...)
+		lamp.quietFor(t, 500*time.Millisecond)
+		if after := e.store.Get(); after.Color != before.Color || after.UpdatedAt != before.UpdatedAt {
+			t.Errorf("a swipe over the wheel changed the lamps: %s → %s", before.Color.Hex(), after.Color.Hex())
+		}
+		cx, cy, r = b.wheelBox(t, ctx)
+		b.do(t, ctx, "tap the wheel's red edge with a finger", touchAt(input.DispatchTouchEventTypeTouchStart, cx+r-3, cy), touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		waitState(t, e, func(st state.State) bool { return st.Color.R == 255 && st.Color.G < 20 && st.Color.B < 20 })
+	})
+
+	t.Run("the wheel is drawn by CSS with the colours app.js picks", func(t *testing.T) {
+		// Red at 3 o'clock, green-yellow towards 6 (hue 90°), white in the
+		// middle: the same angles wheelAt uses.
+		cx, cy, r := b.wheelBox(t, ctx)
+		scroll := evalJS[[]float64](t, ctx, `[window.scrollX, window.scrollY]`) // the clip is in page coordinates
+		png := b.screenshotClip(t, ctx, scroll[0]+cx-r, scroll[1]+cy-r, 2*r)
+		for _, p := range []struct {
+			name   string
+			fx, fy float64 // in units of the radius, from the centre
+			want   [3]int
+		}{
+			{"centre", 0, 0, [3]int{255, 255, 255}},
+			{"3 o'clock", 0.93, 0, [3]int{255, 18, 18}},
+			{"6 o'clock", 0, 0.93, [3]int{137, 255, 18}},
+			{"9 o'clock", -0.93, 0, [3]int{18, 255, 255}},
+		} {
+			got := pixelAt(t, png, 0.5+p.fx/2, 0.5+p.fy/2)
+			for i := range 3 {
+				if d := got[i] - p.want[i]; d < -40 || d > 40 {
+					t.Errorf("the wheel at %s is rgb%v, want about rgb%v", p.name, got, p.want)
+					break
+				}
+			}
+		}
+		if evalJS[bool](t, ctx, `!!document.querySelector('#wheel canvas')`) {
+			t.Error("the wheel still has a canvas drawn by script")
+		}
+	})
+
 	t.Run("two tabs stay in sync", func(t *testing.T) {
 		other := b.tab(t)
 		b.viewport(t, other, 390, 844, true)
@@ -548,6 +643,65 @@ func TestBrowser(t *testing.T) {
 		b.viewport(t, ctx, 1280, 900, true)
 		b.shot(t, ctx, "desktop-dark")
 	})
+}
+
+// wheelBox scrolls the wheel into view and returns its centre and radius
+// in viewport pixels.
+func (b *browser) wheelBox(t *testing.T, ctx context.Context) (cx, cy, r float64) {
+	t.Helper()
+	b.do(t, ctx, "scroll to the wheel", chromedp.Evaluate[chromedp.Void](`document.querySelector('#wheel').scrollIntoView({block: 'center'})`))
+	box := evalJS[[]float64](t, ctx, `(() => { const r = document.querySelector('#wheel').getBoundingClientRect(); return [r.left, r.top, r.width]; })()`)
+	return box[0] + box[2]/2, box[1] + box[2]/2, box[2] / 2
+}
+
+// touchMode makes the tab a touch screen (pointerType "touch").
+func (b *browser) touchMode(t *testing.T, ctx context.Context, on bool) {
+	t.Helper()
+	b.do(t, ctx, "touch emulation", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetTouchEmulationEnabled, emulation.SetTouchEmulationEnabledParams{Enabled: on, MaxTouchPoints: 1})
+		return err
+	}))
+}
+
+// touchAt is one finger's touch event; end and cancel carry no point.
+func touchAt(kind input.DispatchTouchEventType, x, y float64) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		p := input.DispatchTouchEventParams{Type: kind, TouchPoints: []*input.TouchPoint{}}
+		if kind == input.DispatchTouchEventTypeTouchStart || kind == input.DispatchTouchEventTypeTouchMove {
+			p.TouchPoints = []*input.TouchPoint{{X: x, Y: y}}
+		}
+		_, err := chromedp.Call(ctx, input.DispatchTouchEvent, p)
+		return err
+	})
+}
+
+// screenshotClip captures a square of the viewport, at scale 1.
+func (b *browser) screenshotClip(t *testing.T, ctx context.Context, x, y, size float64) image.Image {
+	t.Helper()
+	var buf []byte
+	b.do(t, ctx, "capture the wheel", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		res, err := chromedp.Call(ctx, page.CaptureScreenshot, page.CaptureScreenshotParams{
+			Format: page.CaptureScreenshotFormatPng,
+			Clip:   &page.Viewport{X: x, Y: y, Width: size, Height: size, Scale: 1},
+		})
+		buf = res.Data
+		return err
+	}))
+	img, err := png.Decode(bytes.NewReader(buf))
+	if err != nil {
+		t.Fatalf("decode the screenshot: %v", err)
+	}
+	return img
+}
+
+// pixelAt is the colour at a fraction of the image's width and height.
+func pixelAt(t *testing.T, img image.Image, fx, fy float64) [3]int {
+	t.Helper()
+	bounds := img.Bounds()
+	x := bounds.Min.X + int(fx*float64(bounds.Dx()-1))
+	y := bounds.Min.Y + int(fy*float64(bounds.Dy()-1))
+	r, g, bl, _ := img.At(x, y).RGBA()
+	return [3]int{int(r >> 8), int(g >> 8), int(bl >> 8)}
 }
 
 func parseHex(s string) ([3]int, error) {

@@ -239,30 +239,10 @@
 
   // ---------- colour wheel ----------
 
+  // The wheel itself is CSS (conic and radial gradients in app.css): no
+  // pixel loop on the phone's main thread.
   const wheel = $('#wheel');
-  const canvas = $('#wheel-canvas');
-  const knob = $('#wheel-knob');
   const brightness = $('#brightness');
-
-  function drawWheel() {
-    const size = canvas.width;
-    const ctx = canvas.getContext('2d');
-    const img = ctx.createImageData(size, size);
-    const r = size / 2;
-    for (let y = 0; y < size; y++) {
-      for (let x = 0; x < size; x++) {
-        const dx = x - r + 0.5, dy = y - r + 0.5;
-        const d = Math.sqrt(dx * dx + dy * dy);
-        const i = (y * size + x) * 4;
-        if (d > r) continue;
-        const h = (Math.atan2(dy, dx) * 180 / Math.PI + 360) % 360;
-        const c = hsvToRgb(h, Math.min(1, d / (r - 1)), 1);
-        img.data[i] = c.r; img.data[i + 1] = c.g; img.data[i + 2] = c.b;
-        img.data[i + 3] = d > r - 1 ? Math.round(255 * (r - d)) : 255; // soft edge
-      }
-    }
-    ctx.putImageData(img, 0, 0);
-  }
 
   function renderPicker(rgb) {
     rgb = rgb || hsvToRgb(picker.h, picker.s, picker.v);
@@ -277,17 +257,27 @@
     brightness.style.setProperty('--hue-full', rgbToHex(hsvToRgb(picker.h, picker.s, 1)));
     if (document.activeElement !== brightness) brightness.value = String(Math.max(1, Math.round(picker.v * 100)));
     setText($('#brightness-out'), Math.round(picker.v * 100) + ' %');
-    const hexIn = $('#hex');
-    if (document.activeElement !== hexIn) hexIn.value = hex;
-    for (const [k, v] of [['r', rgb.r], ['g', rgb.g], ['b', rgb.b]]) {
-      const el = $('#rgb-' + k);
-      if (document.activeElement !== el) el.value = String(v);
-    }
+    // A field keeps what a person is typing into it; otherwise it follows
+    // the colour, even while it has the focus.
+    const follow = (el, v) => {
+      if (el.dataset.dirty === 'typing') return;
+      delete el.dataset.dirty;
+      el.value = v;
+    };
+    follow($('#hex'), hex);
+    for (const [k, v] of [['r', rgb.r], ['g', rgb.g], ['b', rgb.b]]) follow($('#rgb-' + k), String(v));
   }
 
   // pickColour is a person choosing a colour: the page shows it at once and
   // the lamps follow, throttled while dragging.
   function pickColour(throttle) {
+    // What was typed into the exact fields is dropped: the colour came
+    // from elsewhere (and a phone's keyboard closes).
+    $$('#exact input').forEach((el) => {
+      if (!el.dataset.dirty) return;
+      delete el.dataset.dirty;
+      if (document.activeElement === el) el.blur();
+    });
     const rgb = hsvToRgb(picker.h, picker.s, picker.v);
     const hex = rgbToHex(rgb);
     renderPicker(rgb);
@@ -307,23 +297,68 @@
     if (picker.v < 0.05) picker.v = 1; // choosing a hue on a black lamp means "show it"
   }
 
-  if (wheel && canvas) {
-    drawWheel();
+  // On a phone the wheel fills the screen's width, so a swipe that starts
+  // on it must scroll the page, never recolour the lamps (touch-action:
+  // pan-y in app.css). A touch changes the colour only when it is meant
+  // to: a tap, a drag that starts on the knob, or a drag after a short
+  // hold. Mouse and pen act at once.
+  const HOLD_MS = 250, SLOP_PX = 10, KNOB_GRAB_PX = 28;
+  const touch = { id: null, x: 0, y: 0, timer: 0 };
+  function onKnob(ev) {
+    const box = wheel.getBoundingClientRect();
+    const rad = (picker.h * Math.PI) / 180, dist = picker.s * (box.width / 2);
+    const kx = box.left + box.width / 2 + Math.cos(rad) * dist, ky = box.top + box.height / 2 + Math.sin(rad) * dist;
+    return Math.hypot(ev.clientX - kx, ev.clientY - ky) <= KNOB_GRAB_PX;
+  }
+  function startDrag(ev) {
+    picker.active = true;
+    wheel.classList.add('dragging');
+    wheelAt(ev);
+    pickColour(true);
+  }
+  function forgetTouch() {
+    clearTimeout(touch.timer);
+    touch.id = null;
+  }
+
+  if (wheel) {
     wheel.addEventListener('pointerdown', (ev) => {
       if (ev.button !== 0) return;
-      ev.preventDefault();
-      wheel.setPointerCapture(ev.pointerId);
-      picker.active = true;
-      wheel.classList.add('dragging');
-      wheelAt(ev);
-      pickColour(true);
+      if (ev.pointerType !== 'touch' || onKnob(ev)) {
+        if (ev.pointerType !== 'touch') ev.preventDefault();
+        wheel.setPointerCapture(ev.pointerId);
+        startDrag(ev);
+        return;
+      }
+      forgetTouch();
+      touch.id = ev.pointerId;
+      touch.x = ev.clientX;
+      touch.y = ev.clientY;
+      const at = { clientX: ev.clientX, clientY: ev.clientY };
+      touch.timer = setTimeout(() => {
+        if (touch.id === null) return;
+        touch.id = null;
+        navigator.vibrate?.(10);
+        startDrag(at);
+      }, HOLD_MS);
     });
     wheel.addEventListener('pointermove', (ev) => {
+      if (touch.id === ev.pointerId && Math.hypot(ev.clientX - touch.x, ev.clientY - touch.y) > SLOP_PX) {
+        forgetTouch(); // a swipe: the page scrolls
+        return;
+      }
       if (!picker.active) return;
       wheelAt(ev);
       pickColour(true);
     });
-    const end = () => {
+    // While a drag is on, the finger moves the knob and not the page.
+    wheel.addEventListener('touchmove', (ev) => { if (picker.active) ev.preventDefault(); }, { passive: false });
+    const end = (ev) => {
+      if (touch.id === ev.pointerId) {
+        // A tap: lifted where it landed, before the hold began a drag.
+        forgetTouch();
+        if (ev.type === 'pointerup') startDrag(ev); else return;
+      }
       if (!picker.active) return;
       picker.active = false;
       wheel.classList.remove('dragging');
@@ -351,33 +386,50 @@
     brightness.addEventListener('change', () => { picker.active = false; pickColour(true); });
   }
 
-  // Exact entry: hex, or R, G and B.
+  // Exact entry: hex, or R, G and B. Typing changes nothing until Enter
+  // (or Set), and leaving the field sends nothing, so a half-typed value
+  // can never undo what the wheel did meanwhile: the typed text stays
+  // (for the Set button) until the colour changes elsewhere, then the
+  // field follows again. After Enter the field lets go of the focus, which
+  // also closes a phone's keyboard.
   const exact = $('#exact');
-  function exactColour() {
-    const hex = $('#hex').value.trim();
-    const rgb = hexToRgb(hex);
-    if (rgb) return rgb;
-    return null;
+  const exactFields = [$('#hex'), $('#rgb-r'), $('#rgb-g'), $('#rgb-b')];
+  const showCurrent = () => renderPicker();
+  for (const el of exactFields) {
+    el.addEventListener('input', (ev) => {
+      // A number field's arrows and arrow keys step the value (no
+      // inputType): that is a deliberate change, sent at once.
+      if (el.type === 'number' && !ev.inputType) {
+        delete el.dataset.dirty;
+        sendRGB(el);
+        return;
+      }
+      el.dataset.dirty = 'typing';
+    });
+    el.addEventListener('blur', () => {
+      if (el.dataset.dirty) el.dataset.dirty = 'left';
+    });
   }
-  $('#hex').addEventListener('change', () => {
-    const rgb = exactColour();
-    if (!rgb) return; // the form's submit shows the server's explanation
+  function sendRGB(el) {
+    const rgb = {};
+    for (const c of ['r', 'g', 'b']) rgb[c] = clamp(Math.round(Number($('#rgb-' + c).value) || 0), 0, 255);
+    if (el) el.value = String(rgb[el.id.slice(-1)]);
     showColour(rgbToHex(rgb));
     pickColour(false);
-  });
-  for (const k of ['r', 'g', 'b']) {
-    $('#rgb-' + k).addEventListener('change', () => {
-      const rgb = {};
-      for (const c of ['r', 'g', 'b']) rgb[c] = clamp(Math.round(Number($('#rgb-' + c).value) || 0), 0, 255);
-      $('#rgb-' + k).value = String(rgb[k]);
-      showColour(rgbToHex(rgb));
-      pickColour(false);
-    });
   }
   exact.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const value = $('#hex').value.trim();
-    api('PUT', '/api/state', { mode: 'manual', color: value }).then((st) => applyState(st)).catch((e) => toast(e.message, 'error'));
+    const hexIn = $('#hex');
+    const rgbTyped = exactFields.slice(1).some((el) => el.dataset.dirty);
+    const hexTyped = !!hexIn.dataset.dirty || !rgbTyped;
+    const value = hexIn.value.trim();
+    for (const el of exactFields) delete el.dataset.dirty;
+    if (document.activeElement && exact.contains(document.activeElement)) document.activeElement.blur();
+    if (!hexTyped) { sendRGB(null); return; }
+    const rgb = hexToRgb(value);
+    if (rgb) { showColour(rgbToHex(rgb)); pickColour(false); return; }
+    // rgb(…) and r,g,b: the server reads them, and explains what is wrong.
+    api('PUT', '/api/state', { mode: 'manual', color: value }).then((st) => applyState(st)).catch((e) => { toast(e.message, 'error'); showCurrent(); });
   });
 
   // Pulse.
