@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -273,6 +274,64 @@ func (s *Server) putFavorites(c echo.Context) error {
 		return err
 	}
 	list, err := s.favs.Set(colors)
+	if err != nil {
+		return err
+	}
+	s.publishFavorites(list)
+	return noStoreJSON(c, http.StatusOK, favoritesBody{Colors: list})
+}
+
+// decodeFavoriteColor reads a POST /api/favorites body: {"color": "#ff41ae"}.
+func decodeFavoriteColor(body []byte) (protocol.RGB, error) {
+	var raw *string
+	if err := decodeObject(body, []field{{"color", &raw, `one colour like "#ff41ae" or "255,147,41"`}}); err != nil {
+		return protocol.RGB{}, err
+	}
+	if raw == nil {
+		return protocol.RGB{}, errorf(http.StatusBadRequest, `color is required: the colour to add, like {"color": "#ff41ae"}`)
+	}
+	col, err := protocol.ParseColor(*raw)
+	if err != nil {
+		return protocol.RGB{}, &favorites.ValidationError{Field: "color", Message: err.Error()}
+	}
+	return col, nil
+}
+
+// postFavorite adds one colour to the end of the list. Unlike PUT, which
+// replaces the whole list, two phones adding at once both keep theirs,
+// and a phone with a stale list cannot drop the others' colours.
+func (s *Server) postFavorite(c echo.Context) error {
+	body, err := readJSONBody(c)
+	if err != nil {
+		return err
+	}
+	col, err := decodeFavoriteColor(body)
+	if err != nil {
+		return err
+	}
+	list, err := s.favs.Add(col)
+	if err != nil {
+		return err
+	}
+	s.publishFavorites(list)
+	return noStoreJSON(c, http.StatusOK, favoritesBody{Colors: list})
+}
+
+// deleteFavorite removes one colour: DELETE /api/favorites/ff41ae (the
+// "#" may be there, escaped as %23). A colour not in the list is no error.
+func (s *Server) deleteFavorite(c echo.Context) error {
+	raw, err := url.PathUnescape(c.Param("color"))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "the colour in the address is not valid: %v", err)
+	}
+	if !strings.HasPrefix(raw, "#") && !strings.Contains(raw, ",") {
+		raw = "#" + raw
+	}
+	col, err := protocol.ParseColor(raw)
+	if err != nil {
+		return &favorites.ValidationError{Field: "color", Message: err.Error()}
+	}
+	list, err := s.favs.Remove(col)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -440,6 +442,54 @@ func TestHealthzAndMetrics(t *testing.T) {
 	} {
 		if !strings.Contains(res.body, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestFavoriteAddRemoveOne(t *testing.T) {
+	e := newEnv(t)
+	type body struct {
+		Colors []string `json:"colors"`
+	}
+	if res := e.call(t, http.MethodPut, "/api/favorites", `{"colors": []}`); res.status != 200 {
+		t.Fatalf("clear: %d %s", res.status, res.body)
+	}
+	// Two phones saving at the same moment both keep their colour.
+	var wg sync.WaitGroup
+	for _, c := range []string{"#111111", "#222222", "#333333", "#444444"} {
+		wg.Go(func() {
+			if res := e.call(t, http.MethodPost, "/api/favorites", `{"color": "`+c+`"}`); res.status != 200 {
+				t.Errorf("add %s: %d %s", c, res.status, res.body)
+			}
+		})
+	}
+	wg.Wait()
+	got := decode[body](t, e.call(t, http.MethodGet, "/api/favorites", ""))
+	if len(got.Colors) != 4 {
+		t.Fatalf("after four adds at once: %v", got.Colors)
+	}
+	// Adding one that is there changes nothing; removing takes the hex with
+	// or without the "#".
+	if got := decode[body](t, e.call(t, http.MethodPost, "/api/favorites", `{"color": "17,17,17"}`)); len(got.Colors) != 4 {
+		t.Errorf("adding a colour twice: %v", got.Colors)
+	}
+	for _, path := range []string{"/api/favorites/111111", "/api/favorites/%23222222"} {
+		if res := e.call(t, http.MethodDelete, path, ""); res.status != 200 {
+			t.Errorf("DELETE %s: %d %s", path, res.status, res.body)
+		}
+	}
+	if got := decode[body](t, e.call(t, http.MethodGet, "/api/favorites", "")); strings.Join(got.Colors, " ") != strings.Join(slices.DeleteFunc(slices.Clone(got.Colors), func(c string) bool { return c == "#111111" || c == "#222222" }), " ") || len(got.Colors) != 2 {
+		t.Errorf("after removing two: %v", got.Colors)
+	}
+	for _, tt := range []struct{ method, path, body, want string }{
+		{http.MethodPost, "/api/favorites", `{"color": "blue"}`, `color: colour "blue"`},
+		{http.MethodPost, "/api/favorites", `{}`, "color is required"},
+		{http.MethodPost, "/api/favorites", `{"colors": ["#ffffff"]}`, `unknown field "colors"`},
+		{http.MethodDelete, "/api/favorites/zzzzzz", "", "color: "},
+	} {
+		res := e.call(t, tt.method, tt.path, tt.body)
+		if res.status != 400 || !strings.Contains(errorBody(t, res), tt.want) {
+			t.Errorf("%s %s %s: %d %s, want 400 with %q", tt.method, tt.path, tt.body, res.status, res.body, tt.want)
 		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/state"
 
 	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
@@ -423,6 +424,25 @@ func TestBrowser(t *testing.T) {
 		cx, cy, r = b.wheelBox(t, ctx)
 		b.do(t, ctx, "tap the wheel's red edge with a finger", touchAt(input.DispatchTouchEventTypeTouchStart, cx+r-3, cy), touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
 		waitState(t, e, func(st state.State) bool { return st.Color.R == 255 && st.Color.G < 20 && st.Color.B < 20 })
+	})
+
+	t.Run("saving a favourite keeps colours another phone saved", func(t *testing.T) {
+		// Saved elsewhere, and this page has not heard of it yet.
+		other := protocol.RGB{R: 0x12, G: 0x31, B: 0x23}
+		if _, err := e.srv.favs.Add(other); err != nil {
+			t.Fatal(err)
+		}
+		mine := e.store.Get().Color
+		b.click(t, ctx, "#fav-add")
+		for range 500 {
+			if list := e.srv.favs.List(); slices.Contains(list, mine) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if list := e.srv.favs.List(); !slices.Contains(list, mine) || !slices.Contains(list, other) {
+			t.Errorf("after saving %s from a page with a stale list the favourites are %v; %s was lost", mine.Hex(), list, other.Hex())
+		}
 	})
 
 	t.Run("the wheel is drawn by CSS with the colours app.js picks", func(t *testing.T) {

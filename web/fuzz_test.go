@@ -248,3 +248,18 @@ func FuzzParseInclude(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeFavoriteColor(f *testing.F) {
+	for _, s := range []string{`{"color": "#ff41ae"}`, `{"color": "1,2,3"}`, `{"color": null}`, `{"color": 5}`, `{}`, `{"colors": []}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, err := decodeFavoriteColor(body)
+		if err != nil {
+			var he *httpError
+			if !errors.As(err, &he) && !strings.Contains(err.Error(), ": ") {
+				t.Fatalf("unhelpful error %v", err)
+			}
+		}
+	})
+}

@@ -287,6 +287,8 @@ func (s *Server) routes() *echo.Echo {
 	api.POST("/weather/refresh", s.postWeatherRefresh)
 	api.GET("/favorites", s.getFavorites)
 	api.PUT("/favorites", s.putFavorites)
+	api.POST("/favorites", s.postFavorite)
+	api.DELETE("/favorites/:color", s.deleteFavorite)
 	api.GET("/sessions", s.getSessions)
 	api.DELETE("/sessions", s.deleteSessions)
 	api.DELETE("/sessions/:id", s.deleteSession)

@@ -526,14 +526,10 @@
     const action = form.querySelector('input[name="action"]').value;
     const hex = action === 'add' ? (app.state ? app.state.color : $('#hex').value) : ev.submitter && ev.submitter.value;
     if (!hex) return;
-    let next = app.favorites.slice();
-    if (action === 'add') {
-      if (next.includes(hex)) { toast(hex + ' is already saved'); return; }
-      next.push(hex);
-    } else {
-      next = next.filter((c) => c !== hex);
-    }
-    api('PUT', '/api/favorites', { colors: next })
+    // One colour at a time: two phones saving at once both keep theirs,
+    // and a stale list here cannot drop colours saved elsewhere.
+    if (action === 'add' && app.favorites.includes(hex)) { toast(hex + ' is already saved'); return; }
+    (action === 'add' ? api('POST', '/api/favorites', { color: hex }) : api('DELETE', '/api/favorites/' + encodeURIComponent(hex.replace(/^#/, ''))))
       .then((res) => { renderFavorites(res.colors); toast(action === 'add' ? 'Saved ' + hex : 'Removed ' + hex); })
       .catch((e) => toast(e.message, 'error'));
   }));
