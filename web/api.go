@@ -14,6 +14,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/favorites"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/weather"
 )
 
 // The JSON API of ../shared/API.md. Handlers only decode, call a service
@@ -59,7 +60,7 @@ func (s *Server) putState(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.deps.State.Apply(ch)
+	st, err := s.applyState(ch)
 	if err != nil {
 		return err
 	}
@@ -223,9 +224,15 @@ func (s *Server) getWeather(c echo.Context) error {
 
 // postWeatherRefresh asks for a fetch now; the result arrives as a weather
 // event (the poller spaces fetches at least 10 s apart).
+// errNoWeatherKey refuses a fetch that cannot happen: the poller has no key.
+var errNoWeatherKey = errorf(http.StatusConflict, "There is no OpenWeatherMap key to fetch the weather with. Set weather.api_key (or CLOUDCLOUD_WEATHER_API_KEY) and restart.")
+
 func (s *Server) postWeatherRefresh(c echo.Context) error {
 	if s.deps.Weather == nil {
 		return errorf(http.StatusServiceUnavailable, "the weather service is not running")
+	}
+	if s.deps.Weather.Report().Status == weather.StatusNoAPIKey {
+		return errNoWeatherKey
 	}
 	s.deps.Weather.Refresh()
 	return noStoreJSON(c, http.StatusAccepted, s.deps.Weather.Report())

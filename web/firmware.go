@@ -374,3 +374,12 @@ func formatSize(n int64) string {
 	}
 	return trim(float64(n)/mib) + " MiB"
 }
+
+// haveFirmware says whether there is an image lamps can update to.
+func (s *Server) haveFirmware() bool {
+	if s.deps.Firmware == nil {
+		return false
+	}
+	_, ok := s.deps.Firmware.Current()
+	return ok
+}

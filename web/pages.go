@@ -20,6 +20,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/realip"
 	"github.com/cloudcloud/cloudcloud/sessions"
 	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/weather"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
 
@@ -69,6 +70,7 @@ type bootData struct {
 	// Firmware is GET /api/firmware's object; absent on a server without
 	// firmware updates.
 	Firmware *firmwareStatus `json:"firmware,omitempty"`
+	Preview  previewBody     `json:"preview"`
 }
 
 func (s *Server) indexPage(c echo.Context) error {
@@ -93,15 +95,18 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.Favorites = append(d.Favorites, f.Hex())
 	}
 	lamps := s.withOffline(devs)
+	haveImage := s.haveFirmware()
 	for _, dev := range lamps {
-		d.Devices = append(d.Devices, deviceView(dev, now))
+		v := deviceView(dev, now)
+		v.NoFirmware = !haveImage
+		d.Devices = append(d.Devices, v)
 	}
 	d.LampCount = len(devs)
 	for _, l := range logs {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: lamps, Favorites: favoritesBody{Colors: favs}, LogFilter: filter, ServerTime: now.UTC()}
+	boot := bootData{State: st, Devices: lamps, Favorites: favoritesBody{Colors: favs}, LogFilter: filter, ServerTime: now.UTC(), Preview: s.previewStatus()}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}
@@ -296,7 +301,7 @@ func (s *Server) formState(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.deps.State.Apply(ch); err != nil {
+	if _, err := s.applyState(ch); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/")
@@ -359,6 +364,9 @@ func (s *Server) formFavorites(c echo.Context) error {
 func (s *Server) formWeatherRefresh(c echo.Context) error {
 	if s.deps.Weather == nil {
 		return errorf(http.StatusServiceUnavailable, "the weather service is not running")
+	}
+	if s.deps.Weather.Report().Status == weather.StatusNoAPIKey {
+		return errNoWeatherKey
 	}
 	s.deps.Weather.Refresh()
 	return c.Redirect(http.StatusSeeOther, "/#weather")

@@ -128,8 +128,12 @@ type Server struct {
 	httpMet  *metrics.HTTP
 	metrics  http.Handler
 
-	heartbeat time.Duration // SSE comment interval; a field so tests can shorten it
-	now       func() time.Time
+	heartbeat time.Duration // SSE devices snapshot interval; a field so tests can shorten it
+	// previewFor is how long a weather preview lasts (defaultPreviewFor);
+	// a field so tests can shorten it.
+	previewFor time.Duration
+	preview    previewClock
+	now        func() time.Time
 }
 
 // minSessionKey is the shortest session key accepted: 256 bits, the HMAC's
@@ -188,16 +192,17 @@ func New(opt Options, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{
-		opt:       opt,
-		deps:      deps,
-		log:       opt.Logger,
-		auth:      auth,
-		favs:      favs,
-		sessions:  sess,
-		localBus:  events.NewBus(),
-		assets:    assets,
-		heartbeat: 15 * time.Second,
-		now:       time.Now,
+		opt:        opt,
+		deps:       deps,
+		log:        opt.Logger,
+		auth:       auth,
+		favs:       favs,
+		sessions:   sess,
+		localBus:   events.NewBus(),
+		assets:     assets,
+		heartbeat:  15 * time.Second,
+		previewFor: defaultPreviewFor,
+		now:        time.Now,
 	}
 	// Wrong passwords: 1 s, 2 s, 4 s … up to 5 minutes between attempts.
 	s.limiter = backoff.New(time.Second, 5*time.Minute, func() time.Time { return s.now() })
@@ -205,6 +210,8 @@ func New(opt Options, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.echo = s.routes()
+	// A preview found on disk (the server stopped during one) ends too.
+	s.notePreview(deps.State.Get())
 	return s, nil
 }
 

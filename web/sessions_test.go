@@ -136,7 +136,8 @@ func TestSignOutEndsTheEventStream(t *testing.T) {
 	e.srv.heartbeat = 20 * time.Millisecond
 	cookie, token := e.login(t)
 	s := e.openEvents(t, withCookie(cookie))
-	s.next(t, ":")
+	s.next(t, "devices")
+	s.next(t, "devices") // the first heartbeat
 	if res := e.form(t, "/logout", url.Values{"csrf": {token}}, withCookie(cookie)); res.status != http.StatusSeeOther {
 		t.Fatalf("logout: %d", res.status)
 	}

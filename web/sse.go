@@ -29,7 +29,8 @@ const sseRetry = 2 * time.Second
 // bus type and whose data is the JSON object. A new stream starts with
 // snapshots (state, devices including the offline ones, weather, favorites and, when firmware updates
 // are set up, firmware_status), so a page that reconnects is in sync again
-// at once; then it streams: every bus event, including each lamp's
+// at once; then it streams: every bus event, a devices snapshot every
+// heartbeat (15 s), including each lamp's
 // `firmware` update step (a rollout.Update), and the web port's own
 // favorites and firmware_status news. It ends when the client goes,
 // or when the subscription lags (the browser reconnects by itself).
@@ -60,6 +61,7 @@ func (s *Server) events(c echo.Context) error {
 		{"devices", s.lamps()}, // offline lamps too: a page that reconnects shows them
 		{string(events.TypeWeather), s.weatherData(nil)},
 		{string(typeFavorites), favoritesBody{Colors: s.favs.List()}},
+		{string(typePreview), s.previewStatus()},
 	}
 	if s.deps.Firmware != nil {
 		snapshot = append(snapshot, snapshotEvent{string(typeFirmwareStatus), s.firmwareStatus()})
@@ -96,8 +98,13 @@ func (s *Server) events(c echo.Context) error {
 					return nil
 				}
 			}
-			// A comment keeps proxies from closing an idle stream.
-			buf.WriteString(": heartbeat\n\n")
+			// A fresh snapshot of the lamps keeps proxies from closing an
+			// idle stream and keeps "last seen" and the packet counters
+			// true: the gateway refreshes them on every ping but announces
+			// only connects, handshakes and departures.
+			if err := writeEvent(&buf, "devices", s.lamps()); err != nil {
+				return err
+			}
 		case e, ok := <-sub.C:
 			if !ok {
 				if errors.Is(sub.Err(), events.ErrLagged) {

@@ -31,6 +31,9 @@
     favorites: [],
     weather: boot.weather,
     logFilter: boot.log_filter || '',
+    preview: boot.preview || { ends_at: null }, // when the weather preview ends by itself
+    stale: false, // the stream is down: what the page shows may be old
+    firmware: !!(boot.firmware && boot.firmware.current), // an image lamps can update to
   };
 
   // ---------- small helpers ----------
@@ -190,7 +193,9 @@
       detail = st.color + (st.pulse ? ' · pulse ' + st.pulse : ' · steady');
     } else if (mode === 'weather') {
       headline = capitalize(WEATHER_NAMES[code] || 'weather');
-      detail = (ov ? 'Preview' : 'Live weather') + ' · intensity ' + intensity;
+      if (ov) detail = 'Preview · intensity ' + intensity + previewEnds(' · ends ');
+      else if (st.weather.source === 'default') detail = 'Built-in clear sky · no live weather';
+      else detail = 'Live weather · intensity ' + intensity;
     } else {
       headline = 'Off';
       detail = 'The lamps are dark';
@@ -206,6 +211,10 @@
       inten.value = intensity;
       setText($('#intensity-out'), intensity);
     }
+    // The intensity belongs to a preview; live weather brings its own.
+    if (inten) inten.disabled = !ov;
+    $('#intensity-hint').hidden = !!ov;
+    renderPreviewNote();
 
     // The colour controls follow unless the person is using them.
     if (!picker.active && !sending()) showColour(st.color);
@@ -217,6 +226,24 @@
     updateLampColour(st.color);
     markCurrentSwatch();
     updateSynced();
+  }
+
+  // previewEnds is "<prefix>in 52 s" while a preview has an end, else "".
+  function previewEnds(prefix) {
+    const ends = app.preview && app.preview.ends_at;
+    return ends ? prefix + until(ends) : '';
+  }
+  function renderPreviewNote() {
+    const note = $('#preview-note');
+    const ov = app.state && app.state.weather_override;
+    note.hidden = !ov;
+    if (ov) setText(note, 'This preview ends by itself ' + (previewEnds('') || 'a minute after its last change') + '. Tap Live weather to end it now.');
+  }
+  function tickPreview() {
+    const st = app.state;
+    if (!st || !st.weather_override) return;
+    if (st.mode === 'weather') setText(field(document, 'detail'), 'Preview · intensity ' + formatIntensity(st.weather_override.intensity) + previewEnds(' · ends '));
+    renderPreviewNote();
   }
 
   // The preview, swatch and page accent follow the lamp's colour.
@@ -579,8 +606,10 @@
     const status = deviceStatus(d);
     const offline = status === 'offline';
     row.dataset.status = status;
+    // While the server cannot be reached the row is only what was last known.
+    row.dataset.stale = String(app.stale && !offline);
     setText(field(row, 'label'), deviceLabel(d));
-    setText(field(row, 'status'), STATUS_TEXT[status]);
+    setText(field(row, 'status'), app.stale && !offline ? 'Unknown' : STATUS_TEXT[status]);
     setText(field(row, 'remote'), d.remote_addr);
     field(row, 'uptime').dataset.since = d.connected_at;
     field(row, 'seen').dataset.ago = d.last_seen;
@@ -596,6 +625,13 @@
     dbg.setAttribute('aria-pressed', String(!!d.debug));
     setText(dbg.querySelector('span'), 'Debug ' + (d.debug ? 'on' : 'off'));
     row.querySelectorAll('button').forEach((b) => { b.disabled = offline; });
+    const update = row.querySelector('button[value="update"]');
+    if (update && !app.firmware) {
+      update.disabled = true;
+      update.title = 'Upload a firmware image in the Firmware panel first';
+    } else if (update) {
+      update.removeAttribute('title');
+    }
     tickRow(row);
     return row;
   }
@@ -685,6 +721,8 @@
   function updateSynced() {
     const el = $('#synced');
     if (!el) return;
+    el.classList.toggle('stale', app.stale);
+    if (app.stale) { setText(el, 'not live: the server cannot be reached'); return; }
     const lamps = [...app.devices.values()].filter((d) => d.authenticated && !isOffline(d));
     if (!lamps.length) { setText(el, 'no lamp connected'); return; }
     const synced = lamps.filter((d) => d.synchronized).length;
@@ -768,7 +806,14 @@
     field(document, 'wx-fetched').dataset.ago = r.fetched_at || '';
     field(document, 'wx-next').dataset.in = r.next_fetch || '';
     tickWeather();
-    $('#weather .card-action .icon-button').classList.remove('spinning');
+    const refresh = $('#weather .card-action .icon-button');
+    refresh.classList.remove('spinning');
+    // Without a key there is nothing to fetch: say so instead of spinning.
+    const noKey = r.status === 'no_api_key';
+    refresh.disabled = noKey;
+    const label = noKey ? 'Fetching needs an OpenWeatherMap key (weather.api_key)' : 'Fetch the weather now';
+    refresh.title = label;
+    refresh.setAttribute('aria-label', label);
   }
   function tickWeather() {
     const f = field(document, 'wx-fetched');
@@ -781,7 +826,8 @@
     const btn = ev.target.querySelector('.icon-button');
     btn.classList.add('spinning');
     api('POST', '/api/weather/refresh')
-      .then(() => { toast('Asking OpenWeatherMap…'); setTimeout(() => btn.classList.remove('spinning'), 10000); })
+      // The next weather event stops the spinner; this only bounds it.
+      .then(() => { toast('Asking OpenWeatherMap…'); setTimeout(() => btn.classList.remove('spinning'), 15000); })
       .catch((e) => { btn.classList.remove('spinning'); toast(e.message, 'error'); });
   });
 
@@ -915,6 +961,10 @@
       setText(field(fwCard, 'fw-prev-built'), 'built ' + prev.build_date + ' ' + prev.build_time);
     }
     $('#fw-update-all').disabled = !cur;
+    if (app.firmware !== !!cur) {
+      app.firmware = !!cur;
+      renderDevices();
+    }
     app.updates = new Map((st.updates || []).map((u) => [u.lamp, u]));
     renderUpdates();
     tickFirmware();
@@ -1092,6 +1142,12 @@
 
   function setConn(status) {
     conn.dataset.conn = status;
+    const stale = status === 'reconnecting' || status === 'offline';
+    if (stale !== app.stale) {
+      app.stale = stale;
+      document.documentElement.classList.toggle('stale', stale);
+      renderDevices();
+    }
     setText(conn.querySelector('.conn-text'), { live: 'Live', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline' }[status]);
   }
 
@@ -1132,6 +1188,7 @@
     on('favorites', (f) => renderFavorites(f.colors || []));
     on('firmware', onFirmwareUpdate);
     on('firmware_status', applyFirmware);
+    on('preview', (p) => { app.preview = p; tickPreview(); });
   }
 
   window.addEventListener('online', connect);
@@ -1149,6 +1206,7 @@
     $$('.device').forEach(tickRow);
     tickWeather();
     tickFirmware();
+    tickPreview();
   }, 1000);
 
   // ---------- start ----------

@@ -68,6 +68,7 @@ type Device struct {
 	OfflineSince                string // RFC 3339, for scripts; "" when unknown
 	OfflineSinceText            string // "10:32 (12 min)"
 	Reason                      string // "No sign of life for 45s"
+	NoFirmware                  bool   // no image to update to: the Update button is off
 }
 
 // LogLine is one debug line.
@@ -97,6 +98,9 @@ type Weather struct {
 	Place       string
 	Temp        string
 	Observation string // "broken clouds, 75 % cover, wind 3.1 m/s"
+	// RefreshLabel is the fetch button's name: what it does, or why it
+	// cannot (no API key).
+	RefreshLabel string
 }
 
 // LampOption is one choice of the log's lamp filter.
@@ -231,3 +235,4 @@ func signedInOn(n int) string {
 	}
 	return strconv.Itoa(n) + " devices"
 }
+
