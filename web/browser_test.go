@@ -19,12 +19,15 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/events"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/state"
+	"github.com/cloudcloud/cloudcloud/weather"
 
 	"github.com/cloudcloud/cloudcloud/firmware/firmwaretest"
 )
@@ -254,7 +257,9 @@ func (b *browser) shotElement(t *testing.T, ctx context.Context, name, sel strin
 func (b *browser) noHorizontalScroll(t *testing.T, ctx context.Context, where string) {
 	t.Helper()
 	if w := evalJS[[]int](t, ctx, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1] {
-		wide := evalJS[[]string](t, ctx, `[...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > window.innerWidth + 0.5).slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))`)
+		// Too wide: a box past the edge, or text spilling out of its box
+		// (a long URL that does not wrap).
+		wide := evalJS[[]string](t, ctx, `[...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > window.innerWidth + 0.5 || (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 && getComputedStyle(el).overflowX === 'visible')).slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right) + ' ' + el.scrollWidth + '/' + el.clientWidth)`)
 		t.Errorf("%s: the page is %d px wide in a %d px viewport (horizontal scrolling); too wide: %q", where, w[0], w[1], wide)
 	}
 }
@@ -271,6 +276,8 @@ func TestBrowser(t *testing.T) {
 	}
 	b := newBrowser(t)
 	e := newFirmwareEnv(t, fwConfig{})
+	// Devices snapshots twice a second, so a test sees counters move.
+	e.srv.heartbeat = 500 * time.Millisecond
 	lamp := e.lamp(t)
 	ctx := b.ctx
 	b.viewport(t, ctx, 390, 844, false)
@@ -495,6 +502,72 @@ func TestBrowser(t *testing.T) {
 		b.shot(t, other, "app-manual-dark")
 	})
 
+	t.Run("the page says what is true", func(t *testing.T) {
+		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
+		// No image uploaded yet: a lamp's Update button is off and says why.
+		b.waitJS(t, ctx, "the lamp's Update button off", fmt.Sprintf(`(() => { const u = document.querySelector('%s button[value="update"]'); return !!u && u.disabled && u.title.includes('Upload a firmware image'); })()`, row))
+
+		// Packet counters and last seen follow the gateway between events.
+		lamp.send(t, "d:one")
+		lamp.send(t, "d:two")
+		waitFor(t, "the gateway to count the lines", func() bool {
+			for _, d := range e.gw.Devices() {
+				if d.ID == lamp.id && d.PacketsReceived >= 2 {
+					return true
+				}
+			}
+			return false
+		})
+		var want uint64
+		for _, d := range e.gw.Devices() {
+			if d.ID == lamp.id {
+				want = d.PacketsReceived
+			}
+		}
+		b.waitJS(t, ctx, "the received counter to follow", fmt.Sprintf(`document.querySelector('%s [data-field="received"]').textContent === "%d"`, row, want))
+
+		// Live weather: the intensity slider is off, with a sentence.
+		b.click(t, ctx, `.mode[value="weather"]`)
+		b.click(t, ctx, `.wx-chip[data-override="live"]`)
+		b.waitJS(t, ctx, "the slider off while live", `document.querySelector('#intensity').disabled && !document.querySelector('#intensity-hint').hidden && document.querySelector('#preview-note').hidden`)
+		// A preview: the slider works, and the page says when it ends.
+		b.click(t, ctx, `.wx-chip[data-override="6"]`)
+		b.waitJS(t, ctx, "the preview's end on screen", `!document.querySelector('#intensity').disabled && document.querySelector('#intensity-hint').hidden && /ends by itself in \d+ s/.test(document.querySelector('#preview-note').textContent) && /ends in \d+ s/.test(document.querySelector('[data-field="detail"]').textContent)`)
+		b.shotElement(t, ctx, "weather-preview-light", "#weather")
+		b.click(t, ctx, `.wx-chip[data-override="live"]`)
+
+		// No weather key: fetching is off and says why; the hero does not
+		// call the built-in default live.
+		noKey := weather.Report{Reading: weather.Reading{Code: 3, Intensity: 9}, Source: weather.SourceDefault, Status: weather.StatusNoAPIKey,
+			Description: "no weather key: clear sky", Error: "No OpenWeatherMap key is set: add weather.api_key (get one free at https://home.openweathermap.org/users/sign_up) to show the real weather."}
+		e.weather.set(noKey)
+		e.store.SetWeather(state.Weather{Code: 3, Intensity: 9, Description: noKey.Description, Source: weather.SourceDefault})
+		e.bus.Publish(events.Event{Type: events.TypeWeather})
+		b.waitJS(t, ctx, "the fetch button off without a key", `(() => { const r = document.querySelector('#weather .card-action .icon-button'); return r.disabled && r.getAttribute('aria-label').includes('weather.api_key'); })()`)
+		b.waitJS(t, ctx, "the hero saying built-in", `document.querySelector('[data-field="detail"]').textContent === "Built-in clear sky · no live weather"`)
+		b.viewport(t, ctx, 360, 740, false)
+		b.noHorizontalScroll(t, ctx, "360 px light, no weather key")
+		b.shotElement(t, ctx, "weather-no-key-360-light", "#weather")
+		b.viewport(t, ctx, 360, 740, true)
+		b.noHorizontalScroll(t, ctx, "360 px dark, no weather key")
+		b.shotElement(t, ctx, "weather-no-key-360-dark", "#weather")
+		b.viewport(t, ctx, 390, 844, false)
+		e.weather.set(sampleReport())
+		e.store.SetWeather(state.Weather{Code: 4, Intensity: 8, Description: "broken clouds", Source: weather.SourceOpenWeatherMap})
+		e.bus.Publish(events.Event{Type: events.TypeWeather})
+		b.waitJS(t, ctx, "the fetch button back", `!document.querySelector('#weather .card-action .icon-button').disabled`)
+
+		// The server out of reach: the rows and the count say they are old.
+		b.setOffline(t, ctx, true)
+		b.waitJS(t, ctx, "stale marks", fmt.Sprintf(`document.querySelector('#synced').textContent.startsWith('not live') && document.querySelector('%s [data-field="status"]').textContent === "Unknown"`, row))
+		b.shotElement(t, ctx, "lamps-stale-light", "#lamps")
+		b.setOffline(t, ctx, false)
+		b.waitJS(t, ctx, "live again", fmt.Sprintf(`document.querySelector('#conn').dataset.conn === "live" && document.querySelector('%s [data-field="status"]').textContent === "Online"`, row))
+		b.click(t, ctx, `.mode[value="manual"]`)
+		waitState(t, e, func(st state.State) bool { return st.Mode == state.ModeManual })
+		lamp.waitFor(t, e.store.Get().Packet)
+	})
+
 	t.Run("reboot a lamp from its row", func(t *testing.T) {
 		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
 		b.waitJS(t, ctx, "the lamp's row", fmt.Sprintf(`!!document.querySelector('%s') && document.querySelector('%s').dataset.status === "online"`, row, row))
@@ -663,6 +736,19 @@ func TestBrowser(t *testing.T) {
 		b.viewport(t, ctx, 1280, 900, true)
 		b.shot(t, ctx, "desktop-dark")
 	})
+}
+
+// setOffline tells the tab it lost the network (navigator.onLine and the
+// offline event, as a phone leaving Wi-Fi does) or got it back.
+func (b *browser) setOffline(t *testing.T, ctx context.Context, offline bool) {
+	t.Helper()
+	b.do(t, ctx, "network conditions", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := chromedp.Call(ctx, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: offline, DownloadThroughput: -1, UploadThroughput: -1})
+		return err
+	}))
 }
 
 // wheelBox scrolls the wheel into view and returns its centre and radius
