@@ -235,4 +235,3 @@ func signedInOn(n int) string {
 	}
 	return strconv.Itoa(n) + " devices"
 }
-
