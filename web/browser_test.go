@@ -588,6 +588,13 @@ func TestBrowser(t *testing.T) {
 		lamp.send(t, "d:wifi rssi -67")
 		lamp.send(t, "d:heap free 182340")
 		b.waitJS(t, ctx, "the d: lines in the log view", `document.querySelector('#log').textContent.includes('heap free 182340')`)
+		for _, dark := range []bool{false, true} {
+			b.viewport(t, ctx, 360, 740, dark)
+			for _, msg := range evalJS[[]string](t, ctx, contrastJS+`(['.button.toggle[aria-pressed="true"]', '.device .pill', '.device-facts dd', '.log-line span'])`) {
+				t.Errorf("dark %v: contrast %s", dark, msg)
+			}
+		}
+		b.viewport(t, ctx, 390, 844, false)
 		b.do(t, ctx, "scroll to the log", chromedp.ScrollIntoView(chromedp.CSS("#logs")))
 		b.shot(t, ctx, "app-lamps-log-light")
 	})
@@ -722,6 +729,69 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("layout and access at 360 px", func(t *testing.T) {
+		for _, dark := range []bool{false, true} {
+			theme := map[bool]string{false: "light", true: "dark"}[dark]
+			b.viewport(t, ctx, 360, 740, dark)
+			b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+			b.waitJS(t, ctx, "live", `document.querySelector('#conn').dataset.conn === "live"`)
+			b.noHorizontalScroll(t, ctx, "360 px "+theme)
+
+			// The colour controls are on the first screen.
+			if top := evalJS[float64](t, ctx, `(() => { const r = document.querySelector('#wheel').getBoundingClientRect(); return r.top + r.height / 2; })()`); top > 740 {
+				t.Errorf("%s: the wheel's middle is %.0f px down a 740 px screen; the first screen is all preview", theme, top)
+			}
+
+			// Text contrast (WCAG AA: 4.5, large text 3) of what Lighthouse
+			// flagged, computed from the styles the page really has.
+			bad := evalJS[[]string](t, ctx, contrastJS+`(['.pill', '.button.toggle[aria-pressed="true"]', '.alert', '.hint', '.muted', '.slider-label', '.chip', '.conn', '.subhead', '.device-facts dt', '.session-meta', '.footer a', '.button', '.empty p'])`)
+			for _, msg := range bad {
+				t.Errorf("%s: contrast %s", theme, msg)
+			}
+
+			// Tap targets at least 44 px, as --tap intends.
+			small := evalJS[[]string](t, ctx, `[...document.querySelectorAll('.chip, .device .button, .range, #fw-copy, .swatch, .icon-button, .mode, .button, summary')].filter(el => el.offsetParent !== null).map(el => [el, el.getBoundingClientRect()]).filter(([el, r]) => r.width < 43.5 || r.height < 43.5).slice(0, 10).map(([el, r]) => (el.id || el.className || el.tagName) + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
+			for _, msg := range small {
+				t.Errorf("%s: tap target smaller than 44 px: %s", theme, msg)
+			}
+
+			// "Pulse 9" on one line.
+			b.do(t, ctx, "pulse 9", chromedp.Evaluate[chromedp.Void](`document.querySelector('#pulse-out').textContent = 'Pulse 9'`))
+			if lines := evalJS[float64](t, ctx, `(() => { const o = document.querySelector('#pulse-out'); return o.getBoundingClientRect().height / parseFloat(getComputedStyle(o).lineHeight); })()`); lines > 1.5 {
+				t.Errorf("%s: 'Pulse 9' takes %.1f lines", theme, lines)
+			}
+		}
+
+		// Changing the mode, here or from another phone, moves nothing
+		// on the page.
+		b.do(t, ctx, "watch layout shifts", chromedp.Evaluate[chromedp.Void](`window.__shift = 0; window.__shifts = []; new PerformanceObserver((list) => { for (const e of list.getEntries()) { window.__shift += e.value; window.__shifts.push(e.sources.map(s => s.node ? (s.node.id || s.node.className || s.node.nodeName) : '?').join(',')); } }).observe({type: 'layout-shift'})`))
+		heroHeight := func() float64 {
+			return evalJS[float64](t, ctx, `document.querySelector('.hero').getBoundingClientRect().height`)
+		}
+		h0 := heroHeight()
+		for i, body := range []string{
+			`{"mode": "manual", "color": "#ff41ae", "pulse": 0}`,
+			`{"mode": "weather", "weather_override": null}`,
+			`{"mode": "manual", "color": "#12ab34", "pulse": 7}`,
+			`{"mode": "off"}`,
+			`{"mode": "manual", "color": "#ffa000", "pulse": 0}`,
+		} {
+			if res := e.call(t, http.MethodPut, "/api/state", body); res.status != 200 {
+				t.Fatalf("PUT %s: %d %s", body, res.status, res.body)
+			}
+			want := e.store.Get().Packet
+			b.waitJS(t, ctx, "the remote change", fmt.Sprintf(`document.querySelector('[data-field="packet"]').textContent === %q`, want))
+			time.Sleep(300 * time.Millisecond) // let a shift, if any, be reported
+			if h := heroHeight(); h != h0 {
+				t.Errorf("change %d (%s) made the preview %.0f px instead of %.0f: everything below moves", i, body, h, h0)
+			}
+		}
+		if shift := evalJS[float64](t, ctx, `window.__shift`); shift > 0 {
+			t.Errorf("remote changes shifted the layout by %.3f (sources %v)", shift, evalJS[[]string](t, ctx, `window.__shifts`))
+		}
+		b.viewport(t, ctx, 390, 844, false)
+	})
+
 	t.Run("narrow phone and desktop", func(t *testing.T) {
 		b.viewport(t, ctx, 360, 740, true)
 		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
@@ -828,3 +898,44 @@ func waitState(t *testing.T, e *env, ok func(state.State) bool) {
 	b, _ := json.Marshal(e.store.Get())
 	t.Fatalf("the state never became what was expected: %s", b)
 }
+
+// contrastJS is a function of a list of selectors: for every visible
+// element with its own text it computes the WCAG contrast of its colour on
+// the background behind it (the first opaque one up the tree, with
+// translucent ones blended in) and lists those below AA. Colours are
+// resolved by painting them on a canvas, so color-mix() and color() count
+// as the browser shows them. Elements on the hero's gradient are left out.
+const contrastJS = `((selectors) => {
+	const cv = document.createElement('canvas'); cv.width = cv.height = 1;
+	const g = cv.getContext('2d', {willReadFrequently: true});
+	const rgba = (css) => { g.clearRect(0, 0, 1, 1); g.fillStyle = '#000'; g.fillStyle = css; g.fillRect(0, 0, 1, 1); const d = g.getImageData(0, 0, 1, 1).data; return [d[0], d[1], d[2], d[3] / 255]; };
+	const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+	const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+	const background = (el) => {
+		const layers = [];
+		for (let n = el; n; n = n.parentElement) {
+			const c = rgba(getComputedStyle(n).backgroundColor);
+			if (c[3] > 0) layers.push(c);
+			if (c[3] >= 1) break;
+		}
+		let bg = [255, 255, 255, 1];
+		for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
+		return bg;
+	};
+	const out = [];
+	for (const sel of selectors) {
+		for (const el of document.querySelectorAll(sel)) {
+			if (el.offsetParent === null || el.closest('.hero') || el.disabled || el.closest('[disabled]')) continue;
+			if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()) && !el.querySelector('span')) continue;
+			const cs = getComputedStyle(el);
+			const fg = over(rgba(cs.color), background(el));
+			const bg = background(el);
+			const a = lum(fg), b = lum(bg);
+			const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+			const px = parseFloat(cs.fontSize), bold = parseInt(cs.fontWeight) >= 700;
+			const need = px >= 24 || (bold && px >= 18.66) ? 3 : 4.5;
+			if (ratio < need) out.push(sel + ' "' + el.textContent.trim().slice(0, 30) + '" ' + ratio.toFixed(2) + ' < ' + need + ' (' + cs.color + ' on rgb(' + bg.slice(0, 3).map(Math.round) + '))');
+		}
+	}
+	return [...new Set(out)].slice(0, 20);
+})`
