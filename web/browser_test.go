@@ -285,6 +285,9 @@ func TestBrowser(t *testing.T) {
 	t.Run("login", func(t *testing.T) {
 		b.do(t, ctx, "open the page", chromedp.Navigate(e.web.URL+"/"))
 		b.waitJS(t, ctx, "the login form", `location.pathname === "/login" && !!document.querySelector('input[name="password"]')`)
+		if f := evalJS[string](t, ctx, `document.activeElement.name`); f != "username" {
+			t.Errorf("the login page focuses %q while the user name is empty", f)
+		}
 		b.shot(t, ctx, "login-light")
 		b.do(t, ctx, "sign in",
 			chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), testUser),
@@ -578,6 +581,30 @@ func TestBrowser(t *testing.T) {
 		lamp.quietFor(t, 300*time.Millisecond) // one tap sends nothing
 		b.click(t, ctx, btn)
 		lamp.waitFor(t, "[cc:r:?:?]")
+	})
+
+	t.Run("without javascript a reboot asks first and the jump shows the heading", func(t *testing.T) {
+		plain := b.tab(t)
+		b.do(t, plain, "no script", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return err
+		}))
+		b.viewport(t, plain, 360, 740, false)
+		b.do(t, plain, "open the page", chromedp.Navigate(e.web.URL+"/"))
+		btn := fmt.Sprintf(`.device[data-id="%s"] button[value="reset"]`, lamp.id)
+		lamp.drain()
+		b.click(t, plain, btn)
+		b.waitJS(t, plain, "the question", `location.pathname === "/ui/command" && document.querySelector('h1').textContent.startsWith('Reboot')`)
+		lamp.quietFor(t, 300*time.Millisecond) // asking sent nothing
+		b.shot(t, plain, "nojs-confirm-360-light")
+		b.click(t, plain, `button[type="submit"]`)
+		lamp.waitFor(t, "[cc:r:?:?]")
+		b.waitJS(t, plain, "back on the lamps card", `location.pathname === "/" && location.hash === "#lamps"`)
+		gap := evalJS[float64](t, plain, `document.querySelector('#lamps-title').getBoundingClientRect().top - document.querySelector('.topbar').getBoundingClientRect().bottom`)
+		if gap < 0 {
+			t.Errorf("after the jump the Lamps heading is %.0f px under the sticky bar", -gap)
+		}
+		b.shot(t, plain, "nojs-lamps-360-light")
 	})
 
 	t.Run("debug lines appear in the log", func(t *testing.T) {

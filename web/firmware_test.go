@@ -361,7 +361,7 @@ func TestFirmwareForms(t *testing.T) {
 	}
 
 	t.Run("update all from the panel returns to it", func(t *testing.T) {
-		res := e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"update"}, "back": {"firmware"}}, withCookie(cookie))
+		res := e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"update"}, "back": {"firmware"}, "confirmed": {"yes"}}, withCookie(cookie))
 		if res.status != http.StatusSeeOther || res.header.Get("Location") != "/#firmware" {
 			t.Errorf("%d %q", res.status, res.header.Get("Location"))
 		}

@@ -326,7 +326,13 @@ func (s *Server) formCommand(c echo.Context) error {
 			ids = append(ids, id)
 		}
 	}
-	if _, err := s.runCommand(f.Get("command"), on, ids); err != nil {
+	cmd := f.Get("command")
+	noImage := cmd == "update" && s.deps.Firmware != nil && !s.haveFirmware() // refused below, no question needed
+	if (cmd == "reset" || cmd == "update") && !noImage && f.Get("confirmed") != "yes" {
+		// The script asks with a second tap; without it, a page asks.
+		return s.confirmCommand(c, f, cmd, ids)
+	}
+	if _, err := s.runCommand(cmd, on, ids); err != nil {
 		return err
 	}
 	// The firmware panel's "Update all lamps" returns to the panel.
@@ -334,6 +340,46 @@ func (s *Server) formCommand(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/#firmware")
 	}
 	return c.Redirect(http.StatusSeeOther, "/#lamps")
+}
+
+// confirmCommand asks "Reboot kitchen?" before a reboot or an update sent
+// from a plain form.
+func (s *Server) confirmCommand(c echo.Context, f url.Values, cmd string, ids []string) error {
+	what := "every lamp"
+	if len(ids) > 0 {
+		names := make([]string, 0, len(ids))
+		for _, id := range ids {
+			names = append(names, s.lampName(id))
+		}
+		what = strings.Join(names, ", ")
+	}
+	d := templates.Confirm{Page: s.pageData(c, "Are you sure? · cloudcloud"), Action: "/ui/command", Cancel: "/#lamps"}
+	if f.Get("back") == "firmware" {
+		d.Cancel = "/#firmware"
+	}
+	for _, k := range []string{"command", "device", "back"} {
+		for _, v := range f[k] {
+			d.Fields = append(d.Fields, templates.Field{Name: k, Value: v})
+		}
+	}
+	if cmd == "reset" {
+		d.Question, d.Button = "Reboot "+what+"?", "Reboot"
+		d.Detail = "The lamp restarts and is dark for a few seconds, then shows the current colour again."
+	} else {
+		d.Question, d.Button = "Update "+what+"?", "Update"
+		d.Detail = "The lamp downloads the current firmware image, flashes it and restarts; that takes about a minute. Do not unplug it meanwhile."
+	}
+	return s.renderPage(c, http.StatusOK, templates.ConfirmPage(d))
+}
+
+// lampName is how a person knows a connected lamp: its name, else its id.
+func (s *Server) lampName(id string) string {
+	for _, d := range s.deps.Devices.Devices() {
+		if d.ID == id && d.Name != "" {
+			return d.Name
+		}
+	}
+	return id
 }
 
 func (s *Server) formFavorites(c echo.Context) error {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/protocol"
@@ -113,7 +114,7 @@ func TestForms(t *testing.T) {
 		{"favourite swatch", "/ui/state", url.Values{"mode": {"manual"}, "color": {"255,65,174"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:2:255,65,174:5]") }},
 		{"weather preview", "/ui/state", url.Values{"mode": {"weather"}, "override": {"6"}, "intensity": {"3.5"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:6:3.5]") }},
 		{"live weather again", "/ui/state", url.Values{"mode": {"weather"}, "override": {"live"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:3:9]") }},
-		{"reboot", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
+		{"reboot, confirmed", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}, "confirmed": {"yes"}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
 		{"debug on", "/ui/command", url.Values{"command": {"debug"}, "on": {"true"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:d:1:?]") }},
 		{"save a favourite", "/ui/favorites", url.Values{"action": {"add"}, "color": {"#abcdef"}}, "/#colour", func(t *testing.T) {
 			if l := e.srv.favs.List(); l[len(l)-1].Hex() != "#abcdef" {
@@ -159,7 +160,7 @@ func TestForms(t *testing.T) {
 		{"override intensity not a number", "/ui/state", url.Values{"override": {"4"}, "intensity": {"lots"}}, 400, "weather_override.intensity"},
 		{"nothing to change", "/ui/state", url.Values{}, 400, "nothing to change"},
 		{"unknown command", "/ui/command", url.Values{"command": {"dance"}}, 400, "is not known; use reset, update or debug"},
-		{"unknown lamp", "/ui/command", url.Values{"command": {"reset"}, "device": {"d-gone"}}, 404, "no connected lamp with id or name &#34;d-gone&#34;"},
+		{"unknown lamp", "/ui/command", url.Values{"command": {"reset"}, "device": {"d-gone"}, "confirmed": {"yes"}}, 404, "no connected lamp with id or name &#34;d-gone&#34;"},
 		{"bad favourite", "/ui/favorites", url.Values{"action": {"add"}, "color": {"sky"}}, 400, "color: colour &#34;sky&#34;"},
 		{"unknown favourite action", "/ui/favorites", url.Values{"action": {"paint"}, "color": {"#ffffff"}}, 400, "use add or remove"},
 	}
@@ -381,3 +382,21 @@ func TestChangeFromForm(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// Without the script, a reboot or an update from a lamp's row asks first:
+// the form shows a page with the question, and only its button sends.
+func TestFormCommandAsksFirst(t *testing.T) {
+	e := newEnv(t)
+	lamp := e.lamp(t)
+	cookie, token := e.login(t)
+	res := e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"reset"}, "device": {lamp.id}}, withCookie(cookie))
+	if res.status != http.StatusOK || !strings.Contains(res.body, "Reboot "+lamp.id+"?") || !strings.Contains(res.body, `name="confirmed" value="yes"`) || !strings.Contains(res.body, `href="/#lamps"`) {
+		t.Fatalf("no question: %d %s", res.status, res.body)
+	}
+	lamp.quietFor(t, 200*time.Millisecond)
+	res = e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"reset"}, "device": {lamp.id}, "confirmed": {"yes"}}, withCookie(cookie))
+	if res.status != http.StatusSeeOther {
+		t.Fatalf("confirmed: %d %s", res.status, res.body)
+	}
+	lamp.waitFor(t, "[cc:r:?:?]")
+}

@@ -235,3 +235,16 @@ func signedInOn(n int) string {
 	}
 	return strconv.Itoa(n) + " devices"
 }
+
+// Confirm is a question before a form post goes through.
+type Confirm struct {
+	Page
+	Question, Detail string
+	Action           string // where the confirmed form posts
+	Fields           []Field
+	Button           string // "Reboot kitchen"
+	Cancel           string // where Cancel goes
+}
+
+// Field is one hidden form field.
+type Field struct{ Name, Value string }
