@@ -25,8 +25,8 @@ func errorBody(t *testing.T, res response) string {
 		t.Fatalf("error answered with Content-Type %q: %s", ct, res.body)
 	}
 	var v map[string]string
-	if err := json.Unmarshal([]byte(res.body), &v); err != nil || v["error"] == "" || len(v) != 1 {
-		t.Fatalf(`error body is not {"error": "..."}: %s`, res.body)
+	if err := json.Unmarshal([]byte(res.body), &v); err != nil || v["error"] == "" || v["message"] == "" || len(v) != 2 {
+		t.Fatalf(`error body is not {"error": "...", "message": "..."}: %s`, res.body)
 	}
 	return v["error"]
 }
@@ -491,5 +491,28 @@ func TestFavoriteAddRemoveOne(t *testing.T) {
 		if res.status != 400 || !strings.Contains(errorBody(t, res), tt.want) {
 			t.Errorf("%s %s %s: %d %s, want 400 with %q", tt.method, tt.path, tt.body, res.status, res.body, tt.want)
 		}
+	}
+}
+
+func TestErrorsForPeople(t *testing.T) {
+	for msg, want := range map[string]string{
+		`this image is project "a", but the current image is project "b"; flashing another project can leave lamps that never connect again. If you really mean to switch, tick "allow project change" (API: allow_project_change=1) and upload again`: `This image is project "a", but the current image is project "b"; flashing another project can leave lamps that never connect again. If you really mean to switch, tick "allow project change" and upload again.`,
+		"no firmware image has been uploaded yet: upload the application .bin (firmware panel, or POST /api/firmware) before telling lamps to update":                                                                                                  "No firmware image has been uploaded yet: upload the application .bin before telling lamps to update.",
+		"the image checksum does not match (stored 0xa9, computed 0x56); the file is damaged":                                                                                                                                                          "The image checksum does not match; the file is damaged.",
+		"pulse: 12 is out of range 0-9 (0 = steady)": "Pulse: 12 is out of range 0-9 (0 = steady).",
+	} {
+		if got := forPerson(msg); got != want {
+			t.Errorf("forPerson(%q)\n = %q\nwant %q", msg, got, want)
+		}
+	}
+	// The API keeps the detail in "error" and adds the sentence for people.
+	e := newFirmwareEnv(t, fwConfig{})
+	res := e.call(t, http.MethodPost, "/api/commands", `{"command": "update"}`)
+	var body struct{ Error, Message string }
+	if err := json.Unmarshal([]byte(res.body), &body); err != nil || res.status != http.StatusConflict {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	if !strings.Contains(body.Error, "POST /api/firmware") || strings.Contains(body.Message, "/api/") || !strings.HasPrefix(body.Message, "No firmware image") {
+		t.Errorf("error %q, message %q", body.Error, body.Message)
 	}
 }

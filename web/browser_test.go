@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -701,6 +702,9 @@ func TestBrowser(t *testing.T) {
 		b.do(t, ctx, "choose a text file", chromedp.ScrollIntoView(chromedp.CSS("#firmware")), chromedp.SetUploadFiles(chromedp.CSS("#fw-file"), []string{textFile}))
 		b.click(t, ctx, "#fw-send")
 		b.waitJS(t, ctx, "the refusal under the upload", `!document.querySelector('#fw-error').hidden && document.querySelector('#fw-error').textContent.includes('text file')`)
+		if msg := evalJS[string](t, ctx, `document.querySelector('#fw-error').textContent`); !regexp.MustCompile(`^[A-Z]`).MatchString(msg) || regexp.MustCompile(`API|/api/|0x`).MatchString(msg) {
+			t.Errorf("the refusal is not said for a person: %q", msg)
+		}
 		if info, _ := e.fw.Current(); info.Version != "1.2.9" {
 			t.Fatalf("after a refusal the current image is %+v", info)
 		}

@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -29,6 +32,27 @@ func (e *httpError) Error() string { return e.msg }
 
 func errorf(status int, format string, args ...any) *httpError {
 	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// technicalAside matches a parenthesis that is for scripts and developers,
+// not for a person at the page: API fields and routes, byte offsets and
+// sizes, hex values.
+var technicalAside = regexp.MustCompile(`\s*\([^()]*(?:0x|API|/api/|\bbytes?\b)[^()]*\)`)
+
+// forPerson is an error sentence as the page shows it: without the
+// technical asides (the API's JSON keeps them in "error"), starting with a
+// capital letter and ending with a full stop.
+func forPerson(msg string) string {
+	msg = strings.TrimSpace(technicalAside.ReplaceAllString(msg, ""))
+	if msg == "" {
+		return msg
+	}
+	r, n := utf8.DecodeRuneInString(msg)
+	msg = string(unicode.ToUpper(r)) + msg[n:]
+	if !strings.ContainsAny(msg[len(msg)-1:], ".!?") {
+		msg += "."
+	}
+	return msg
 }
 
 // classify turns any error into the status and sentence the client sees.
@@ -120,9 +144,15 @@ func (s *Server) renderError(err error, c echo.Context) {
 	case c.Request().Method == http.MethodHead:
 		werr = c.NoContent(he.status)
 	case wantsJSON(c.Request()):
-		werr = c.JSON(he.status, map[string]string{"error": he.msg})
+		// "error" is the full sentence for scripts; "message" is what the
+		// page shows a person.
+		werr = c.JSON(he.status, map[string]string{"error": he.msg, "message": forPerson(he.msg)})
 	default:
-		werr = s.renderPage(c, he.status, templates.ErrorPage(s.pageData(c, "Error"), he.status, http.StatusText(he.status), he.msg))
+		detail := he.msg
+		if detail == forPerson(detail) {
+			detail = ""
+		}
+		werr = s.renderPage(c, he.status, templates.ErrorPage(s.pageData(c, "Error"), he.status, http.StatusText(he.status), forPerson(he.msg), detail))
 	}
 	if werr != nil {
 		s.log.Debug("could not write the error response", "err", werr)

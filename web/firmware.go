@@ -149,7 +149,7 @@ func (s *Server) rollback() (firmware.Info, error) {
 // shown as its generic sentence.
 func (s *Server) flashError(c echo.Context, err error) error {
 	he := s.classify(err, c)
-	s.setFlash(c, flashError, he.msg)
+	s.setFlash(c, flashError, forPerson(he.msg))
 	return c.Redirect(http.StatusSeeOther, "/#firmware")
 }
 

@@ -342,7 +342,7 @@ func TestFirmwareForms(t *testing.T) {
 	}
 
 	body = post("/ui/firmware", []formPart{csrfPart(token), fileField("firmware", []byte("not firmware at all"))}, nil)
-	if !strings.Contains(body, `class="flash error"`) || !strings.Contains(body, "this is a text file") {
+	if !strings.Contains(body, `class="flash error"`) || !strings.Contains(body, "This is a text file") {
 		t.Error("a refused upload does not show the refusal")
 	}
 

@@ -131,7 +131,8 @@
       throw new APIError('Signed out.');
     }
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new APIError(data.error || res.status + ' ' + res.statusText);
+    // "message" is the sentence for a person; "error" keeps the detail.
+    if (!res.ok) throw new APIError(data.message || data.error || res.status + ' ' + res.statusText);
     return data;
   }
 
