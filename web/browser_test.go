@@ -837,6 +837,23 @@ func TestBrowser(t *testing.T) {
 		b.viewport(t, ctx, 1280, 900, true)
 		b.shot(t, ctx, "desktop-dark")
 	})
+	// Last: it stops the web port for good.
+	t.Run("the installed app says when the server is out of reach", func(t *testing.T) {
+		for _, dark := range []bool{false, true} {
+			b.viewport(t, ctx, 360, 740, dark)
+			b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+			b.waitJS(t, ctx, "the service worker in control", `!!navigator.serviceWorker.controller`)
+		}
+		e.web.CloseClientConnections()
+		e.web.Close()
+		for _, dark := range []bool{false, true} {
+			b.viewport(t, ctx, 360, 740, dark)
+			b.do(t, ctx, "reload with the server gone", chromedp.Navigate(e.web.URL+"/"))
+			b.waitJS(t, ctx, "the offline page", `document.querySelector('h1')?.textContent === "Cannot reach your cloudcloud"`)
+			b.noHorizontalScroll(t, ctx, "offline page")
+			b.shot(t, ctx, "offline-360-"+map[bool]string{false: "light", true: "dark"}[dark])
+		}
+	})
 }
 
 // setOffline tells the tab it lost the network (navigator.onLine and the

@@ -272,6 +272,37 @@ func TestStaticAssets(t *testing.T) {
 			t.Errorf("favicon: %d %s", r.status, r.header.Get("Content-Type"))
 		}
 	})
+	t.Run("the manifest follows the system theme and locks no orientation", func(t *testing.T) {
+		if h := e.call(t, http.MethodGet, "/login", "", noAuth()).header.Get("Accept-CH"); h != colorSchemeHint {
+			t.Errorf("pages ask for client hints %q, want %s", h, colorSchemeHint)
+		}
+		for hint, want := range map[string]string{"": lightBackground, `"light"`: lightBackground, `"dark"`: darkBackground} {
+			res := e.call(t, http.MethodGet, "/manifest.webmanifest", "", noAuth(), header(colorSchemeHint, hint))
+			var m map[string]any
+			if err := json.Unmarshal([]byte(res.body), &m); err != nil {
+				t.Fatal(err)
+			}
+			if m["background_color"] != want || m["theme_color"] != want {
+				t.Errorf("with %s=%q the splash is %v / %v, want %s", colorSchemeHint, hint, m["background_color"], m["theme_color"], want)
+			}
+			if _, ok := m["orientation"]; ok {
+				t.Errorf("the manifest locks the orientation to %v", m["orientation"])
+			}
+			if !strings.Contains(res.header.Get("Vary"), colorSchemeHint) {
+				t.Errorf("Vary %q", res.header.Get("Vary"))
+			}
+		}
+	})
+	t.Run("service worker and offline page", func(t *testing.T) {
+		res := e.call(t, http.MethodGet, "/sw.js", "", noAuth())
+		if res.status != 200 || !strings.HasPrefix(res.header.Get("Content-Type"), "text/javascript") || strings.Contains(res.body, "__PRECACHE__") || !strings.Contains(res.body, `"/offline.html"`) || !strings.Contains(res.body, e.srv.assets.url("app.css")) {
+			t.Errorf("sw.js: %d %s\n%s", res.status, res.header.Get("Content-Type"), res.body)
+		}
+		res = e.call(t, http.MethodGet, "/offline.html", "", noAuth())
+		if res.status != 200 || !strings.Contains(res.body, "Cannot reach your cloudcloud") || !strings.Contains(res.body, `http-equiv="refresh"`) {
+			t.Errorf("offline page: %d %s", res.status, res.body)
+		}
+	})
 	t.Run("pages and JSON are gzipped", func(t *testing.T) {
 		res := e.call(t, http.MethodGet, "/", "", header("Accept-Encoding", "gzip"))
 		if res.header.Get("Content-Encoding") != "gzip" {

@@ -251,6 +251,8 @@ var publicRoutes = map[string]bool{
 	"/static/:name":         true,
 	"/manifest.webmanifest": true,
 	"/favicon.ico":          true,
+	"/sw.js":                true,
+	offlinePath:             true,
 }
 
 func (s *Server) routes() *echo.Echo {
@@ -270,6 +272,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/static/:name", s.static)
 	e.GET("/manifest.webmanifest", s.manifest)
 	e.GET("/favicon.ico", s.favicon)
+	e.GET("/sw.js", s.serviceWorker)
+	e.GET(offlinePath, s.offline)
 
 	e.GET("/", s.indexPage)
 	e.GET("/logs.txt", s.logsText)

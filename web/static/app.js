@@ -9,6 +9,10 @@
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
+  // The service worker shows "cannot reach your cloudcloud" instead of the
+  // browser's error page when the server is out of reach.
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
+
   const boot = JSON.parse(($('#boot') || {}).textContent || 'null');
   if (!boot) return; // the login and error pages need nothing from here
   const csrf = ($('meta[name="csrf-token"]') || {}).content || '';
