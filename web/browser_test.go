@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -435,6 +436,27 @@ func TestBrowser(t *testing.T) {
 		cx, cy, r = b.wheelBox(t, ctx)
 		b.do(t, ctx, "tap the wheel's red edge with a finger", touchAt(input.DispatchTouchEventTypeTouchStart, cx+r-3, cy), touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
 		waitState(t, e, func(st state.State) bool { return st.Color.R == 255 && st.Color.G < 20 && st.Color.B < 20 })
+
+		// A drag that starts on the knob (now at the red edge) moves it:
+		// down the rim towards 6 o'clock, hue 90°.
+		drag := []chromedp.Action[chromedp.Void]{touchAt(input.DispatchTouchEventTypeTouchStart, cx+r-3, cy)}
+		for i := 1; i <= 10; i++ {
+			a := float64(i) / 10 * math.Pi / 2
+			drag = append(drag, touchAt(input.DispatchTouchEventTypeTouchMove, cx+(r-3)*math.Cos(a), cy+(r-3)*math.Sin(a)), chromedp.Sleep(16*time.Millisecond))
+		}
+		drag = append(drag, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		b.do(t, ctx, "drag the knob", drag...)
+		waitState(t, e, func(st state.State) bool { return st.Color.G == 255 && st.Color.R > 100 && st.Color.R < 180 && st.Color.B < 20 })
+
+		// A short hold first, then a drag from anywhere.
+		hold := []chromedp.Action[chromedp.Void]{touchAt(input.DispatchTouchEventTypeTouchStart, cx, cy-r/2), chromedp.Sleep(450 * time.Millisecond)}
+		for i := 1; i <= 5; i++ {
+			hold = append(hold, touchAt(input.DispatchTouchEventTypeTouchMove, cx, cy-r/2-float64(i)*(r/2-3)/5), chromedp.Sleep(16*time.Millisecond))
+		}
+		hold = append(hold, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		b.do(t, ctx, "hold, then drag up to 12 o'clock", hold...)
+		// Hue 270°, full saturation: violet.
+		waitState(t, e, func(st state.State) bool { return st.Color.B == 255 && st.Color.G < 20 && st.Color.R > 100 && st.Color.R < 160 })
 	})
 
 	t.Run("saving a favourite keeps colours another phone saved", func(t *testing.T) {
