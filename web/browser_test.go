@@ -783,6 +783,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("layout and access at 360 px", func(t *testing.T) {
+		e.login(t) // another device signed in, for the sessions card
 		for _, dark := range []bool{false, true} {
 			theme := map[bool]string{false: "light", true: "dark"}[dark]
 			b.viewport(t, ctx, 360, 740, dark)
@@ -807,6 +808,9 @@ func TestBrowser(t *testing.T) {
 			for _, msg := range small {
 				t.Errorf("%s: tap target smaller than 44 px: %s", theme, msg)
 			}
+
+			b.shot(t, ctx, "phone-360-"+theme, true)
+			b.shotElement(t, ctx, "sessions-360-"+theme, "#sessions")
 
 			// "Pulse 9" on one line.
 			b.do(t, ctx, "pulse 9", chromedp.Evaluate[chromedp.Void](`document.querySelector('#pulse-out').textContent = 'Pulse 9'`))
