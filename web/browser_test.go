@@ -446,7 +446,9 @@ func TestBrowser(t *testing.T) {
 		}
 		drag = append(drag, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
 		b.do(t, ctx, "drag the knob", drag...)
-		waitState(t, e, func(st state.State) bool { return st.Color.G == 255 && st.Color.R > 100 && st.Color.R < 180 && st.Color.B < 20 })
+		waitState(t, e, func(st state.State) bool {
+			return st.Color.G == 255 && st.Color.R > 100 && st.Color.R < 180 && st.Color.B < 20
+		})
 
 		// A short hold first, then a drag from anywhere.
 		hold := []chromedp.Action[chromedp.Void]{touchAt(input.DispatchTouchEventTypeTouchStart, cx, cy-r/2), chromedp.Sleep(450 * time.Millisecond)}
@@ -456,7 +458,9 @@ func TestBrowser(t *testing.T) {
 		hold = append(hold, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
 		b.do(t, ctx, "hold, then drag up to 12 o'clock", hold...)
 		// Hue 270°, full saturation: violet.
-		waitState(t, e, func(st state.State) bool { return st.Color.B == 255 && st.Color.G < 20 && st.Color.R > 100 && st.Color.R < 160 })
+		waitState(t, e, func(st state.State) bool {
+			return st.Color.B == 255 && st.Color.G < 20 && st.Color.R > 100 && st.Color.R < 160
+		})
 	})
 
 	t.Run("saving a favourite keeps colours another phone saved", func(t *testing.T) {

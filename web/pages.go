@@ -84,6 +84,7 @@ func (s *Server) indexPage(c echo.Context) error {
 	d := templates.Index{
 		Page:           s.pageData(c, "cloudcloud"),
 		Sessions:       s.sessionViews(c, now),
+		PreviewEnds:    previewClockText(s.previewStatus()),
 		State:          stateView(st),
 		FavoritesFull:  len(favs) >= favorites.Max,
 		LogFilter:      filter,

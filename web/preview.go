@@ -83,6 +83,14 @@ func (s *Server) endPreview() {
 	s.log.Info("the weather preview ended; the lamps show the live weather again")
 }
 
+// previewClockText is the preview's end for the page without script.
+func previewClockText(p previewBody) string {
+	if p.EndsAt == nil {
+		return ""
+	}
+	return p.EndsAt.Local().Format("15:04:05")
+}
+
 // previewStatus is what the preview event and the page start with.
 func (s *Server) previewStatus() previewBody {
 	s.preview.mu.Lock()

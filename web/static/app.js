@@ -242,7 +242,7 @@
     const note = $('#preview-note');
     const ov = app.state && app.state.weather_override;
     note.hidden = !ov;
-    if (ov) setText(note, 'This preview ends by itself ' + (previewEnds('') || 'a minute after its last change') + '. Tap Live weather to end it now.');
+    if (ov) setText(note, previewEnds('') ? 'This preview ends by itself ' + previewEnds('') + '. Tap Live weather to end it now.' : 'Tap Live weather to end the preview.');
   }
   function tickPreview() {
     const st = app.state;

@@ -164,6 +164,7 @@ type SessionRow struct {
 type Index struct {
 	Page
 	Sessions       []SessionRow // this browser first; empty with basic auth
+	PreviewEnds    string       // "12:31:05" while a weather preview has an end
 	State          State
 	Favorites      []string
 	FavoritesFull  bool
