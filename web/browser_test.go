@@ -590,6 +590,9 @@ func TestBrowser(t *testing.T) {
 		// The server out of reach: the rows and the count say they are old.
 		b.setOffline(t, ctx, true)
 		b.waitJS(t, ctx, "stale marks", fmt.Sprintf(`document.querySelector('#synced').textContent.startsWith('not live') && document.querySelector('%s [data-field="status"]').textContent === "Unknown"`, row))
+		for _, msg := range evalJS[[]string](t, ctx, contrastJS+`(['.device .pill', '.device-facts dd', '.device-facts dt', '.synced'])`) {
+			t.Errorf("stale rows: contrast %s", msg)
+		}
 		b.shotElement(t, ctx, "lamps-stale-light", "#lamps")
 		b.setOffline(t, ctx, false)
 		b.waitJS(t, ctx, "live again", fmt.Sprintf(`document.querySelector('#conn').dataset.conn === "live" && document.querySelector('%s [data-field="status"]').textContent === "Online"`, row))
