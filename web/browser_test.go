@@ -376,6 +376,8 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("the colour controls agree", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, true)
+		defer b.viewport(t, ctx, 390, 844, false)
 		hexValue := func() string { return evalJS[string](t, ctx, `document.querySelector('#hex').value`) }
 		// Enter sends the hex and lets go of the field (a phone's keyboard
 		// closes), so the wheel's later changes show in it.
@@ -533,6 +535,8 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("the page says what is true", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, false)
+		defer b.viewport(t, ctx, 390, 844, false)
 		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
 		// No image uploaded yet: a lamp's Update button is off and says why.
 		b.waitJS(t, ctx, "the lamp's Update button off", fmt.Sprintf(`(() => { const u = document.querySelector('%s button[value="update"]'); return !!u && u.disabled && u.title.includes('Upload a firmware image'); })()`, row))
@@ -563,7 +567,7 @@ func TestBrowser(t *testing.T) {
 		// A preview: the slider works, and the page says when it ends.
 		b.click(t, ctx, `.wx-chip[data-override="6"]`)
 		b.waitJS(t, ctx, "the preview's end on screen", `!document.querySelector('#intensity').disabled && document.querySelector('#intensity-hint').hidden && /ends by itself in \d+ s/.test(document.querySelector('#preview-note').textContent) && /ends in \d+ s/.test(document.querySelector('[data-field="detail"]').textContent)`)
-		b.shotElement(t, ctx, "weather-preview-light", "#weather")
+		b.shotElement(t, ctx, "weather-preview-360-light", "#weather")
 		b.click(t, ctx, `.wx-chip[data-override="live"]`)
 
 		// No weather key: fetching is off and says why; the hero does not
@@ -581,7 +585,7 @@ func TestBrowser(t *testing.T) {
 		b.viewport(t, ctx, 360, 740, true)
 		b.noHorizontalScroll(t, ctx, "360 px dark, no weather key")
 		b.shotElement(t, ctx, "weather-no-key-360-dark", "#weather")
-		b.viewport(t, ctx, 390, 844, false)
+		b.viewport(t, ctx, 360, 740, false)
 		e.weather.set(sampleReport())
 		e.store.SetWeather(state.Weather{Code: 4, Intensity: 8, Description: "broken clouds", Source: weather.SourceOpenWeatherMap})
 		e.bus.Publish(events.Event{Type: events.TypeWeather})
@@ -593,7 +597,7 @@ func TestBrowser(t *testing.T) {
 		for _, msg := range evalJS[[]string](t, ctx, contrastJS+`(['.device .pill', '.device-facts dd', '.device-facts dt', '.synced'])`) {
 			t.Errorf("stale rows: contrast %s", msg)
 		}
-		b.shotElement(t, ctx, "lamps-stale-light", "#lamps")
+		b.shotElement(t, ctx, "lamps-stale-360-light", "#lamps")
 		b.setOffline(t, ctx, false)
 		b.waitJS(t, ctx, "live again", fmt.Sprintf(`document.querySelector('#conn').dataset.conn === "live" && document.querySelector('%s [data-field="status"]').textContent === "Online"`, row))
 		b.click(t, ctx, `.mode[value="manual"]`)
