@@ -386,6 +386,19 @@ func TestSystemdUnit(t *testing.T) {
 	})
 }
 
+// A slow build (a fresh machine's empty build cache) does not eat into the
+// time the binary has to run.
+func TestRunDeadlineStartsAfterTheBuild(t *testing.T) {
+	slowBuild := func() string {
+		bin := cloudcloudBinary(t)
+		time.Sleep(1500 * time.Millisecond) // a build longer than the deadline below
+		return bin
+	}
+	if out, code := runBinaryWithin(t, time.Second, slowBuild, "version"); code != 0 {
+		t.Errorf("cloudcloud version after a slow build: exit %d: %s", code, out)
+	}
+}
+
 func TestVersionStamp(t *testing.T) {
 	out, code := runBinary(t, "version")
 	if want := "cloudcloud " + testVersion; code != 0 || strings.TrimSpace(out) != want {

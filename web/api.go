@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/weather"
 )
 
 // The JSON API of docs/api.md. Handlers only decode, call a service
@@ -58,7 +60,7 @@ func (s *Server) putState(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.deps.State.Apply(ch)
+	st, err := s.applyState(ch)
 	if err != nil {
 		return err
 	}
@@ -227,9 +229,15 @@ func (s *Server) getWeather(c echo.Context) error {
 
 // postWeatherRefresh asks for a fetch now; the result arrives as a weather
 // event (the poller spaces fetches at least 10 s apart).
+// errNoWeatherKey refuses a fetch that cannot happen: the poller has no key.
+var errNoWeatherKey = errorf(http.StatusConflict, "There is no OpenWeatherMap key to fetch the weather with. Set weather.api_key (or CLOUDCLOUD_WEATHER_API_KEY) and restart.")
+
 func (s *Server) postWeatherRefresh(c echo.Context) error {
 	if s.deps.Weather == nil {
 		return errorf(http.StatusServiceUnavailable, "the weather service is not running")
+	}
+	if s.deps.Weather.Report().Status == weather.StatusNoAPIKey {
+		return errNoWeatherKey
 	}
 	s.deps.Weather.Refresh()
 	return noStoreJSON(c, http.StatusAccepted, s.deps.Weather.Report())
@@ -279,6 +287,62 @@ func (s *Server) putFavorites(c echo.Context) error {
 		return err
 	}
 	list, err := s.deps.Favorites.Set(colors, revision)
+	if err != nil {
+		return err
+	}
+	return noStoreJSON(c, http.StatusOK, list)
+}
+
+// decodeFavoriteColor reads a POST /api/favorites body: {"color": "#ff41ae"}.
+func decodeFavoriteColor(body []byte) (protocol.RGB, error) {
+	var raw *string
+	if err := decodeObject(body, []field{{"color", &raw, `one colour like "#ff41ae" or "255,147,41"`}}); err != nil {
+		return protocol.RGB{}, err
+	}
+	if raw == nil {
+		return protocol.RGB{}, errorf(http.StatusBadRequest, `color is required: the colour to add, like {"color": "#ff41ae"}`)
+	}
+	col, err := protocol.ParseColor(*raw)
+	if err != nil {
+		return protocol.RGB{}, invalid.Field("color", "%v", err)
+	}
+	return col, nil
+}
+
+// postFavorite adds one colour to the end of the list. Unlike PUT, which
+// replaces the whole list, two phones adding at once both keep theirs,
+// and a phone with a stale list cannot drop the others' colours.
+func (s *Server) postFavorite(c echo.Context) error {
+	body, err := readJSONBody(c)
+	if err != nil {
+		return err
+	}
+	col, err := decodeFavoriteColor(body)
+	if err != nil {
+		return err
+	}
+	list, err := s.deps.Favorites.Add(col)
+	if err != nil {
+		return err
+	}
+	return noStoreJSON(c, http.StatusOK, list)
+}
+
+// deleteFavorite removes one colour: DELETE /api/favorites/ff41ae (the
+// "#" may be there, escaped as %23). A colour not in the list is no error.
+func (s *Server) deleteFavorite(c echo.Context) error {
+	raw, err := url.PathUnescape(c.Param("color"))
+	if err != nil {
+		return errorf(http.StatusBadRequest, "the colour in the address is not valid: %v", err)
+	}
+	if !strings.HasPrefix(raw, "#") && !strings.Contains(raw, ",") {
+		raw = "#" + raw
+	}
+	col, err := protocol.ParseColor(raw)
+	if err != nil {
+		return invalid.Field("color", "%v", err)
+	}
+	list, err := s.deps.Favorites.Remove(col)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,8 +25,8 @@ func errorBody(t *testing.T, res response) string {
 		t.Fatalf("error answered with Content-Type %q: %s", ct, res.body)
 	}
 	var v map[string]string
-	if err := json.Unmarshal([]byte(res.body), &v); err != nil || v["error"] == "" || len(v) != 1 {
-		t.Fatalf(`error body is not {"error": "..."}: %s`, res.body)
+	if err := json.Unmarshal([]byte(res.body), &v); err != nil || v["error"] == "" || v["message"] == "" || len(v) != 2 {
+		t.Fatalf(`error body is not {"error": "...", "message": "..."}: %s`, res.body)
 	}
 	return v["error"]
 }
@@ -474,5 +476,66 @@ func TestHealthzAndMetrics(t *testing.T) {
 		if !strings.Contains(res.body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+func TestFavoriteAddRemoveOne(t *testing.T) {
+	e := newEnv(t)
+	type body struct {
+		Colors []string `json:"colors"`
+	}
+	if res := e.call(t, http.MethodPut, "/api/favorites", `{"colors": []}`); res.status != 200 {
+		t.Fatalf("clear: %d %s", res.status, res.body)
+	}
+	// Two phones saving at the same moment both keep their colour.
+	var wg sync.WaitGroup
+	for _, c := range []string{"#111111", "#222222", "#333333", "#444444"} {
+		wg.Go(func() {
+			if res := e.call(t, http.MethodPost, "/api/favorites", `{"color": "`+c+`"}`); res.status != 200 {
+				t.Errorf("add %s: %d %s", c, res.status, res.body)
+			}
+		})
+	}
+	wg.Wait()
+	got := decode[body](t, e.call(t, http.MethodGet, "/api/favorites", ""))
+	if len(got.Colors) != 4 {
+		t.Fatalf("after four adds at once: %v", got.Colors)
+	}
+	// Adding one that is there changes nothing; removing takes the hex with
+	// or without the "#".
+	if got := decode[body](t, e.call(t, http.MethodPost, "/api/favorites", `{"color": "17,17,17"}`)); len(got.Colors) != 4 {
+		t.Errorf("adding a colour twice: %v", got.Colors)
+	}
+	for _, path := range []string{"/api/favorites/111111", "/api/favorites/%23222222"} {
+		if res := e.call(t, http.MethodDelete, path, ""); res.status != 200 {
+			t.Errorf("DELETE %s: %d %s", path, res.status, res.body)
+		}
+	}
+	if got := decode[body](t, e.call(t, http.MethodGet, "/api/favorites", "")); strings.Join(got.Colors, " ") != strings.Join(slices.DeleteFunc(slices.Clone(got.Colors), func(c string) bool { return c == "#111111" || c == "#222222" }), " ") || len(got.Colors) != 2 {
+		t.Errorf("after removing two: %v", got.Colors)
+	}
+	for _, tt := range []struct{ method, path, body, want string }{
+		{http.MethodPost, "/api/favorites", `{"color": "blue"}`, `color: colour "blue"`},
+		{http.MethodPost, "/api/favorites", `{}`, "color is required"},
+		{http.MethodPost, "/api/favorites", `{"colors": ["#ffffff"]}`, `unknown field "colors"`},
+		{http.MethodDelete, "/api/favorites/zzzzzz", "", "color: "},
+	} {
+		res := e.call(t, tt.method, tt.path, tt.body)
+		if res.status != 400 || !strings.Contains(errorBody(t, res), tt.want) {
+			t.Errorf("%s %s %s: %d %s, want 400 with %q", tt.method, tt.path, tt.body, res.status, res.body, tt.want)
+		}
+	}
+}
+
+func TestErrorsForPeople(t *testing.T) {
+	// The API keeps the detail in "error" and adds the sentence for people.
+	e := newFirmwareEnv(t, fwConfig{})
+	res := e.call(t, http.MethodPost, "/api/commands", `{"command": "update"}`)
+	var body struct{ Error, Message string }
+	if err := json.Unmarshal([]byte(res.body), &body); err != nil || res.status != http.StatusConflict {
+		t.Fatalf("%d %s", res.status, res.body)
+	}
+	if !strings.Contains(body.Error, "POST /api/firmware") || strings.Contains(body.Message, "/api/") || !strings.HasPrefix(body.Message, "No firmware image") {
+		t.Errorf("error %q, message %q", body.Error, body.Message)
 	}
 }

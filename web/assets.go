@@ -41,7 +41,11 @@ type asset struct {
 type assetSet struct {
 	byHashed map[string]*asset
 	byName   map[string]*asset
-	manifest []byte
+	// manifests are the web app manifest for a light and a dark system
+	// theme (the splash screen's colours).
+	manifests map[bool][]byte
+	// serviceWorker is static/sw.js with its cache list filled in.
+	serviceWorker []byte
 }
 
 var (
@@ -81,7 +85,13 @@ func buildAssets() (*assetSet, error) {
 			return nil, err
 		}
 	}
-	set.manifest, err = set.buildManifest()
+	set.manifests = map[bool][]byte{}
+	for _, dark := range []bool{false, true} {
+		if set.manifests[dark], err = set.buildManifest(dark); err != nil {
+			return nil, err
+		}
+	}
+	set.serviceWorker, err = set.buildServiceWorker()
 	return set, err
 }
 
@@ -133,9 +143,23 @@ func (s *assetSet) templ() templates.Assets {
 	}
 }
 
+// Theme colours of the manifest and of the theme-color meta tags in
+// templates/layout.templ: app.css's --bg of each theme.
+const (
+	lightBackground = "#f3f1f7"
+	darkBackground  = "#111016"
+)
+
 // buildManifest writes the web app manifest: installed on a phone's home
-// screen, the page opens full screen like an app.
-func (s *assetSet) buildManifest() ([]byte, error) {
+// screen, the page opens full screen like an app, in any orientation (a
+// tablet on its stand, a desktop window). A manifest has one set of
+// colours; dark is the set for a dark system theme, served to browsers
+// that say so (see manifest).
+func (s *assetSet) buildManifest(dark bool) ([]byte, error) {
+	bg, other, otherScheme := lightBackground, darkBackground, "color_scheme_dark"
+	if dark {
+		bg, other, otherScheme = darkBackground, lightBackground, "color_scheme_light"
+	}
 	type icon struct {
 		Src     string `json:"src"`
 		Sizes   string `json:"sizes"`
@@ -150,9 +174,12 @@ func (s *assetSet) buildManifest() ([]byte, error) {
 		"start_url":        "/",
 		"scope":            "/",
 		"display":          "standalone",
-		"orientation":      "portrait",
-		"background_color": "#121118",
-		"theme_color":      "#121118",
+		"background_color": bg,
+		"theme_color":      bg,
+		// The proposed per-theme colours, for browsers that read them.
+		"user_preferences": map[string]any{
+			otherScheme: map[string]string{"background_color": other, "theme_color": other},
+		},
 		"icons": []icon{
 			{Src: s.url("icon.svg"), Sizes: "any", Type: "image/svg+xml"},
 			{Src: s.url("icon-192.png"), Sizes: "192x192", Type: "image/png"},
@@ -224,9 +251,52 @@ func acceptsGzip(r *http.Request) bool {
 	return false
 }
 
+// colorSchemeHint is the client hint in which Chromium says the system
+// theme; pages ask for it (Accept-CH), so the manifest request carries it.
+const colorSchemeHint = "Sec-CH-Prefers-Color-Scheme"
+
+// manifest serves the manifest whose splash colours match the system
+// theme the browser reports (light when it says nothing).
 func (s *Server) manifest(c echo.Context) error {
-	c.Response().Header().Set("Cache-Control", "no-cache")
-	return c.Blob(http.StatusOK, "application/manifest+json", s.assets.manifest)
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Vary", colorSchemeHint)
+	dark := strings.Trim(c.Request().Header.Get(colorSchemeHint), `" `) == "dark"
+	return c.Blob(http.StatusOK, "application/manifest+json", s.assets.manifests[dark])
+}
+
+// buildServiceWorker fills static/sw.js's placeholders: what to keep for
+// the offline page, and a cache name that changes with every build.
+func (s *assetSet) buildServiceWorker() ([]byte, error) {
+	src, ok := s.byName["sw.js"]
+	if !ok {
+		return nil, fmt.Errorf("static/sw.js is missing")
+	}
+	precache, err := json.Marshal([]string{offlinePath, s.url("app.css"), s.url("icon.svg")})
+	if err != nil {
+		return nil, fmt.Errorf("service worker: %w", err)
+	}
+	build := sha256.Sum256(append(append([]byte{}, precache...), src.body...))
+	out := bytes.ReplaceAll(src.body, []byte("__PRECACHE__"), precache)
+	return bytes.ReplaceAll(out, []byte("__BUILD__"), []byte(hex.EncodeToString(build[:5]))), nil
+}
+
+// offlinePath is the page the service worker shows when the server cannot
+// be reached.
+const offlinePath = "/offline.html"
+
+// serviceWorker serves /sw.js from the root, so that it may control every
+// page; it must be revalidated, or a new build's worker would be missed.
+func (s *Server) serviceWorker(c echo.Context) error {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-cache")
+	return c.Blob(http.StatusOK, "text/javascript; charset=utf-8", s.assets.serviceWorker)
+}
+
+// offline is the page the service worker keeps: it says the server cannot
+// be reached and reloads every few seconds until it can.
+func (s *Server) offline(c echo.Context) error {
+	return s.renderPage(c, http.StatusOK, templates.OfflinePage(templates.Page{Title: "Cannot reach cloudcloud", Assets: s.assets.templ(), Version: s.opt.Version}))
 }
 
 // favicon answers browsers that ask for /favicon.ico by habit.

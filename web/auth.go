@@ -23,12 +23,14 @@ const (
 	csrfField  = "csrf"
 )
 
-// session is a login: a random id (the CSRF token derives from it) and
-// when it ends. Both are inside the signed cookie, so the server keeps no
-// session table and a restart logs nobody out.
+// session is a login as the cookie carries it: the session's secret
+// token (the CSRF token derives from it) and when it ends, signed. The
+// server also keeps the session (package sessions), so that signing out
+// ends it; ref is its id in that store, filled in once it is looked up.
 type session struct {
 	id      string
 	expires time.Time
+	ref     string
 }
 
 // authenticator checks passwords and signs and verifies session cookies.
@@ -73,6 +75,13 @@ func (a *authenticator) newSession(now time.Time) session {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return session{id: hex.EncodeToString(b[:]), expires: now.Add(a.ttl).Truncate(time.Second)}
+}
+
+// fingerprint names the credentials without revealing them: the session
+// store keeps it, and a server started with another password finds it
+// changed and ends every session.
+func (a *authenticator) fingerprint() string {
+	return hex.EncodeToString(a.mac("credentials"))
 }
 
 // encode writes "v1.<id>.<expiry unix>.<mac>": the expiry is inside the

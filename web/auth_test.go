@@ -11,7 +11,7 @@ import (
 
 func TestNewValidatesOptions(t *testing.T) {
 	e := newEnv(t)
-	good := Options{Username: "u", Password: "p", SessionKey: make([]byte, 32)}
+	good := Options{Username: "u", Password: "p", SessionKey: make([]byte, 32), Sessions: e.data}
 	deps := Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Events: e.bus}
 	tests := []struct {
 		name string
@@ -22,6 +22,7 @@ func TestNewValidatesOptions(t *testing.T) {
 		{"no username", func(o *Options, _ *Deps) { o.Username = "" }, "a username and a password are required"},
 		{"short session key", func(o *Options, _ *Deps) { o.SessionKey = make([]byte, 16) }, "the session key has 16 bytes; it needs at least 32"},
 		{"no state", func(_ *Options, d *Deps) { d.State = nil }, "services are required"},
+		{"nowhere to keep logins", func(o *Options, _ *Deps) { o.Sessions = nil }, "a place to keep the browser logins is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,10 +21,15 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/state"
+	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/weather"
 
 	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
 )
@@ -32,7 +41,7 @@ import (
 // (the lead's CI sets it), else to a temp dir.
 
 func findChromium() string {
-	for _, p := range []string{os.Getenv("CLOUDCLOUD_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+	for _, p := range []string{os.Getenv("CHROMIUM_PATH"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
 		if p == "" {
 			continue
 		}
@@ -61,7 +70,7 @@ func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path := findChromium()
 	if path == "" {
-		t.Skip("no Chromium found (looked for /usr/bin/chromium, chromium-browser, google-chrome, $CLOUDCLOUD_CHROMIUM); skipping the browser tests")
+		t.Skip("no Chromium found (looked for /usr/bin/chromium, chromium-browser, google-chrome, $CHROMIUM_PATH); skipping the browser tests")
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -250,7 +259,9 @@ func (b *browser) shotElement(t *testing.T, ctx context.Context, name, sel strin
 func (b *browser) noHorizontalScroll(t *testing.T, ctx context.Context, where string) {
 	t.Helper()
 	if w := evalJS[[]int](t, ctx, `[document.documentElement.scrollWidth, window.innerWidth]`); w[0] > w[1] {
-		wide := evalJS[[]string](t, ctx, `[...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > window.innerWidth + 0.5).slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right))`)
+		// Too wide: a box past the edge, or text spilling out of its box
+		// (a long URL that does not wrap).
+		wide := evalJS[[]string](t, ctx, `[...document.querySelectorAll('body *')].filter(el => el.getBoundingClientRect().right > window.innerWidth + 0.5 || (el.scrollWidth > el.clientWidth + 1 && el.clientWidth > 0 && getComputedStyle(el).overflowX === 'visible')).slice(0, 8).map(el => el.tagName + '.' + el.className + ' ' + Math.round(el.getBoundingClientRect().right) + ' ' + el.scrollWidth + '/' + el.clientWidth)`)
 		t.Errorf("%s: the page is %d px wide in a %d px viewport (horizontal scrolling); too wide: %q", where, w[0], w[1], wide)
 	}
 }
@@ -267,6 +278,8 @@ func TestBrowser(t *testing.T) {
 	}
 	b := newBrowser(t)
 	e := newFirmwareEnv(t, fwConfig{})
+	// Devices snapshots twice a second, so a test sees counters move.
+	e.srv.heartbeat = 500 * time.Millisecond
 	lamp := e.lamp(t)
 	ctx := b.ctx
 	b.viewport(t, ctx, 390, 844, false)
@@ -274,6 +287,9 @@ func TestBrowser(t *testing.T) {
 	t.Run("login", func(t *testing.T) {
 		b.do(t, ctx, "open the page", chromedp.Navigate(e.web.URL+"/"))
 		b.waitJS(t, ctx, "the login form", `location.pathname === "/login" && !!document.querySelector('input[name="password"]')`)
+		if f := evalJS[string](t, ctx, `document.activeElement.name`); f != "username" {
+			t.Errorf("the login page focuses %q while the user name is empty", f)
+		}
 		b.shot(t, ctx, "login-light")
 		b.do(t, ctx, "sign in",
 			chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), testUser),
@@ -359,6 +375,144 @@ func TestBrowser(t *testing.T) {
 		b.shot(t, ctx, "app-manual-light", true)
 	})
 
+	t.Run("the colour controls agree", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, true)
+		defer b.viewport(t, ctx, 390, 844, false)
+		hexValue := func() string { return evalJS[string](t, ctx, `document.querySelector('#hex').value`) }
+		// Enter sends the hex and lets go of the field (a phone's keyboard
+		// closes), so the wheel's later changes show in it.
+		b.do(t, ctx, "type a hex and press Enter",
+			chromedp.ScrollIntoView(chromedp.CSS("#hex")),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('#hex').select()`),
+			chromedp.SendKeys(chromedp.CSS("#hex"), "#00ff00\r"),
+		)
+		lamp.waitFor(t, "[cc:2:0,255,0:4]") // pulse 4 from before
+		if evalJS[bool](t, ctx, `document.activeElement === document.querySelector('#hex')`) {
+			t.Error("the hex field keeps the focus after Enter")
+		}
+		cx, cy, r := b.wheelBox(t, ctx)
+		b.do(t, ctx, "tap the wheel's red edge", chromedp.MouseClickXY(cx+r-2, cy))
+		waitState(t, e, func(st state.State) bool { return st.Color.R == 255 && st.Color.G < 20 })
+		if got := hexValue(); got != e.store.Get().Color.Hex() {
+			t.Errorf("after a wheel change the hex field shows %s, the lamps %s", got, e.store.Get().Color.Hex())
+		}
+
+		// Typed but not submitted: the wheel wins, and leaving the field
+		// sends nothing.
+		b.do(t, ctx, "type a hex without Enter",
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('#hex').select()`),
+			chromedp.SendKeys(chromedp.CSS("#hex"), "#0000ff"),
+		)
+		cx, cy, r = b.wheelBox(t, ctx)
+		b.do(t, ctx, "tap the wheel's bottom edge", chromedp.MouseClickXY(cx, cy+r-2))
+		waitState(t, e, func(st state.State) bool { return st.Color.G > 200 && st.Color.B < 20 })
+		wheelColour := e.store.Get().Color.Hex()
+		lamp.waitFor(t, fmt.Sprintf("[cc:2:%d,%d,%d:4]", e.store.Get().Color.R, e.store.Get().Color.G, e.store.Get().Color.B))
+		b.do(t, ctx, "leave the field", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur(); document.body.focus()`))
+		lamp.quietFor(t, 500*time.Millisecond)
+		if got := e.store.Get().Color.Hex(); got != wheelColour {
+			t.Errorf("leaving the field undid the wheel: %s, want %s", got, wheelColour)
+		}
+		if got := hexValue(); got != wheelColour {
+			t.Errorf("the hex field shows %s, the lamps %s", got, wheelColour)
+		}
+
+		// Touch: a vertical swipe over the wheel scrolls the page and
+		// leaves the lamps alone; a tap picks a colour.
+		b.touchMode(t, ctx, true)
+		defer b.touchMode(t, ctx, false)
+		before := e.store.Get()
+		lamp.drain()
+		cx, cy, r = b.wheelBox(t, ctx)
+		x0, y0 := cx-r/3, cy+r/3 // away from the knob
+		swipe := []chromedp.Action[chromedp.Void]{touchAt(input.DispatchTouchEventTypeTouchStart, x0, y0)}
+		for i := 1; i <= 10; i++ {
+			swipe = append(swipe, touchAt(input.DispatchTouchEventTypeTouchMove, x0, y0-float64(i)*15), chromedp.Sleep(16*time.Millisecond))
+		}
+		swipe = append(swipe, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		b.do(t, ctx, "swipe up over the wheel", swipe...)
+		lamp.quietFor(t, 500*time.Millisecond)
+		if after := e.store.Get(); after.Color != before.Color || after.UpdatedAt != before.UpdatedAt {
+			t.Errorf("a swipe over the wheel changed the lamps: %s → %s", before.Color.Hex(), after.Color.Hex())
+		}
+		cx, cy, r = b.wheelBox(t, ctx)
+		b.do(t, ctx, "tap the wheel's red edge with a finger", touchAt(input.DispatchTouchEventTypeTouchStart, cx+r-3, cy), touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		waitState(t, e, func(st state.State) bool { return st.Color.R == 255 && st.Color.G < 20 && st.Color.B < 20 })
+
+		// A drag that starts on the knob (now at the red edge) moves it:
+		// down the rim towards 6 o'clock, hue 90°.
+		drag := []chromedp.Action[chromedp.Void]{touchAt(input.DispatchTouchEventTypeTouchStart, cx+r-3, cy)}
+		for i := 1; i <= 10; i++ {
+			a := float64(i) / 10 * math.Pi / 2
+			drag = append(drag, touchAt(input.DispatchTouchEventTypeTouchMove, cx+(r-3)*math.Cos(a), cy+(r-3)*math.Sin(a)), chromedp.Sleep(16*time.Millisecond))
+		}
+		drag = append(drag, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		b.do(t, ctx, "drag the knob", drag...)
+		waitState(t, e, func(st state.State) bool {
+			return st.Color.G == 255 && st.Color.R > 100 && st.Color.R < 180 && st.Color.B < 20
+		})
+
+		// A short hold first, then a drag from anywhere.
+		hold := []chromedp.Action[chromedp.Void]{touchAt(input.DispatchTouchEventTypeTouchStart, cx, cy-r/2), chromedp.Sleep(450 * time.Millisecond)}
+		for i := 1; i <= 5; i++ {
+			hold = append(hold, touchAt(input.DispatchTouchEventTypeTouchMove, cx, cy-r/2-float64(i)*(r/2-3)/5), chromedp.Sleep(16*time.Millisecond))
+		}
+		hold = append(hold, touchAt(input.DispatchTouchEventTypeTouchEnd, 0, 0))
+		b.do(t, ctx, "hold, then drag up to 12 o'clock", hold...)
+		// Hue 270°, full saturation: violet.
+		waitState(t, e, func(st state.State) bool {
+			return st.Color.B == 255 && st.Color.G < 20 && st.Color.R > 100 && st.Color.R < 160
+		})
+	})
+
+	t.Run("saving a favourite keeps colours another phone saved", func(t *testing.T) {
+		// Saved elsewhere, and this page has not heard of it yet.
+		other := protocol.RGB{R: 0x12, G: 0x31, B: 0x23}
+		if _, err := e.favs.Add(other); err != nil {
+			t.Fatal(err)
+		}
+		mine := e.store.Get().Color
+		b.click(t, ctx, "#fav-add")
+		for range 500 {
+			if list := e.favs.Get().Colors; slices.Contains(list, mine) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if list := e.favs.Get().Colors; !slices.Contains(list, mine) || !slices.Contains(list, other) {
+			t.Errorf("after saving %s from a page with a stale list the favourites are %v; %s was lost", mine.Hex(), list, other.Hex())
+		}
+	})
+
+	t.Run("the wheel is drawn by CSS with the colours app.js picks", func(t *testing.T) {
+		// Red at 3 o'clock, green-yellow towards 6 (hue 90°), white in the
+		// middle: the same angles wheelAt uses.
+		cx, cy, r := b.wheelBox(t, ctx)
+		scroll := evalJS[[]float64](t, ctx, `[window.scrollX, window.scrollY]`) // the clip is in page coordinates
+		png := b.screenshotClip(t, ctx, scroll[0]+cx-r, scroll[1]+cy-r, 2*r)
+		for _, p := range []struct {
+			name   string
+			fx, fy float64 // in units of the radius, from the centre
+			want   [3]int
+		}{
+			{"centre", 0, 0, [3]int{255, 255, 255}},
+			{"3 o'clock", 0.93, 0, [3]int{255, 18, 18}},
+			{"6 o'clock", 0, 0.93, [3]int{137, 255, 18}},
+			{"9 o'clock", -0.93, 0, [3]int{18, 255, 255}},
+		} {
+			got := pixelAt(t, png, 0.5+p.fx/2, 0.5+p.fy/2)
+			for i := range 3 {
+				if d := got[i] - p.want[i]; d < -40 || d > 40 {
+					t.Errorf("the wheel at %s is rgb%v, want about rgb%v", p.name, got, p.want)
+					break
+				}
+			}
+		}
+		if evalJS[bool](t, ctx, `!!document.querySelector('#wheel canvas')`) {
+			t.Error("the wheel still has a canvas drawn by script")
+		}
+	})
+
 	t.Run("two tabs stay in sync", func(t *testing.T) {
 		other := b.tab(t)
 		b.viewport(t, other, 390, 844, true)
@@ -387,6 +541,77 @@ func TestBrowser(t *testing.T) {
 		b.shot(t, other, "app-manual-dark")
 	})
 
+	t.Run("the page says what is true", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, false)
+		defer b.viewport(t, ctx, 390, 844, false)
+		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
+		// No image uploaded yet: a lamp's Update button is off and says why.
+		b.waitJS(t, ctx, "the lamp's Update button off", fmt.Sprintf(`(() => { const u = document.querySelector('%s button[value="update"]'); return !!u && u.disabled && u.title.includes('Upload a firmware image'); })()`, row))
+
+		// Packet counters and last seen follow the gateway between events.
+		lamp.send(t, "d:one")
+		lamp.send(t, "d:two")
+		waitFor(t, "the gateway to count the lines", func() bool {
+			for _, d := range e.gw.Devices() {
+				if d.ID == lamp.id && d.PacketsReceived >= 2 {
+					return true
+				}
+			}
+			return false
+		})
+		var want uint64
+		for _, d := range e.gw.Devices() {
+			if d.ID == lamp.id {
+				want = d.PacketsReceived
+			}
+		}
+		b.waitJS(t, ctx, "the received counter to follow", fmt.Sprintf(`document.querySelector('%s [data-field="received"]').textContent === "%d"`, row, want))
+
+		// Live weather: the intensity slider is off, with a sentence.
+		b.click(t, ctx, `.mode[value="weather"]`)
+		b.click(t, ctx, `.wx-chip[data-override="live"]`)
+		b.waitJS(t, ctx, "the slider off while live", `document.querySelector('#intensity').disabled && !document.querySelector('#intensity-hint').hidden && document.querySelector('#preview-note').hidden`)
+		// A preview: the slider works, and the page says when it ends.
+		b.click(t, ctx, `.wx-chip[data-override="6"]`)
+		b.waitJS(t, ctx, "the preview's end on screen", `!document.querySelector('#intensity').disabled && document.querySelector('#intensity-hint').hidden && /ends by itself in \d+ s/.test(document.querySelector('#preview-note').textContent) && /ends in \d+ s/.test(document.querySelector('[data-field="detail"]').textContent)`)
+		b.shotElement(t, ctx, "weather-preview-360-light", "#weather")
+		b.click(t, ctx, `.wx-chip[data-override="live"]`)
+
+		// No weather key: fetching is off and says why; the hero does not
+		// call the built-in default live.
+		noKey := weather.Report{Reading: weather.Reading{Code: 3, Intensity: 9}, Source: weather.SourceDefault, Status: weather.StatusNoAPIKey,
+			Description: "no weather key: clear sky", Error: "No OpenWeatherMap key is set: add weather.api_key (get one free at https://home.openweathermap.org/users/sign_up) to show the real weather."}
+		e.weather.set(noKey)
+		e.store.SetWeather(state.Weather{Code: 3, Intensity: 9, Description: noKey.Description, Source: weather.SourceDefault})
+		e.bus.Publish(events.Event{Type: events.TypeWeather})
+		b.waitJS(t, ctx, "the fetch button off without a key", `(() => { const r = document.querySelector('#weather .card-action .icon-button'); return r.disabled && r.getAttribute('aria-label').includes('weather.api_key'); })()`)
+		b.waitJS(t, ctx, "the hero saying built-in", `document.querySelector('[data-field="detail"]').textContent === "Built-in clear sky · no live weather"`)
+		b.viewport(t, ctx, 360, 740, false)
+		b.noHorizontalScroll(t, ctx, "360 px light, no weather key")
+		b.shotElement(t, ctx, "weather-no-key-360-light", "#weather")
+		b.viewport(t, ctx, 360, 740, true)
+		b.noHorizontalScroll(t, ctx, "360 px dark, no weather key")
+		b.shotElement(t, ctx, "weather-no-key-360-dark", "#weather")
+		b.viewport(t, ctx, 360, 740, false)
+		e.weather.set(sampleReport())
+		e.store.SetWeather(state.Weather{Code: 4, Intensity: 8, Description: "broken clouds", Source: weather.SourceOpenWeatherMap})
+		e.bus.Publish(events.Event{Type: events.TypeWeather})
+		b.waitJS(t, ctx, "the fetch button back", `!document.querySelector('#weather .card-action .icon-button').disabled`)
+
+		// The server out of reach: the rows and the count say they are old.
+		b.setOffline(t, ctx, true)
+		b.waitJS(t, ctx, "stale marks", fmt.Sprintf(`document.querySelector('#synced').textContent.startsWith('not live') && document.querySelector('%s [data-field="status"]').textContent === "Unknown"`, row))
+		for _, msg := range evalJS[[]string](t, ctx, contrastJS+`(['.device .pill', '.device-facts dd', '.device-facts dt', '.synced'])`) {
+			t.Errorf("stale rows: contrast %s", msg)
+		}
+		b.shotElement(t, ctx, "lamps-stale-360-light", "#lamps")
+		b.setOffline(t, ctx, false)
+		b.waitJS(t, ctx, "live again", fmt.Sprintf(`document.querySelector('#conn').dataset.conn === "live" && document.querySelector('%s [data-field="status"]').textContent === "Online"`, row))
+		b.click(t, ctx, `.mode[value="manual"]`)
+		waitState(t, e, func(st state.State) bool { return st.Mode == state.ModeManual })
+		lamp.waitFor(t, e.store.Get().Packet)
+	})
+
 	t.Run("reboot a lamp from its row", func(t *testing.T) {
 		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
 		b.waitJS(t, ctx, "the lamp's row", fmt.Sprintf(`!!document.querySelector('%s') && document.querySelector('%s').dataset.status === "online"`, row, row))
@@ -399,6 +624,30 @@ func TestBrowser(t *testing.T) {
 		lamp.waitFor(t, "[cc:r:?:?]")
 	})
 
+	t.Run("without javascript a reboot asks first and the jump shows the heading", func(t *testing.T) {
+		plain := b.tab(t)
+		b.do(t, plain, "no script", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: true})
+			return err
+		}))
+		b.viewport(t, plain, 360, 740, false)
+		b.do(t, plain, "open the page", chromedp.Navigate(e.web.URL+"/"))
+		btn := fmt.Sprintf(`.device[data-id="%s"] button[value="reset"]`, lamp.id)
+		lamp.drain()
+		b.click(t, plain, btn)
+		b.waitJS(t, plain, "the question", `location.pathname === "/ui/command" && document.querySelector('h1').textContent.startsWith('Reboot')`)
+		lamp.quietFor(t, 300*time.Millisecond) // asking sent nothing
+		b.shot(t, plain, "nojs-confirm-360-light")
+		b.click(t, plain, `button[type="submit"]`)
+		lamp.waitFor(t, "[cc:r:?:?]")
+		b.waitJS(t, plain, "back on the lamps card", `location.pathname === "/" && location.hash === "#lamps"`)
+		gap := evalJS[float64](t, plain, `document.querySelector('#lamps-title').getBoundingClientRect().top - document.querySelector('.topbar').getBoundingClientRect().bottom`)
+		if gap < 0 {
+			t.Errorf("after the jump the Lamps heading is %.0f px under the sticky bar", -gap)
+		}
+		b.shot(t, plain, "nojs-lamps-360-light")
+	})
+
 	t.Run("debug lines appear in the log", func(t *testing.T) {
 		row := fmt.Sprintf(`.device[data-id="%s"]`, lamp.id)
 		b.click(t, ctx, row+` button[data-field="debug"]`)
@@ -407,6 +656,13 @@ func TestBrowser(t *testing.T) {
 		lamp.send(t, "d:wifi rssi -67")
 		lamp.send(t, "d:heap free 182340")
 		b.waitJS(t, ctx, "the d: lines in the log view", `document.querySelector('#log').textContent.includes('heap free 182340')`)
+		for _, dark := range []bool{false, true} {
+			b.viewport(t, ctx, 360, 740, dark)
+			for _, msg := range evalJS[[]string](t, ctx, contrastJS+`(['.button.toggle[aria-pressed="true"]', '.device .pill', '.device-facts dd', '.log-line span'])`) {
+				t.Errorf("dark %v: contrast %s", dark, msg)
+			}
+		}
+		b.viewport(t, ctx, 390, 844, false)
 		b.do(t, ctx, "scroll to the log", chromedp.ScrollIntoView(chromedp.CSS("#logs")))
 		b.shot(t, ctx, "app-lamps-log-light")
 	})
@@ -486,6 +742,9 @@ func TestBrowser(t *testing.T) {
 		b.do(t, ctx, "choose a text file", chromedp.ScrollIntoView(chromedp.CSS("#firmware")), chromedp.SetUploadFiles(chromedp.CSS("#fw-file"), []string{textFile}))
 		b.click(t, ctx, "#fw-send")
 		b.waitJS(t, ctx, "the refusal under the upload", `!document.querySelector('#fw-error').hidden && document.querySelector('#fw-error').textContent.includes('text file')`)
+		if msg := evalJS[string](t, ctx, `document.querySelector('#fw-error').textContent`); !regexp.MustCompile(`^[A-Z]`).MatchString(msg) || regexp.MustCompile(`API|/api/|0x`).MatchString(msg) {
+			t.Errorf("the refusal is not said for a person: %q", msg)
+		}
 		if info, _ := e.fw.Current(); info.Version != "1.2.9" {
 			t.Fatalf("after a refusal the current image is %+v", info)
 		}
@@ -541,6 +800,73 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("layout and access at 360 px", func(t *testing.T) {
+		e.login(t) // another device signed in, for the sessions card
+		for _, dark := range []bool{false, true} {
+			theme := map[bool]string{false: "light", true: "dark"}[dark]
+			b.viewport(t, ctx, 360, 740, dark)
+			b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+			b.waitJS(t, ctx, "live", `document.querySelector('#conn').dataset.conn === "live"`)
+			b.noHorizontalScroll(t, ctx, "360 px "+theme)
+
+			// The colour controls are on the first screen.
+			if top := evalJS[float64](t, ctx, `(() => { const r = document.querySelector('#wheel').getBoundingClientRect(); return r.top + r.height / 2; })()`); top > 740 {
+				t.Errorf("%s: the wheel's middle is %.0f px down a 740 px screen; the first screen is all preview", theme, top)
+			}
+
+			// Text contrast (WCAG AA: 4.5, large text 3) of what Lighthouse
+			// flagged, computed from the styles the page really has.
+			bad := evalJS[[]string](t, ctx, contrastJS+`(['.pill', '.button.toggle[aria-pressed="true"]', '.alert', '.hint', '.muted', '.slider-label', '.chip', '.conn', '.subhead', '.device-facts dt', '.session-meta', '.footer a', '.button', '.empty p'])`)
+			for _, msg := range bad {
+				t.Errorf("%s: contrast %s", theme, msg)
+			}
+
+			// Tap targets at least 44 px, as --tap intends.
+			small := evalJS[[]string](t, ctx, `[...document.querySelectorAll('.chip, .device .button, .range, #fw-copy, .swatch, .icon-button, .mode, .button, summary')].filter(el => el.offsetParent !== null).map(el => [el, el.getBoundingClientRect()]).filter(([el, r]) => r.width < 43.5 || r.height < 43.5).slice(0, 10).map(([el, r]) => (el.id || el.className || el.tagName) + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
+			for _, msg := range small {
+				t.Errorf("%s: tap target smaller than 44 px: %s", theme, msg)
+			}
+
+			b.shot(t, ctx, "phone-360-"+theme, true)
+			b.shotElement(t, ctx, "sessions-360-"+theme, "#sessions")
+
+			// "Pulse 9" on one line.
+			b.do(t, ctx, "pulse 9", chromedp.Evaluate[chromedp.Void](`document.querySelector('#pulse-out').textContent = 'Pulse 9'`))
+			if lines := evalJS[float64](t, ctx, `(() => { const o = document.querySelector('#pulse-out'); return o.getBoundingClientRect().height / parseFloat(getComputedStyle(o).lineHeight); })()`); lines > 1.5 {
+				t.Errorf("%s: 'Pulse 9' takes %.1f lines", theme, lines)
+			}
+		}
+
+		// Changing the mode, here or from another phone, moves nothing
+		// on the page.
+		b.do(t, ctx, "watch layout shifts", chromedp.Evaluate[chromedp.Void](`window.__shift = 0; window.__shifts = []; new PerformanceObserver((list) => { for (const e of list.getEntries()) { window.__shift += e.value; window.__shifts.push(e.sources.map(s => s.node ? (s.node.id || s.node.className || s.node.nodeName) : '?').join(',')); } }).observe({type: 'layout-shift'})`))
+		heroHeight := func() float64 {
+			return evalJS[float64](t, ctx, `document.querySelector('.hero').getBoundingClientRect().height`)
+		}
+		h0 := heroHeight()
+		for i, body := range []string{
+			`{"mode": "manual", "color": "#ff41ae", "pulse": 0}`,
+			`{"mode": "weather", "weather_override": null}`,
+			`{"mode": "manual", "color": "#12ab34", "pulse": 7}`,
+			`{"mode": "off"}`,
+			`{"mode": "manual", "color": "#ffa000", "pulse": 0}`,
+		} {
+			if res := e.call(t, http.MethodPut, "/api/state", body); res.status != 200 {
+				t.Fatalf("PUT %s: %d %s", body, res.status, res.body)
+			}
+			want := e.store.Get().Packet
+			b.waitJS(t, ctx, "the remote change", fmt.Sprintf(`document.querySelector('[data-field="packet"]').textContent === %q`, want))
+			time.Sleep(300 * time.Millisecond) // let a shift, if any, be reported
+			if h := heroHeight(); h != h0 {
+				t.Errorf("change %d (%s) made the preview %.0f px instead of %.0f: everything below moves", i, body, h, h0)
+			}
+		}
+		if shift := evalJS[float64](t, ctx, `window.__shift`); shift > 0 {
+			t.Errorf("remote changes shifted the layout by %.3f (sources %v)", shift, evalJS[[]string](t, ctx, `window.__shifts`))
+		}
+		b.viewport(t, ctx, 390, 844, false)
+	})
+
 	t.Run("narrow phone and desktop", func(t *testing.T) {
 		b.viewport(t, ctx, 360, 740, true)
 		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
@@ -555,6 +881,95 @@ func TestBrowser(t *testing.T) {
 		b.viewport(t, ctx, 1280, 900, true)
 		b.shot(t, ctx, "desktop-dark")
 	})
+	// Last: it stops the web port for good.
+	t.Run("the installed app says when the server is out of reach", func(t *testing.T) {
+		for _, dark := range []bool{false, true} {
+			b.viewport(t, ctx, 360, 740, dark)
+			b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+			b.waitJS(t, ctx, "the service worker in control", `!!navigator.serviceWorker.controller`)
+		}
+		e.web.CloseClientConnections()
+		e.web.Close()
+		for _, dark := range []bool{false, true} {
+			b.viewport(t, ctx, 360, 740, dark)
+			b.do(t, ctx, "reload with the server gone", chromedp.Navigate(e.web.URL+"/"))
+			b.waitJS(t, ctx, "the offline page", `document.querySelector('h1')?.textContent === "Cannot reach your cloudcloud"`)
+			b.noHorizontalScroll(t, ctx, "offline page")
+			b.shot(t, ctx, "offline-360-"+map[bool]string{false: "light", true: "dark"}[dark])
+		}
+	})
+}
+
+// setOffline tells the tab it lost the network (navigator.onLine and the
+// offline event, as a phone leaving Wi-Fi does) or got it back.
+func (b *browser) setOffline(t *testing.T, ctx context.Context, offline bool) {
+	t.Helper()
+	b.do(t, ctx, "network conditions", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+			return err
+		}
+		_, err := chromedp.Call(ctx, network.OverrideNetworkState, network.OverrideNetworkStateParams{Offline: offline, DownloadThroughput: -1, UploadThroughput: -1})
+		return err
+	}))
+}
+
+// wheelBox scrolls the wheel into view and returns its centre and radius
+// in viewport pixels.
+func (b *browser) wheelBox(t *testing.T, ctx context.Context) (cx, cy, r float64) {
+	t.Helper()
+	b.do(t, ctx, "scroll to the wheel", chromedp.Evaluate[chromedp.Void](`document.querySelector('#wheel').scrollIntoView({block: 'center'})`))
+	box := evalJS[[]float64](t, ctx, `(() => { const r = document.querySelector('#wheel').getBoundingClientRect(); return [r.left, r.top, r.width]; })()`)
+	return box[0] + box[2]/2, box[1] + box[2]/2, box[2] / 2
+}
+
+// touchMode makes the tab a touch screen (pointerType "touch").
+func (b *browser) touchMode(t *testing.T, ctx context.Context, on bool) {
+	t.Helper()
+	b.do(t, ctx, "touch emulation", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.Call(ctx, emulation.SetTouchEmulationEnabled, emulation.SetTouchEmulationEnabledParams{Enabled: on, MaxTouchPoints: 1})
+		return err
+	}))
+}
+
+// touchAt is one finger's touch event; end and cancel carry no point.
+func touchAt(kind input.DispatchTouchEventType, x, y float64) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		p := input.DispatchTouchEventParams{Type: kind, TouchPoints: []*input.TouchPoint{}}
+		if kind == input.DispatchTouchEventTypeTouchStart || kind == input.DispatchTouchEventTypeTouchMove {
+			p.TouchPoints = []*input.TouchPoint{{X: x, Y: y}}
+		}
+		_, err := chromedp.Call(ctx, input.DispatchTouchEvent, p)
+		return err
+	})
+}
+
+// screenshotClip captures a square of the viewport, at scale 1.
+func (b *browser) screenshotClip(t *testing.T, ctx context.Context, x, y, size float64) image.Image {
+	t.Helper()
+	var buf []byte
+	b.do(t, ctx, "capture the wheel", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		res, err := chromedp.Call(ctx, page.CaptureScreenshot, page.CaptureScreenshotParams{
+			Format: page.CaptureScreenshotFormatPng,
+			Clip:   &page.Viewport{X: x, Y: y, Width: size, Height: size, Scale: 1},
+		})
+		buf = res.Data
+		return err
+	}))
+	img, err := png.Decode(bytes.NewReader(buf))
+	if err != nil {
+		t.Fatalf("decode the screenshot: %v", err)
+	}
+	return img
+}
+
+// pixelAt is the colour at a fraction of the image's width and height.
+func pixelAt(t *testing.T, img image.Image, fx, fy float64) [3]int {
+	t.Helper()
+	bounds := img.Bounds()
+	x := bounds.Min.X + int(fx*float64(bounds.Dx()-1))
+	y := bounds.Min.Y + int(fy*float64(bounds.Dy()-1))
+	r, g, bl, _ := img.At(x, y).RGBA()
+	return [3]int{int(r >> 8), int(g >> 8), int(bl >> 8)}
 }
 
 func parseHex(s string) ([3]int, error) {
@@ -575,3 +990,44 @@ func waitState(t *testing.T, e *env, ok func(state.State) bool) {
 	b, _ := json.Marshal(e.store.Get())
 	t.Fatalf("the state never became what was expected: %s", b)
 }
+
+// contrastJS is a function of a list of selectors: for every visible
+// element with its own text it computes the WCAG contrast of its colour on
+// the background behind it (the first opaque one up the tree, with
+// translucent ones blended in) and lists those below AA. Colours are
+// resolved by painting them on a canvas, so color-mix() and color() count
+// as the browser shows them. Elements on the hero's gradient are left out.
+const contrastJS = `((selectors) => {
+	const cv = document.createElement('canvas'); cv.width = cv.height = 1;
+	const g = cv.getContext('2d', {willReadFrequently: true});
+	const rgba = (css) => { g.clearRect(0, 0, 1, 1); g.fillStyle = '#000'; g.fillStyle = css; g.fillRect(0, 0, 1, 1); const d = g.getImageData(0, 0, 1, 1).data; return [d[0], d[1], d[2], d[3] / 255]; };
+	const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3])).concat(1);
+	const lum = (c) => { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); }; return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+	const background = (el) => {
+		const layers = [];
+		for (let n = el; n; n = n.parentElement) {
+			const c = rgba(getComputedStyle(n).backgroundColor);
+			if (c[3] > 0) layers.push(c);
+			if (c[3] >= 1) break;
+		}
+		let bg = [255, 255, 255, 1];
+		for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
+		return bg;
+	};
+	const out = [];
+	for (const sel of selectors) {
+		for (const el of document.querySelectorAll(sel)) {
+			if (el.offsetParent === null || el.closest('.hero') || el.disabled || el.closest('[disabled]')) continue;
+			if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()) && !el.querySelector('span')) continue;
+			const cs = getComputedStyle(el);
+			const fg = over(rgba(cs.color), background(el));
+			const bg = background(el);
+			const a = lum(fg), b = lum(bg);
+			const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+			const px = parseFloat(cs.fontSize), bold = parseInt(cs.fontWeight) >= 700;
+			const need = px >= 24 || (bold && px >= 18.66) ? 3 : 4.5;
+			if (ratio < need) out.push(sel + ' "' + el.textContent.trim().slice(0, 30) + '" ' + ratio.toFixed(2) + ' < ' + need + ' (' + cs.color + ' on rgb(' + bg.slice(0, 3).map(Math.round) + '))');
+		}
+	}
+	return [...new Set(out)].slice(0, 20);
+})`

@@ -132,7 +132,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	opt := Options{
 		Username: testUser, Password: testPassword,
 		SessionKey: []byte("0123456789abcdef0123456789abcdef"),
-		Logger:     quiet, Registry: e.reg, Version: "test",
+		Sessions:   e.data, Logger: quiet, Registry: e.reg, Version: "test",
 	}
 	deps := Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Weather: e.weather, Events: e.bus}
 	for _, o := range opts {

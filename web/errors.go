@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloudcloud/cloudcloud/internal/errorbody"
+
 	"github.com/labstack/echo/v4"
 
 	"github.com/cloudcloud/cloudcloud/device"
@@ -139,9 +141,15 @@ func (s *Server) renderError(err error, c echo.Context) {
 	case c.Request().Method == http.MethodHead:
 		werr = c.NoContent(he.status)
 	case wantsJSON(c.Request()):
-		werr = c.JSON(he.status, map[string]string{"error": he.msg})
+		// "error" is the full sentence for scripts; "message" is what the
+		// page shows a person.
+		werr = c.JSON(he.status, errorbody.For(he.msg))
 	default:
-		werr = s.renderPage(c, he.status, templates.ErrorPage(s.pageData(c, "Error"), he.status, http.StatusText(he.status), he.msg))
+		detail := he.msg
+		if detail == errorbody.ForPerson(detail) {
+			detail = ""
+		}
+		werr = s.renderPage(c, he.status, templates.ErrorPage(s.pageData(c, "Error"), he.status, http.StatusText(he.status), errorbody.ForPerson(he.msg), detail))
 	}
 	if werr != nil {
 		s.log.Debug("could not write the error response", "err", werr)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/cloudcloud/cloudcloud/internal/errorbody"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 )
@@ -137,7 +138,7 @@ func (s *Server) rollback() (firmware.Info, error) {
 // shown as its generic sentence.
 func (s *Server) flashError(c echo.Context, err error) error {
 	he := s.classify(err, c)
-	s.setFlash(c, flashError, he.msg)
+	s.setFlash(c, flashError, errorbody.ForPerson(he.msg))
 	return c.Redirect(http.StatusSeeOther, "/#firmware")
 }
 
@@ -366,4 +367,13 @@ func formatSize(n int64) string {
 		return trim(float64(n)/kib) + " KiB"
 	}
 	return trim(float64(n)/mib) + " MiB"
+}
+
+// haveFirmware says whether there is an image lamps can update to.
+func (s *Server) haveFirmware() bool {
+	if s.deps.Firmware == nil {
+		return false
+	}
+	_, ok := s.deps.Firmware.Current()
+	return ok
 }

@@ -179,7 +179,7 @@ func TestFirmwareChip(t *testing.T) {
 	if info.Chip != "esp32s3" {
 		t.Errorf("chip %q", info.Chip)
 	}
-	if _, err := New(Options{Username: "a", Password: "b", SessionKey: make([]byte, 32), FirmwareChip: "esp8266"},
+	if _, err := New(Options{Username: "a", Password: "b", SessionKey: make([]byte, 32), Sessions: e.data, FirmwareChip: "esp8266"},
 		Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Events: e.bus}); err == nil || !strings.Contains(err.Error(), "firmware.chip") {
 		t.Errorf("an unknown chip in the options: %v", err)
 	}
@@ -343,7 +343,7 @@ func TestFirmwareForms(t *testing.T) {
 	}
 
 	body = post("/ui/firmware", []formPart{csrfPart(token), fileField("firmware", []byte("not firmware at all"))}, nil)
-	if !strings.Contains(body, `class="flash error"`) || !strings.Contains(body, "this is a text file") {
+	if !strings.Contains(body, `class="flash error"`) || !strings.Contains(body, "This is a text file") {
 		t.Error("a refused upload does not show the refusal")
 	}
 
@@ -362,7 +362,7 @@ func TestFirmwareForms(t *testing.T) {
 	}
 
 	t.Run("update all from the panel returns to it", func(t *testing.T) {
-		res := e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"update"}, "back": {"firmware"}}, withCookie(cookie))
+		res := e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"update"}, "back": {"firmware"}, "confirmed": {"yes"}}, withCookie(cookie))
 		if res.status != http.StatusSeeOther || res.header.Get("Location") != "/#firmware" {
 			t.Errorf("%d %q", res.status, res.header.Get("Location"))
 		}

@@ -169,7 +169,7 @@ func fuzzFirmwareServer(f *testing.F) *Server {
 		f.Fatal(err)
 	}
 	fw := openFirmware(f, dir, bus)
-	s, err := New(Options{Username: testUser, Password: testPassword, SessionKey: make([]byte, 32), Logger: quiet, FirmwareMaxSize: 64 << 10},
+	s, err := New(Options{Username: testUser, Password: testPassword, SessionKey: make([]byte, 32), Sessions: records, Logger: quiet, FirmwareMaxSize: 64 << 10},
 		Deps{State: st, Devices: gw, Favorites: favs, Events: bus, Firmware: fw})
 	if err != nil {
 		f.Fatal(err)
@@ -266,6 +266,21 @@ func FuzzNoDuplicateKeys(f *testing.F) {
 		unique, _ := json.Marshal(v)
 		if err := noDuplicateKeys(unique); err != nil {
 			t.Errorf("refused %s, which has each key once: %v", unique, err)
+		}
+	})
+}
+
+func FuzzDecodeFavoriteColor(f *testing.F) {
+	for _, s := range []string{`{"color": "#ff41ae"}`, `{"color": "1,2,3"}`, `{"color": null}`, `{"color": 5}`, `{}`, `{"colors": []}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, err := decodeFavoriteColor(body)
+		if err != nil {
+			var he *httpError
+			if !errors.As(err, &he) && !strings.Contains(err.Error(), ": ") {
+				t.Fatalf("unhelpful error %v", err)
+			}
 		}
 	})
 }

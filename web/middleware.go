@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
+	"github.com/cloudcloud/cloudcloud/internal/sessions"
 )
 
 // observe is the outermost middleware: it turns panics into 500s, hands
@@ -82,6 +83,7 @@ func (s *Server) securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+		h.Set("Accept-CH", colorSchemeHint) // for the manifest's splash colours
 		return next(c)
 	}
 }
@@ -206,6 +208,7 @@ func (s *Server) sessionFrom(c echo.Context) (session, bool) {
 	// another path or domain first): any valid one is the login.
 	now := s.now()
 	var sess session
+	var stored sessions.Session
 	found, ok := false, false
 	for _, ck := range c.Request().CookiesNamed(sessionCookie) {
 		if ck.Value == "" {
@@ -213,7 +216,11 @@ func (s *Server) sessionFrom(c echo.Context) (session, bool) {
 		}
 		found = true
 		if sess, ok = s.auth.decode(ck.Value, now); ok {
-			break
+			// A signed cookie is not enough: the session must still exist
+			// (signing out, here or on another device, deletes it).
+			if stored, ok = s.sessions.Lookup(sess.id, now); ok {
+				break
+			}
 		}
 	}
 	if !found {
@@ -223,9 +230,15 @@ func (s *Server) sessionFrom(c echo.Context) (session, bool) {
 		c.SetCookie(clearCookie(s.secure(c.Request())))
 		return session{}, false
 	}
+	sess.ref = stored.ID
 	if sess.expires.Sub(now) < s.opt.SessionTTL/2 {
-		sess.expires = now.Add(s.opt.SessionTTL).Truncate(time.Second)
-		c.SetCookie(s.auth.cookie(sess, s.secure(c.Request()), now))
+		expires := now.Add(s.opt.SessionTTL).Truncate(time.Second)
+		if err := s.sessions.Renew(stored.ID, expires); err != nil {
+			s.log.Warn("could not extend a login; it ends at its old time", "err", err)
+		} else {
+			sess.expires = expires
+			c.SetCookie(s.auth.cookie(sess, s.secure(c.Request()), now))
+		}
 	}
 	return sess, true
 }

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -17,8 +18,10 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
+	"github.com/cloudcloud/cloudcloud/internal/sessions"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
+	"github.com/cloudcloud/cloudcloud/weather"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
 
@@ -68,6 +71,7 @@ type bootData struct {
 	// Firmware is GET /api/firmware's object; absent on a server without
 	// firmware updates.
 	Firmware *firmwareStatus `json:"firmware,omitempty"`
+	Preview  previewBody     `json:"preview"`
 }
 
 func (s *Server) indexPage(c echo.Context) error {
@@ -80,6 +84,8 @@ func (s *Server) indexPage(c echo.Context) error {
 
 	d := templates.Index{
 		Page:           s.pageData(c, "cloudcloud"),
+		Sessions:       s.sessionViews(c, now),
+		PreviewEnds:    previewClockText(s.previewStatus()),
 		State:          stateView(st),
 		FavoritesFull:  len(favs.Colors) >= favorites.Max,
 		LogFilter:      filter,
@@ -91,15 +97,18 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.Favorites = append(d.Favorites, f.Hex())
 	}
 	lamps := s.withOffline(devs)
+	haveImage := s.haveFirmware()
 	for _, dev := range lamps {
-		d.Devices = append(d.Devices, deviceView(dev, now))
+		v := deviceView(dev, now)
+		v.NoFirmware = !haveImage
+		d.Devices = append(d.Devices, v)
 	}
 	d.LampCount = len(devs)
 	for _, l := range logs {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC()}
+	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Preview: s.previewStatus()}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}
@@ -203,12 +212,25 @@ func (s *Server) loginSubmit(c echo.Context) error {
 	}
 	s.limiter.Succeed(ip)
 	now := s.now()
-	c.SetCookie(s.auth.cookie(s.auth.newSession(now), s.secure(r), now))
+	sess := s.auth.newSession(now)
+	if _, err := s.sessions.Create(sess.id, sessions.Session{Expires: sess.expires, Client: describeClient(r.UserAgent()), Address: ip}, now); err != nil {
+		s.log.Error("could not save a login", "err", err)
+		page.Error = "Signing in failed: the server could not save the login. Its log says why."
+		return s.renderPage(c, http.StatusInternalServerError, templates.LoginPage(page))
+	}
+	c.SetCookie(s.auth.cookie(sess, s.secure(r), now))
 	s.log.Info("logged in", "client", ip, "user", user)
 	return c.Redirect(http.StatusSeeOther, next)
 }
 
+// logout ends this browser's session on the server, so the cookie is
+// worthless even if a copy of it survives.
 func (s *Server) logout(c echo.Context) error {
+	if a, ok := c.Get(ctxAuth).(authInfo); ok && a.viaCookie {
+		if err := s.sessions.Delete(a.sess.ref); err != nil && !errors.Is(err, sessions.ErrNotFound) {
+			return fmt.Errorf("sign out: %w", err)
+		}
+	}
 	c.SetCookie(clearCookie(s.secure(c.Request())))
 	return c.Redirect(http.StatusSeeOther, "/login")
 }
@@ -287,7 +309,7 @@ func (s *Server) formState(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.deps.State.Apply(ch); err != nil {
+	if _, err := s.applyState(ch); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/")
@@ -312,7 +334,13 @@ func (s *Server) formCommand(c echo.Context) error {
 			ids = append(ids, id)
 		}
 	}
-	if _, err := s.runCommand(f.Get("command"), on, ids); err != nil {
+	cmd := f.Get("command")
+	noImage := cmd == "update" && s.deps.Firmware != nil && !s.haveFirmware() // refused below, no question needed
+	if (cmd == "reset" || cmd == "update") && !noImage && f.Get("confirmed") != "yes" {
+		// The script asks with a second tap; without it, a page asks.
+		return s.confirmCommand(c, f, cmd, ids)
+	}
+	if _, err := s.runCommand(cmd, on, ids); err != nil {
 		return err
 	}
 	// The firmware panel's "Update all lamps" returns to the panel.
@@ -320,6 +348,46 @@ func (s *Server) formCommand(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, "/#firmware")
 	}
 	return c.Redirect(http.StatusSeeOther, "/#lamps")
+}
+
+// confirmCommand asks "Reboot kitchen?" before a reboot or an update sent
+// from a plain form.
+func (s *Server) confirmCommand(c echo.Context, f url.Values, cmd string, ids []string) error {
+	what := "every lamp"
+	if len(ids) > 0 {
+		names := make([]string, 0, len(ids))
+		for _, id := range ids {
+			names = append(names, s.lampName(id))
+		}
+		what = strings.Join(names, ", ")
+	}
+	d := templates.Confirm{Page: s.pageData(c, "Are you sure? · cloudcloud"), Action: "/ui/command", Cancel: "/#lamps"}
+	if f.Get("back") == "firmware" {
+		d.Cancel = "/#firmware"
+	}
+	for _, k := range []string{"command", "device", "back"} {
+		for _, v := range f[k] {
+			d.Fields = append(d.Fields, templates.Field{Name: k, Value: v})
+		}
+	}
+	if cmd == "reset" {
+		d.Question, d.Button = "Reboot "+what+"?", "Reboot"
+		d.Detail = "The lamp restarts and is dark for a few seconds, then shows the current colour again."
+	} else {
+		d.Question, d.Button = "Update "+what+"?", "Update"
+		d.Detail = "The lamp downloads the current firmware image, flashes it and restarts; that takes about a minute. Do not unplug it meanwhile."
+	}
+	return s.renderPage(c, http.StatusOK, templates.ConfirmPage(d))
+}
+
+// lampName is how a person knows a connected lamp: its name, else its id.
+func (s *Server) lampName(id string) string {
+	for _, d := range s.deps.Devices.Devices() {
+		if d.ID == id && d.Name != "" {
+			return d.Name
+		}
+	}
+	return id
 }
 
 func (s *Server) formFavorites(c echo.Context) error {
@@ -348,6 +416,9 @@ func (s *Server) formFavorites(c echo.Context) error {
 func (s *Server) formWeatherRefresh(c echo.Context) error {
 	if s.deps.Weather == nil {
 		return errorf(http.StatusServiceUnavailable, "the weather service is not running")
+	}
+	if s.deps.Weather.Report().Status == weather.StatusNoAPIKey {
+		return errNoWeatherKey
 	}
 	s.deps.Weather.Refresh()
 	return c.Redirect(http.StatusSeeOther, "/#weather")

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudcloud/cloudcloud/internal/logtest"
 
@@ -116,7 +117,7 @@ func TestForms(t *testing.T) {
 		{"weather preview at the slider's top", "/ui/state", url.Values{"mode": {"weather"}, "override": {"6"}, "intensity": {"10"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:6:9]") }},
 		{"cloudy preview keeps 0", "/ui/state", url.Values{"mode": {"weather"}, "override": {"4"}, "intensity": {"0"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:4:0]") }},
 		{"live weather again", "/ui/state", url.Values{"mode": {"weather"}, "override": {"live"}}, "/", func(t *testing.T) { lamp.waitFor(t, "[cc:1:3:9]") }},
-		{"reboot", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
+		{"reboot, confirmed", "/ui/command", url.Values{"command": {"reset"}, "device": {lamp.id}, "confirmed": {"yes"}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:r:?:?]") }},
 		{"debug on", "/ui/command", url.Values{"command": {"debug"}, "on": {"true"}, "device": {lamp.id}}, "/#lamps", func(t *testing.T) { lamp.waitFor(t, "[cc:d:1:?]") }},
 		{"save a favourite", "/ui/favorites", url.Values{"action": {"add"}, "color": {"#abcdef"}}, "/#colour", func(t *testing.T) {
 			if l := e.favs.Get().Colors; l[len(l)-1].Hex() != "#abcdef" {
@@ -162,7 +163,7 @@ func TestForms(t *testing.T) {
 		{"override intensity not a number", "/ui/state", url.Values{"override": {"4"}, "intensity": {"lots"}}, 400, "weather_override.intensity"},
 		{"nothing to change", "/ui/state", url.Values{}, 400, "nothing to change"},
 		{"unknown command", "/ui/command", url.Values{"command": {"dance"}}, 400, "is not known; use reset, update or debug"},
-		{"unknown lamp", "/ui/command", url.Values{"command": {"reset"}, "device": {"d-gone"}}, 404, "no connected lamp with id or name &#34;d-gone&#34;"},
+		{"unknown lamp", "/ui/command", url.Values{"command": {"reset"}, "device": {"d-gone"}, "confirmed": {"yes"}}, 404, "no connected lamp with id or name &#34;d-gone&#34;"},
 		{"bad favourite", "/ui/favorites", url.Values{"action": {"add"}, "color": {"sky"}}, 400, "color: colour &#34;sky&#34;"},
 		{"unknown favourite action", "/ui/favorites", url.Values{"action": {"paint"}, "color": {"#ffffff"}}, 400, "use add or remove"},
 	}
@@ -274,6 +275,37 @@ func TestStaticAssets(t *testing.T) {
 			t.Errorf("favicon: %d %s", r.status, r.header.Get("Content-Type"))
 		}
 	})
+	t.Run("the manifest follows the system theme and locks no orientation", func(t *testing.T) {
+		if h := e.call(t, http.MethodGet, "/login", "", noAuth()).header.Get("Accept-CH"); h != colorSchemeHint {
+			t.Errorf("pages ask for client hints %q, want %s", h, colorSchemeHint)
+		}
+		for hint, want := range map[string]string{"": lightBackground, `"light"`: lightBackground, `"dark"`: darkBackground} {
+			res := e.call(t, http.MethodGet, "/manifest.webmanifest", "", noAuth(), header(colorSchemeHint, hint))
+			var m map[string]any
+			if err := json.Unmarshal([]byte(res.body), &m); err != nil {
+				t.Fatal(err)
+			}
+			if m["background_color"] != want || m["theme_color"] != want {
+				t.Errorf("with %s=%q the splash is %v / %v, want %s", colorSchemeHint, hint, m["background_color"], m["theme_color"], want)
+			}
+			if _, ok := m["orientation"]; ok {
+				t.Errorf("the manifest locks the orientation to %v", m["orientation"])
+			}
+			if !strings.Contains(res.header.Get("Vary"), colorSchemeHint) {
+				t.Errorf("Vary %q", res.header.Get("Vary"))
+			}
+		}
+	})
+	t.Run("service worker and offline page", func(t *testing.T) {
+		res := e.call(t, http.MethodGet, "/sw.js", "", noAuth())
+		if res.status != 200 || !strings.HasPrefix(res.header.Get("Content-Type"), "text/javascript") || strings.Contains(res.body, "__PRECACHE__") || !strings.Contains(res.body, `"/offline.html"`) || !strings.Contains(res.body, e.srv.assets.url("app.css")) {
+			t.Errorf("sw.js: %d %s\n%s", res.status, res.header.Get("Content-Type"), res.body)
+		}
+		res = e.call(t, http.MethodGet, "/offline.html", "", noAuth())
+		if res.status != 200 || !strings.Contains(res.body, "Cannot reach your cloudcloud") || !strings.Contains(res.body, `http-equiv="refresh"`) {
+			t.Errorf("offline page: %d %s", res.status, res.body)
+		}
+	})
 	t.Run("pages and JSON are gzipped", func(t *testing.T) {
 		res := e.call(t, http.MethodGet, "/", "", header("Accept-Encoding", "gzip"))
 		if res.header.Get("Content-Encoding") != "gzip" {
@@ -371,3 +403,21 @@ func TestChangeFromForm(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// Without the script, a reboot or an update from a lamp's row asks first:
+// the form shows a page with the question, and only its button sends.
+func TestFormCommandAsksFirst(t *testing.T) {
+	e := newEnv(t)
+	lamp := e.lamp(t)
+	cookie, token := e.login(t)
+	res := e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"reset"}, "device": {lamp.id}}, withCookie(cookie))
+	if res.status != http.StatusOK || !strings.Contains(res.body, "Reboot "+lamp.id+"?") || !strings.Contains(res.body, `name="confirmed" value="yes"`) || !strings.Contains(res.body, `href="/#lamps"`) {
+		t.Fatalf("no question: %d %s", res.status, res.body)
+	}
+	lamp.quietFor(t, 200*time.Millisecond)
+	res = e.form(t, "/ui/command", url.Values{"csrf": {token}, "command": {"reset"}, "device": {lamp.id}, "confirmed": {"yes"}}, withCookie(cookie))
+	if res.status != http.StatusSeeOther {
+		t.Fatalf("confirmed: %d %s", res.status, res.body)
+	}
+	lamp.waitFor(t, "[cc:r:?:?]")
+}

@@ -28,7 +28,9 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
+	"github.com/cloudcloud/cloudcloud/internal/sessions"
 	"github.com/cloudcloud/cloudcloud/internal/state"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/weather"
 )
@@ -78,8 +80,11 @@ type RolloutService interface {
 	Updates() []rollout.Update
 }
 
-// EventSource is the event bus (events.Bus).
-type EventSource interface {
+// EventBus is the event bus (events.Bus): the SSE stream subscribes to it,
+// and the web port announces the one thing it owns, the end of a weather
+// preview, on it.
+type EventBus interface {
+	events.Publisher
 	Subscribe(buffer int, types ...events.Type) *events.Subscription
 }
 
@@ -89,7 +94,8 @@ type Options struct {
 	SessionKey         []byte        // at least 32 bytes, kept in the data dir by the caller
 	SessionTTL         time.Duration // how long a login lasts; 0: DefaultSessionTTL
 	Proxies            realip.Resolver
-	DataDir            string // storage.dir, named when the disk fails
+	DataDir            string         // storage.dir, named when the disk fails
+	Sessions           storage.Bucket // where the browser logins are kept
 	Logger             *slog.Logger
 	Registry           *prometheus.Registry // served on /metrics; the HTTP metrics are registered on it
 	Version            string
@@ -112,7 +118,7 @@ type Deps struct {
 	Devices   DeviceService
 	Favorites FavoritesService
 	Weather   WeatherService // may be nil: the UI then says weather is not running
-	Events    EventSource
+	Events    EventBus
 	// Firmware may be nil: the firmware panel and routes are then absent
 	// (the routes say firmware updates are not set up).
 	Firmware FirmwareService
@@ -128,12 +134,19 @@ type Server struct {
 	echo    *echo.Echo
 	auth    *authenticator
 	limiter *backoff.PerAddress // slows down password guessing: early attempts get 429 with Retry-After, no goroutine sleeps
-	assets  *assetSet
-	httpMet *metrics.HTTP
-	metrics http.Handler
+	// sessions are the browser logins; a cookie counts only while its
+	// session is here.
+	sessions *sessions.Store
+	assets   *assetSet
+	httpMet  *metrics.HTTP
+	metrics  http.Handler
 
-	heartbeat time.Duration // SSE comment interval; a field so tests can shorten it
-	now       func() time.Time
+	heartbeat time.Duration // SSE devices snapshot interval; a field so tests can shorten it
+	// previewFor is how long a weather preview lasts (defaultPreviewFor);
+	// a field so tests can shorten it.
+	previewFor time.Duration
+	preview    previewClock
+	now        func() time.Time
 }
 
 // DefaultSessionTTL is how long a login lasts unless web.session_ttl says
@@ -153,6 +166,8 @@ func New(opt Options, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("web: the session key has %d bytes; it needs at least %d random bytes", len(opt.SessionKey), minSessionKey)
 	case deps.State == nil || deps.Devices == nil || deps.Favorites == nil || deps.Events == nil:
 		return nil, errors.New("web: the state, device, favourites and event services are required")
+	case opt.Sessions == nil:
+		return nil, errors.New("web: a place to keep the browser logins is required (Options.Sessions)")
 	case opt.FirmwareMaxSize < 0:
 		return nil, fmt.Errorf("web: the firmware size limit is %d bytes; it must be positive (firmware.max_size)", opt.FirmwareMaxSize)
 	}
@@ -175,18 +190,25 @@ func New(opt Options, deps Deps) (*Server, error) {
 	if opt.Version == "" {
 		opt.Version = "dev"
 	}
+	auth := newAuthenticator(opt.Username, opt.Password, opt.SessionKey, opt.SessionTTL)
+	sess, err := sessions.Open(opt.Sessions, auth.fingerprint(), time.Now(), opt.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
 	assets, err := loadAssets()
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{
-		opt:       opt,
-		deps:      deps,
-		log:       opt.Logger,
-		auth:      newAuthenticator(opt.Username, opt.Password, opt.SessionKey, opt.SessionTTL),
-		assets:    assets,
-		heartbeat: 15 * time.Second,
-		now:       time.Now,
+		opt:        opt,
+		deps:       deps,
+		log:        opt.Logger,
+		auth:       auth,
+		sessions:   sess,
+		assets:     assets,
+		heartbeat:  15 * time.Second,
+		previewFor: defaultPreviewFor,
+		now:        time.Now,
 	}
 	// Wrong passwords: 1 s, 2 s, 4 s … up to 5 minutes between attempts.
 	s.limiter = backoff.New(time.Second, 5*time.Minute, func() time.Time { return s.now() })
@@ -194,6 +216,8 @@ func New(opt Options, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.echo = s.routes()
+	// A preview found on disk (the server stopped during one) ends too.
+	s.notePreview(deps.State.Get())
 	return s, nil
 }
 
@@ -234,6 +258,8 @@ var publicRoutes = map[string]bool{
 	"/manifest.webmanifest": true,
 	"/favicon.ico":          true,
 	"/firmware.bin":         true,
+	"/sw.js":                true,
+	offlinePath:             true,
 }
 
 func (s *Server) routes() *echo.Echo {
@@ -253,6 +279,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/static/:name", s.static)
 	e.GET("/manifest.webmanifest", s.manifest)
 	e.GET("/favicon.ico", s.favicon)
+	e.GET("/sw.js", s.serviceWorker)
+	e.GET(offlinePath, s.offline)
 
 	e.GET("/", s.indexPage)
 	e.GET("/logs.txt", s.logsText)
@@ -260,6 +288,7 @@ func (s *Server) routes() *echo.Echo {
 	e.POST("/ui/command", s.formCommand)
 	e.POST("/ui/favorites", s.formFavorites)
 	e.POST("/ui/weather/refresh", s.formWeatherRefresh)
+	e.POST("/ui/sessions", s.formSessions)
 	e.POST("/ui/firmware", s.formFirmware)
 	e.POST("/ui/firmware/rollback", s.formFirmwareRollback)
 	e.GET("/firmware.bin", s.firmware)
@@ -276,6 +305,11 @@ func (s *Server) routes() *echo.Echo {
 	api.POST("/weather/refresh", s.postWeatherRefresh)
 	api.GET("/favorites", s.getFavorites)
 	api.PUT("/favorites", s.putFavorites)
+	api.POST("/favorites", s.postFavorite)
+	api.DELETE("/favorites/:color", s.deleteFavorite)
+	api.GET("/sessions", s.getSessions)
+	api.DELETE("/sessions", s.deleteSessions)
+	api.DELETE("/sessions/:id", s.deleteSession)
 	api.GET("/firmware", s.getFirmware)
 	api.POST("/firmware", s.postFirmware)
 	api.POST("/firmware/rollback", s.postFirmwareRollback)

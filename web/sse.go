@@ -30,7 +30,8 @@ const sseRetry = 2 * time.Second
 // snapshots (state, devices including the offline ones, weather, favorites and, when firmware updates
 // are set up, firmware_status), so a page that reconnects is in sync again
 // at once; then it streams every bus event, including each lamp's
-// `firmware` update step (a rollout.Update). It ends when the client goes,
+// `firmware` update step (a rollout.Update), and a devices snapshot every
+// heartbeat (15 s). It ends when the client goes,
 // or when the subscription lags (the browser reconnects by itself).
 func (s *Server) events(c echo.Context) error {
 	// Subscribe before taking the snapshots: a change in between is then
@@ -60,6 +61,7 @@ func (s *Server) events(c echo.Context) error {
 		{string(events.TypeDevices), s.lamps()}, // offline lamps too: a page that reconnects shows them
 		{string(events.TypeWeather), s.weatherData(nil)},
 		{string(events.TypeFavorites), s.deps.Favorites.Get()},
+		{string(events.TypePreview), s.previewStatus()},
 	}
 	if s.deps.Firmware != nil {
 		snapshot = append(snapshot, snapshotEvent{string(events.TypeFirmwareStatus), s.firmwareStatus()})
@@ -89,8 +91,20 @@ func (s *Server) events(c echo.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-heartbeat.C:
-			// A comment keeps proxies from closing an idle stream.
-			buf.WriteString(": heartbeat\n\n")
+			if a, ok := c.Get(ctxAuth).(authInfo); ok && a.viaCookie {
+				// Signed out meanwhile (here or from another device): the
+				// stream ends with the session, and its reconnect is refused.
+				if _, live := s.sessions.Lookup(a.sess.id, s.now()); !live {
+					return nil
+				}
+			}
+			// A fresh snapshot of the lamps keeps proxies from closing an
+			// idle stream and keeps "last seen" and the packet counters
+			// true: the gateway refreshes them on every ping but announces
+			// only connects, handshakes and departures.
+			if err := writeEvent(&buf, "devices", s.lamps()); err != nil {
+				return err
+			}
 		case e, ok := <-sub.C:
 			if !ok {
 				if errors.Is(sub.Err(), events.ErrLagged) {

@@ -105,19 +105,38 @@ func TestEventsStream(t *testing.T) {
 	})
 }
 
-func TestEventsHeartbeat(t *testing.T) {
+// The heartbeat is a devices snapshot, so "last seen" and the packet
+// counters the page shows follow the gateway between device events.
+func TestEventsHeartbeatRefreshesDevices(t *testing.T) {
 	e := newEnv(t)
 	e.srv.heartbeat = 20 * time.Millisecond
+	l := e.lamp(t)
 	s := e.openEvents(t)
-	s.next(t, ":")
+	s.next(t, "devices")
+	l.send(t, "d:hello")
+	l.send(t, "d:again")
+	want := e.gw.Devices()[0].PacketsReceived
+	for range 100 {
+		ev := s.next(t, "devices")
+		var list []struct {
+			PacketsReceived uint64 `json:"packets_received"`
+		}
+		if err := json.Unmarshal([]byte(ev.data), &list); err != nil || len(list) != 1 {
+			t.Fatalf("devices event %s: %v", ev.data, err)
+		}
+		if list[0].PacketsReceived >= want {
+			return
+		}
+	}
+	t.Fatalf("no devices snapshot with %d packets received", want)
 }
 
 // lagSource hands out subscriptions with room for one event, so a burst
 // makes the stream lag.
-type lagSource struct{ bus *events.Bus }
+type lagSource struct{ *events.Bus }
 
 func (l lagSource) Subscribe(_ int, types ...events.Type) *events.Subscription {
-	return l.bus.Subscribe(1, types...)
+	return l.Bus.Subscribe(1, types...)
 }
 
 func TestEventsEndWhenLagging(t *testing.T) {

@@ -70,9 +70,12 @@ func stateView(st state.State) templates.State {
 		}
 	case state.ModeWeather:
 		v.Headline = capitalize(v.WeatherName)
-		if v.Override {
+		switch {
+		case v.Override:
 			v.Detail = "Preview · intensity " + v.Intensity
-		} else {
+		case st.Weather.Source == weather.SourceDefault:
+			v.Detail = "Built-in clear sky · no live weather"
+		default:
 			v.Detail = "Live weather · intensity " + v.Intensity
 		}
 	default:
@@ -199,23 +202,28 @@ func weatherView(svc WeatherService, now time.Time) templates.Weather {
 			Code: int(protocol.WeatherClear), Name: protocol.WeatherClear.String(), Intensity: "9",
 			Description: "The weather service is not running; weather mode shows a clear sky.",
 			StatusText:  "Not running", StatusClass: "warn", FetchedAgo: "never", NextFetchIn: "—", Place: "—", Observation: "—",
+			RefreshLabel: "Fetch the weather now",
 		}
 	}
 	r := svc.Report()
 	v := templates.Weather{
-		Running:     true,
-		Code:        int(r.Reading.Code),
-		Name:        weatherName(int(r.Reading.Code)),
-		Intensity:   formatIntensity(r.Reading.Intensity),
-		Description: r.Description,
-		Status:      r.Status,
-		Error:       r.Error,
-		FetchedAgo:  "never",
-		NextFetchIn: "—",
-		Place:       "—",
-		Observation: "—",
+		Running:      true,
+		Code:         int(r.Reading.Code),
+		Name:         weatherName(int(r.Reading.Code)),
+		Intensity:    formatIntensity(r.Reading.Intensity),
+		Description:  r.Description,
+		Status:       r.Status,
+		RefreshLabel: "Fetch the weather now",
+		Error:        r.Error,
+		FetchedAgo:   "never",
+		NextFetchIn:  "—",
+		Place:        "—",
+		Observation:  "—",
 	}
 	v.StatusText, v.StatusClass = weatherStatus(r.Status)
+	if r.Status == weather.StatusNoAPIKey {
+		v.RefreshLabel = "Fetching needs an OpenWeatherMap key (weather.api_key)"
+	}
 	if !r.FetchedAt.IsZero() {
 		v.FetchedAt = r.FetchedAt.Format(time.RFC3339Nano)
 		v.FetchedAgo = ago(now, r.FetchedAt)

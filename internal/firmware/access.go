@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cloudcloud/cloudcloud/internal/errorbody"
+
 	"github.com/cloudcloud/cloudcloud/internal/backoff"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 )
@@ -103,7 +105,7 @@ func (a Access) Guard(h http.Handler) http.Handler {
 	})
 }
 
-// refuse writes an error the way the web port does: JSON, never cached,
+// refuse writes an error the way the web port does (errorbody): JSON, never cached,
 // with the challenge on a 401 and Retry-After on a 429.
 func refuse(w http.ResponseWriter, status int, msg string, retryAfter int) {
 	h := w.Header()
@@ -116,8 +118,8 @@ func refuse(w http.ResponseWriter, status int, msg string, retryAfter int) {
 	h.Set("Content-Type", "application/json; charset=UTF-8")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	body, _ := json.Marshal(map[string]string{"error": msg}) // a map of strings always marshals
-	_, _ = w.Write(append(body, '\n'))                       // the client may be gone; nothing to do then
+	body, _ := json.Marshal(errorbody.For(msg)) // strings always marshal
+	_, _ = w.Write(append(body, '\n'))          // the client may be gone; nothing to do then
 }
 
 // seconds rounds a wait up to whole seconds for Retry-After.

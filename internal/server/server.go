@@ -154,7 +154,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	ui, err := web.New(web.Options{
 		Username: cfg.Web.Username, Password: password,
 		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
-		Proxies: proxies, DataDir: dir, Logger: log.With("part", "web"),
+		Proxies: proxies, DataDir: dir, Sessions: data, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
 	}, web.Deps{State: s.state, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})

@@ -9,6 +9,10 @@
   const $ = (sel, root = document) => root.querySelector(sel);
   const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
+  // The service worker shows "cannot reach your cloudcloud" instead of the
+  // browser's error page when the server is out of reach.
+  if ('serviceWorker' in navigator) navigator.serviceWorker.register('/sw.js').catch(() => {});
+
   const boot = JSON.parse(($('#boot') || {}).textContent || 'null');
   if (!boot) return; // the login and error pages need nothing from here
   const csrf = ($('meta[name="csrf-token"]') || {}).content || '';
@@ -31,6 +35,9 @@
     favorites: [],
     weather: boot.weather,
     logFilter: boot.log_filter || '',
+    preview: boot.preview || { ends_at: null }, // when the weather preview ends by itself
+    stale: false, // the stream is down: what the page shows may be old
+    firmware: !!(boot.firmware && boot.firmware.current), // an image lamps can update to
   };
 
   // ---------- small helpers ----------
@@ -132,7 +139,8 @@
       throw new APIError('Signed out.');
     }
     const data = await res.json().catch(() => ({}));
-    if (!res.ok) throw new APIError(data.error || res.status + ' ' + res.statusText);
+    // "message" is the sentence for a person; "error" keeps the detail.
+    if (!res.ok) throw new APIError(data.message || data.error || res.status + ' ' + res.statusText);
     return data;
   }
 
@@ -194,7 +202,9 @@
       detail = st.color + (st.pulse ? ' · pulse ' + st.pulse : ' · steady');
     } else if (mode === 'weather') {
       headline = capitalize(WEATHER_NAMES[code] || 'weather');
-      detail = (ov ? 'Preview' : 'Live weather') + ' · intensity ' + intensity;
+      if (ov) detail = 'Preview · intensity ' + intensity + previewEnds(' · ends ');
+      else if (st.weather.source === 'default') detail = 'Built-in clear sky · no live weather';
+      else detail = 'Live weather · intensity ' + intensity;
     } else {
       headline = 'Off';
       detail = 'The lamps are dark';
@@ -212,6 +222,10 @@
       inten.value = intensity;
       setText($('#intensity-out'), intensity);
     }
+    // The intensity belongs to a preview; live weather brings its own.
+    if (inten) inten.disabled = !ov;
+    $('#intensity-hint').hidden = !!ov;
+    renderPreviewNote();
 
     // The colour controls follow unless the person is using them.
     if (!picker.active && !sending()) showColour(st.color);
@@ -223,6 +237,24 @@
     updateLampColour(st.color);
     markCurrentSwatch();
     updateSynced();
+  }
+
+  // previewEnds is "<prefix>in 52 s" while a preview has an end, else "".
+  function previewEnds(prefix) {
+    const ends = app.preview && app.preview.ends_at;
+    return ends ? prefix + until(ends) : '';
+  }
+  function renderPreviewNote() {
+    const note = $('#preview-note');
+    const ov = app.state && app.state.weather_override;
+    note.hidden = !ov;
+    if (ov) setText(note, previewEnds('') ? 'This preview ends by itself ' + previewEnds('') + '. Tap Live weather to end it now.' : 'Tap Live weather to end the preview.');
+  }
+  function tickPreview() {
+    const st = app.state;
+    if (!st || !st.weather_override) return;
+    if (st.mode === 'weather') setText(field(document, 'detail'), 'Preview · intensity ' + formatIntensity(st.weather_override.intensity) + previewEnds(' · ends '));
+    renderPreviewNote();
   }
 
   // The preview, swatch and page accent follow the lamp's colour.
@@ -245,30 +277,10 @@
 
   // ---------- colour wheel ----------
 
+  // The wheel itself is CSS (conic and radial gradients in app.css): no
+  // pixel loop on the phone's main thread.
   const wheel = $('#wheel');
-  const canvas = $('#wheel-canvas');
-  const knob = $('#wheel-knob');
   const brightness = $('#brightness');
-
-  function drawWheel() {
-    const size = canvas.width;
-    const ctx = canvas.getContext('2d');
-    const img = ctx.createImageData(size, size);
-    const r = size / 2;
-    for (let y = 0; y < size; y++) {
-      for (let x = 0; x < size; x++) {
-        const dx = x - r + 0.5, dy = y - r + 0.5;
-        const d = Math.sqrt(dx * dx + dy * dy);
-        const i = (y * size + x) * 4;
-        if (d > r) continue;
-        const h = (Math.atan2(dy, dx) * 180 / Math.PI + 360) % 360;
-        const c = hsvToRgb(h, Math.min(1, d / (r - 1)), 1);
-        img.data[i] = c.r; img.data[i + 1] = c.g; img.data[i + 2] = c.b;
-        img.data[i + 3] = d > r - 1 ? Math.round(255 * (r - d)) : 255; // soft edge
-      }
-    }
-    ctx.putImageData(img, 0, 0);
-  }
 
   function renderPicker(rgb) {
     rgb = rgb || hsvToRgb(picker.h, picker.s, picker.v);
@@ -283,17 +295,27 @@
     brightness.style.setProperty('--hue-full', rgbToHex(hsvToRgb(picker.h, picker.s, 1)));
     if (document.activeElement !== brightness) brightness.value = String(Math.max(1, Math.round(picker.v * 100)));
     setText($('#brightness-out'), Math.round(picker.v * 100) + ' %');
-    const hexIn = $('#hex');
-    if (document.activeElement !== hexIn) hexIn.value = hex;
-    for (const [k, v] of [['r', rgb.r], ['g', rgb.g], ['b', rgb.b]]) {
-      const el = $('#rgb-' + k);
-      if (document.activeElement !== el) el.value = String(v);
-    }
+    // A field keeps what a person is typing into it; otherwise it follows
+    // the colour, even while it has the focus.
+    const follow = (el, v) => {
+      if (el.dataset.dirty === 'typing') return;
+      delete el.dataset.dirty;
+      el.value = v;
+    };
+    follow($('#hex'), hex);
+    for (const [k, v] of [['r', rgb.r], ['g', rgb.g], ['b', rgb.b]]) follow($('#rgb-' + k), String(v));
   }
 
   // pickColour is a person choosing a colour: the page shows it at once and
   // the lamps follow, throttled while dragging.
   function pickColour(throttle) {
+    // What was typed into the exact fields is dropped: the colour came
+    // from elsewhere (and a phone's keyboard closes).
+    $$('#exact input').forEach((el) => {
+      if (!el.dataset.dirty) return;
+      delete el.dataset.dirty;
+      if (document.activeElement === el) el.blur();
+    });
     const rgb = hsvToRgb(picker.h, picker.s, picker.v);
     const hex = rgbToHex(rgb);
     renderPicker(rgb);
@@ -313,23 +335,68 @@
     if (picker.v < 0.05) picker.v = 1; // choosing a hue on a black lamp means "show it"
   }
 
-  if (wheel && canvas) {
-    drawWheel();
+  // On a phone the wheel fills the screen's width, so a swipe that starts
+  // on it must scroll the page, never recolour the lamps (touch-action:
+  // pan-y in app.css). A touch changes the colour only when it is meant
+  // to: a tap, a drag that starts on the knob, or a drag after a short
+  // hold. Mouse and pen act at once.
+  const HOLD_MS = 250, SLOP_PX = 10, KNOB_GRAB_PX = 28;
+  const touch = { id: null, x: 0, y: 0, timer: 0 };
+  function onKnob(ev) {
+    const box = wheel.getBoundingClientRect();
+    const rad = (picker.h * Math.PI) / 180, dist = picker.s * (box.width / 2);
+    const kx = box.left + box.width / 2 + Math.cos(rad) * dist, ky = box.top + box.height / 2 + Math.sin(rad) * dist;
+    return Math.hypot(ev.clientX - kx, ev.clientY - ky) <= KNOB_GRAB_PX;
+  }
+  function startDrag(ev) {
+    picker.active = true;
+    wheel.classList.add('dragging');
+    wheelAt(ev);
+    pickColour(true);
+  }
+  function forgetTouch() {
+    clearTimeout(touch.timer);
+    touch.id = null;
+  }
+
+  if (wheel) {
     wheel.addEventListener('pointerdown', (ev) => {
       if (ev.button !== 0) return;
-      ev.preventDefault();
-      wheel.setPointerCapture(ev.pointerId);
-      picker.active = true;
-      wheel.classList.add('dragging');
-      wheelAt(ev);
-      pickColour(true);
+      if (ev.pointerType !== 'touch' || onKnob(ev)) {
+        if (ev.pointerType !== 'touch') ev.preventDefault();
+        wheel.setPointerCapture(ev.pointerId);
+        startDrag(ev);
+        return;
+      }
+      forgetTouch();
+      touch.id = ev.pointerId;
+      touch.x = ev.clientX;
+      touch.y = ev.clientY;
+      const at = { clientX: ev.clientX, clientY: ev.clientY };
+      touch.timer = setTimeout(() => {
+        if (touch.id === null) return;
+        touch.id = null;
+        navigator.vibrate?.(10);
+        startDrag(at);
+      }, HOLD_MS);
     });
     wheel.addEventListener('pointermove', (ev) => {
+      if (touch.id === ev.pointerId && Math.hypot(ev.clientX - touch.x, ev.clientY - touch.y) > SLOP_PX) {
+        forgetTouch(); // a swipe: the page scrolls
+        return;
+      }
       if (!picker.active) return;
       wheelAt(ev);
       pickColour(true);
     });
-    const end = () => {
+    // While a drag is on, the finger moves the knob and not the page.
+    wheel.addEventListener('touchmove', (ev) => { if (picker.active) ev.preventDefault(); }, { passive: false });
+    const end = (ev) => {
+      if (touch.id === ev.pointerId) {
+        // A tap: lifted where it landed, before the hold began a drag.
+        forgetTouch();
+        if (ev.type === 'pointerup') startDrag(ev); else return;
+      }
       if (!picker.active) return;
       picker.active = false;
       wheel.classList.remove('dragging');
@@ -357,33 +424,50 @@
     brightness.addEventListener('change', () => { picker.active = false; pickColour(true); });
   }
 
-  // Exact entry: hex, or R, G and B.
+  // Exact entry: hex, or R, G and B. Typing changes nothing until Enter
+  // (or Set), and leaving the field sends nothing, so a half-typed value
+  // can never undo what the wheel did meanwhile: the typed text stays
+  // (for the Set button) until the colour changes elsewhere, then the
+  // field follows again. After Enter the field lets go of the focus, which
+  // also closes a phone's keyboard.
   const exact = $('#exact');
-  function exactColour() {
-    const hex = $('#hex').value.trim();
-    const rgb = hexToRgb(hex);
-    if (rgb) return rgb;
-    return null;
+  const exactFields = [$('#hex'), $('#rgb-r'), $('#rgb-g'), $('#rgb-b')];
+  const showCurrent = () => renderPicker();
+  for (const el of exactFields) {
+    el.addEventListener('input', (ev) => {
+      // A number field's arrows and arrow keys step the value (no
+      // inputType): that is a deliberate change, sent at once.
+      if (el.type === 'number' && !ev.inputType) {
+        delete el.dataset.dirty;
+        sendRGB(el);
+        return;
+      }
+      el.dataset.dirty = 'typing';
+    });
+    el.addEventListener('blur', () => {
+      if (el.dataset.dirty) el.dataset.dirty = 'left';
+    });
   }
-  $('#hex').addEventListener('change', () => {
-    const rgb = exactColour();
-    if (!rgb) return; // the form's submit shows the server's explanation
+  function sendRGB(el) {
+    const rgb = {};
+    for (const c of ['r', 'g', 'b']) rgb[c] = clamp(Math.round(Number($('#rgb-' + c).value) || 0), 0, 255);
+    if (el) el.value = String(rgb[el.id.slice(-1)]);
     showColour(rgbToHex(rgb));
     pickColour(false);
-  });
-  for (const k of ['r', 'g', 'b']) {
-    $('#rgb-' + k).addEventListener('change', () => {
-      const rgb = {};
-      for (const c of ['r', 'g', 'b']) rgb[c] = clamp(Math.round(Number($('#rgb-' + c).value) || 0), 0, 255);
-      $('#rgb-' + k).value = String(rgb[k]);
-      showColour(rgbToHex(rgb));
-      pickColour(false);
-    });
   }
   exact.addEventListener('submit', (ev) => {
     ev.preventDefault();
-    const value = $('#hex').value.trim();
-    api('PUT', '/api/state', { mode: 'manual', color: value }).then((st) => applyState(st)).catch((e) => toast(e.message, 'error'));
+    const hexIn = $('#hex');
+    const rgbTyped = exactFields.slice(1).some((el) => el.dataset.dirty);
+    const hexTyped = !!hexIn.dataset.dirty || !rgbTyped;
+    const value = hexIn.value.trim();
+    for (const el of exactFields) delete el.dataset.dirty;
+    if (document.activeElement && exact.contains(document.activeElement)) document.activeElement.blur();
+    if (!hexTyped) { sendRGB(null); return; }
+    const rgb = hexToRgb(value);
+    if (rgb) { showColour(rgbToHex(rgb)); pickColour(false); return; }
+    // rgb(…) and r,g,b: the server reads them, and explains what is wrong.
+    api('PUT', '/api/state', { mode: 'manual', color: value }).then((st) => applyState(st)).catch((e) => { toast(e.message, 'error'); showCurrent(); });
   });
 
   // Pulse.
@@ -482,14 +566,10 @@
     const action = form.querySelector('input[name="action"]').value;
     const hex = action === 'add' ? (app.state ? app.state.color : $('#hex').value) : ev.submitter && ev.submitter.value;
     if (!hex) return;
-    let next = app.favorites.slice();
-    if (action === 'add') {
-      if (next.includes(hex)) { toast(hex + ' is already saved'); return; }
-      next.push(hex);
-    } else {
-      next = next.filter((c) => c !== hex);
-    }
-    api('PUT', '/api/favorites', { colors: next })
+    // One colour at a time: two phones saving at once both keep theirs,
+    // and a stale list here cannot drop colours saved elsewhere.
+    if (action === 'add' && app.favorites.includes(hex)) { toast(hex + ' is already saved'); return; }
+    (action === 'add' ? api('POST', '/api/favorites', { color: hex }) : api('DELETE', '/api/favorites/' + encodeURIComponent(hex.replace(/^#/, ''))))
       .then((res) => { renderFavorites(res.colors); toast(action === 'add' ? 'Saved ' + hex : 'Removed ' + hex); })
       .catch((e) => toast(e.message, 'error'));
   }));
@@ -539,8 +619,10 @@
     const status = deviceStatus(d);
     const offline = status === 'offline';
     row.dataset.status = status;
+    // While the server cannot be reached the row is only what was last known.
+    row.dataset.stale = String(app.stale && !offline);
     setText(field(row, 'label'), deviceLabel(d));
-    setText(field(row, 'status'), STATUS_TEXT[status]);
+    setText(field(row, 'status'), app.stale && !offline ? 'Unknown' : STATUS_TEXT[status]);
     setText(field(row, 'remote'), d.remote_addr);
     field(row, 'uptime').dataset.since = d.connected_at;
     field(row, 'seen').dataset.ago = d.last_seen;
@@ -556,6 +638,13 @@
     dbg.setAttribute('aria-pressed', String(!!d.debug));
     setText(dbg.querySelector('span'), 'Debug ' + (d.debug ? 'on' : 'off'));
     row.querySelectorAll('button').forEach((b) => { b.disabled = offline; });
+    const update = row.querySelector('button[value="update"]');
+    if (update && !app.firmware) {
+      update.disabled = true;
+      update.title = 'Upload a firmware image in the Firmware panel first';
+    } else if (update) {
+      update.removeAttribute('title');
+    }
     tickRow(row);
     return row;
   }
@@ -645,6 +734,8 @@
   function updateSynced() {
     const el = $('#synced');
     if (!el) return;
+    el.classList.toggle('stale', app.stale);
+    if (app.stale) { setText(el, 'not live: the server cannot be reached'); return; }
     const lamps = [...app.devices.values()].filter((d) => d.authenticated && !isOffline(d));
     if (!lamps.length) { setText(el, 'no lamp connected'); return; }
     const synced = lamps.filter((d) => d.synchronized).length;
@@ -728,7 +819,14 @@
     field(document, 'wx-fetched').dataset.ago = r.fetched_at || '';
     field(document, 'wx-next').dataset.in = r.next_fetch || '';
     tickWeather();
-    $('#weather .card-action .icon-button').classList.remove('spinning');
+    const refresh = $('#weather .card-action .icon-button');
+    refresh.classList.remove('spinning');
+    // Without a key there is nothing to fetch: say so instead of spinning.
+    const noKey = r.status === 'no_api_key';
+    refresh.disabled = noKey;
+    const label = noKey ? 'Fetching needs an OpenWeatherMap key (weather.api_key)' : 'Fetch the weather now';
+    refresh.title = label;
+    refresh.setAttribute('aria-label', label);
   }
   function tickWeather() {
     const f = field(document, 'wx-fetched');
@@ -741,7 +839,8 @@
     const btn = ev.target.querySelector('.icon-button');
     btn.classList.add('spinning');
     api('POST', '/api/weather/refresh')
-      .then(() => { toast('Asking OpenWeatherMap…'); setTimeout(() => btn.classList.remove('spinning'), 10000); })
+      // The next weather event stops the spinner; this only bounds it.
+      .then(() => { toast('Asking OpenWeatherMap…'); setTimeout(() => btn.classList.remove('spinning'), 15000); })
       .catch((e) => { btn.classList.remove('spinning'); toast(e.message, 'error'); });
   });
 
@@ -877,6 +976,10 @@
       setText(field(fwCard, 'fw-prev-built'), 'built ' + prev.build_date + ' ' + prev.build_time);
     }
     $('#fw-update-all').disabled = !cur;
+    if (app.firmware !== !!cur) {
+      app.firmware = !!cur;
+      renderDevices();
+    }
     app.updates = new Map((st.updates || []).map((u) => [u.lamp, u]));
     renderUpdates();
     tickFirmware();
@@ -1054,6 +1157,12 @@
 
   function setConn(status) {
     conn.dataset.conn = status;
+    const stale = status === 'reconnecting' || status === 'offline';
+    if (stale !== app.stale) {
+      app.stale = stale;
+      document.documentElement.classList.toggle('stale', stale);
+      renderDevices();
+    }
     setText(conn.querySelector('.conn-text'), { live: 'Live', connecting: 'Connecting', reconnecting: 'Reconnecting', offline: 'Offline' }[status]);
   }
 
@@ -1094,6 +1203,7 @@
     on('favorites', (f) => renderFavorites(f.colors || []));
     on('firmware', onFirmwareUpdate);
     on('firmware_status', applyFirmware);
+    on('preview', (p) => { app.preview = p; tickPreview(); });
   }
 
   window.addEventListener('online', connect);
@@ -1111,6 +1221,7 @@
     $$('.device').forEach(tickRow);
     tickWeather();
     tickFirmware();
+    tickPreview();
   }, 1000);
 
   // ---------- start ----------

@@ -68,6 +68,7 @@ type Device struct {
 	OfflineSince                string // RFC 3339, for scripts; "" when unknown
 	OfflineSinceText            string // "10:32 (12 min)"
 	Reason                      string // "No sign of life for 45s"
+	NoFirmware                  bool   // no image to update to: the Update button is off
 }
 
 // LogLine is one debug line.
@@ -97,6 +98,9 @@ type Weather struct {
 	Place       string
 	Temp        string
 	Observation string // "broken clouds, 75 % cover, wind 3.1 m/s"
+	// RefreshLabel is the fetch button's name: what it does, or why it
+	// cannot (no API key).
+	RefreshLabel string
 }
 
 // LampOption is one choice of the log's lamp filter.
@@ -147,9 +151,20 @@ type FirmwareUpdate struct {
 	AskedClock string // "22:01"
 }
 
+// SessionRow is one browser signed in.
+type SessionRow struct {
+	ID                    string
+	Client, Address       string // "Chrome on Android", "192.0.2.7"
+	Since                 string // "21 Nov 22:00"
+	LastSeen, LastSeenAgo string // RFC 3339 and "3 min ago"
+	Current               bool   // this browser
+}
+
 // Index is the main page.
 type Index struct {
 	Page
+	Sessions       []SessionRow // this browser first; empty with basic auth
+	PreviewEnds    string       // "12:31:05" while a weather preview has an end
 	State          State
 	Favorites      []string
 	FavoritesFull  bool
@@ -213,3 +228,24 @@ type modeChoice struct{ value, label string }
 
 // modes are the buttons of the mode switch, in the order people think of them.
 var modes = []modeChoice{{"off", "Off"}, {"weather", "Weather"}, {"manual", "Manual"}}
+
+// signedInOn says how many browsers are signed in.
+func signedInOn(n int) string {
+	if n == 1 {
+		return "1 device"
+	}
+	return strconv.Itoa(n) + " devices"
+}
+
+// Confirm is a question before a form post goes through.
+type Confirm struct {
+	Page
+	Question, Detail string
+	Action           string // where the confirmed form posts
+	Fields           []Field
+	Button           string // "Reboot kitchen"
+	Cancel           string // where Cancel goes
+}
+
+// Field is one hidden form field.
+type Field struct{ Name, Value string }
