@@ -27,6 +27,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/weather"
@@ -756,7 +757,7 @@ func TestBrowser(t *testing.T) {
 		if info, ok := e.fw.Current(); !ok || info.Version != "1.3.0" {
 			t.Fatalf("current image %+v", info)
 		}
-		for field, want := range map[string]string{"fw-project": "cloud-lamp", "fw-idf": "v5.3.1", "fw-chip": "esp32", "fw-built": "Nov 21 2026 22:00:00", "fw-size": formatSize(int64(len(img)))} {
+		for field, want := range map[string]string{"fw-project": "cloud-lamp", "fw-idf": "v5.3.1", "fw-chip": "esp32", "fw-built": "Nov 21 2026 22:00:00", "fw-size": firmware.FormatSize(int64(len(img)))} {
 			if got := evalJS[string](t, ctx, fmt.Sprintf(`document.querySelector('[data-field=%q]').textContent`, field)); got != want {
 				t.Errorf("%s shows %q, want %q", field, got, want)
 			}

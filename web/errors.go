@@ -55,13 +55,13 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &tle):
-		return errorf(http.StatusRequestEntityTooLarge, "%s", tooLargeSentence(tle.Limit))
+		return errorf(http.StatusRequestEntityTooLarge, "%s", tle.Error())
 	case errors.As(err, &iie):
 		return errorf(http.StatusBadRequest, "%s", iie.Reason)
 	case errors.As(err, &cme):
-		return errorf(http.StatusConflict, "%s", chipSentence(cme))
+		return errorf(http.StatusConflict, "%s", cme.Error())
 	case errors.As(err, &pce):
-		return errorf(http.StatusConflict, "%s", projectChangeSentence(pce))
+		return errorf(http.StatusConflict, "%s", pce.Error())
 	case errors.Is(err, firmware.ErrNoPrevious):
 		return errorf(http.StatusNotFound, "there is no previous firmware image to roll back to: the server keeps the one before the current image once a second image has been uploaded")
 	case errors.Is(err, firmware.ErrNoImage):
