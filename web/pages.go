@@ -71,7 +71,6 @@ type bootData struct {
 	// Firmware is GET /api/firmware's object; absent on a server without
 	// firmware updates.
 	Firmware *firmwareStatus `json:"firmware,omitempty"`
-	Preview  previewBody     `json:"preview"`
 }
 
 func (s *Server) indexPage(c echo.Context) error {
@@ -85,7 +84,7 @@ func (s *Server) indexPage(c echo.Context) error {
 	d := templates.Index{
 		Page:           s.pageData(c, "cloudcloud"),
 		Sessions:       s.sessionViews(c, now),
-		PreviewEnds:    previewClockText(s.previewStatus()),
+		PreviewEnds:    previewClockText(st.PreviewEndsAt),
 		State:          stateView(st),
 		FavoritesFull:  len(favs.Colors) >= favorites.Max,
 		LogFilter:      filter,
@@ -108,7 +107,7 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Preview: s.previewStatus()}
+	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC()}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}
@@ -309,7 +308,7 @@ func (s *Server) formState(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.applyState(ch); err != nil {
+	if _, err := s.deps.State.Apply(ch); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/")

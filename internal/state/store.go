@@ -15,6 +15,11 @@ import (
 // the data directory).
 const Key = "state"
 
+// PreviewFor is how long a weather preview shows after its last change:
+// long enough to look at the lamps, short enough that a preview somebody
+// forgot does not stand in for the weather for days.
+const PreviewFor = time.Minute
+
 // Store is the one owner of the display state.
 type Store struct {
 	records storage.Bucket
@@ -25,6 +30,9 @@ type Store struct {
 	mu       sync.Mutex // serialises changes so disk, watchers and events see one order
 	cur      State
 	watchers []func(State)
+
+	previewFor   time.Duration // PreviewFor; a field so tests can shorten it
+	previewTimer *time.Timer   // ends the preview at cur.PreviewEndsAt
 }
 
 // Open loads the state from records (creating nothing until the first
@@ -34,7 +42,7 @@ func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*S
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Store{records: records, bus: bus, logger: logger, now: time.Now, cur: Default()}
+	s := &Store{records: records, bus: bus, logger: logger, now: time.Now, cur: Default(), previewFor: PreviewFor}
 	var disk State
 	var loaded State
 	check := func() (err error) {
@@ -56,6 +64,11 @@ func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*S
 	loaded.UpdatedAt = disk.UpdatedAt
 	loaded.Packet = loaded.packet().String()
 	s.cur = loaded
+	// A preview found on disk (the server stopped during one) gets its
+	// full time from now, then ends like any other.
+	s.mu.Lock()
+	s.schedulePreviewEnd(true)
+	s.mu.Unlock()
 	logger.Info("display state loaded", "mode", loaded.Mode, "packet", loaded.Packet)
 	return s, nil
 }
@@ -87,7 +100,58 @@ func (s *Store) Apply(c Change) (State, error) {
 	if err != nil {
 		return s.cur, err
 	}
-	return s.commit(next)
+	if c.WeatherOverride.Set {
+		// A new or changed preview lasts PreviewFor from now.
+		next.PreviewEndsAt = nil
+		if next.WeatherOverride != nil {
+			ends := s.now().Add(s.previewFor).UTC().Truncate(time.Millisecond)
+			next.PreviewEndsAt = &ends
+		}
+	}
+	st, err := s.commit(next)
+	if err == nil && c.WeatherOverride.Set {
+		s.schedulePreviewEnd(false)
+	}
+	return st, err
+}
+
+// schedulePreviewEnd sets the timer that ends the current preview; s.mu is
+// held. fresh gives a preview its full time from now (a preview loaded
+// from disk).
+func (s *Store) schedulePreviewEnd(fresh bool) {
+	if s.previewTimer != nil {
+		s.previewTimer.Stop()
+		s.previewTimer = nil
+	}
+	if s.cur.WeatherOverride == nil {
+		s.cur.PreviewEndsAt = nil
+		return
+	}
+	if fresh || s.cur.PreviewEndsAt == nil {
+		ends := s.now().Add(s.previewFor).UTC().Truncate(time.Millisecond)
+		s.cur.PreviewEndsAt = &ends
+	}
+	s.previewTimer = time.AfterFunc(s.cur.PreviewEndsAt.Sub(s.now()), s.endPreview)
+}
+
+// endPreview returns the lamps to the live weather, unless the preview was
+// changed (and so given a new end) or ended meanwhile.
+func (s *Store) endPreview() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur.WeatherOverride == nil || s.cur.PreviewEndsAt == nil || s.now().Before(*s.cur.PreviewEndsAt) {
+		return
+	}
+	next, err := s.cur.apply(Change{WeatherOverride: OverrideChange{Set: true}})
+	if err == nil {
+		next.PreviewEndsAt = nil
+		_, err = s.commit(next)
+	}
+	if err != nil {
+		s.logger.Error("could not end the weather preview; it stays until changed", "err", err)
+		return
+	}
+	s.logger.Info("the weather preview ended; the lamps show the live weather again")
 }
 
 // SetWeather records the live weather. It reaches the lamps at once in

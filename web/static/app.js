@@ -35,7 +35,6 @@
     favorites: [],
     weather: boot.weather,
     logFilter: boot.log_filter || '',
-    preview: boot.preview || { ends_at: null }, // when the weather preview ends by itself
     stale: false, // the stream is down: what the page shows may be old
     firmware: !!(boot.firmware && boot.firmware.current), // an image lamps can update to
   };
@@ -239,9 +238,10 @@
     updateSynced();
   }
 
-  // previewEnds is "<prefix>in 52 s" while a preview has an end, else "".
+  // previewEnds is "<prefix>in 52 s" while a preview has an end (the
+  // state's preview_ends_at), else "".
   function previewEnds(prefix) {
-    const ends = app.preview && app.preview.ends_at;
+    const ends = app.state && app.state.preview_ends_at;
     return ends ? prefix + until(ends) : '';
   }
   function renderPreviewNote() {
@@ -1203,7 +1203,6 @@
     on('favorites', (f) => renderFavorites(f.colors || []));
     on('firmware', onFirmwareUpdate);
     on('firmware_status', applyFirmware);
-    on('preview', (p) => { app.preview = p; tickPreview(); });
   }
 
   window.addEventListener('online', connect);
