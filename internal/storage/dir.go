@@ -143,8 +143,8 @@ type fileBucket struct {
 }
 
 func (b *fileBucket) path(key string) (string, error) {
-	if !validKey(key) {
-		return "", fmt.Errorf("storage: %q is not a valid key", key)
+	if err := CheckKey(key); err != nil {
+		return "", err
 	}
 	return filepath.Join(b.dir, filepath.FromSlash(key)+".json"), nil
 }

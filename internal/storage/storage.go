@@ -21,6 +21,20 @@ import (
 // ErrNotFound means the key or object does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable means the storage cannot be reached now (the cluster's
+// NATS servers are down or unreachable): nothing was changed, and the same
+// call may succeed later.
+var ErrUnavailable = errors.New("the cluster's storage (NATS JetStream) cannot be reached")
+
+// CheckKey says whether key is a valid key: one or more segments of a-z,
+// 0-9, '_' and '-', separated by '/'.
+func CheckKey(key string) error {
+	if !validKey(key) {
+		return fmt.Errorf("storage: %q is not a valid key", key)
+	}
+	return nil
+}
+
 // ConflictError refuses an Update whose revision is not the record's
 // current one: somebody else changed it since it was read.
 type ConflictError struct {
