@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloudcloud/cloudcloud/internal/storage"
+
 	"github.com/cloudcloud/cloudcloud/internal/errorbody"
 
 	"github.com/labstack/echo/v4"
@@ -76,6 +78,10 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", mbe.Limit)
 	case atomicfile.Kind(err) != "":
 		return s.storageError(err, c)
+	case errors.Is(err, storage.ErrUnavailable):
+		s.log.Error("request failed: the cluster's storage cannot be reached", "method", c.Request().Method, "path", path, "err", err)
+		return &httpError{status: http.StatusServiceUnavailable, retryAfter: 5,
+			msg: "the cluster's storage (NATS JetStream, cluster.nats_url) cannot be reached, so nothing was changed; the lamps keep showing what they show. Try again when NATS is back"}
 	case errors.As(err, &ee):
 		switch ee.Code {
 		case http.StatusNotFound:

@@ -23,6 +23,7 @@ type Config struct {
 	Storage  Storage  `toml:"storage"`
 	Firmware Firmware `toml:"firmware"`
 	Log      Log      `toml:"log"`
+	Cluster  Cluster  `toml:"cluster"`
 }
 
 // Web configures the UI and HTTP API.
@@ -107,6 +108,15 @@ type Firmware struct {
 	DownloadAuth     bool   `toml:"download_auth" help:"false: /firmware.bin is served without a login on every port (the image holds the Wi-Fi credentials and lamp secret)"`
 }
 
+// Cluster puts the server's storage on NATS JetStream, shared with other
+// nodes (docs/cluster.md). Without NATSURL the server keeps everything in
+// storage.dir, alone.
+type Cluster struct {
+	NATSURL  string `toml:"nats_url" help:"NATS servers with JetStream, e.g. nats://host:4222 (comma-separated for several; nats://user:pass@host for a login); empty: one node, state on disk"`
+	Node     string `toml:"node" help:"this node's name, unique in the cluster; empty: the host name"`
+	Replicas int    `toml:"replicas" help:"JetStream copies of each bucket (1-5; 3 on a three-server NATS cluster)"`
+}
+
 // Log configures the server's own log.
 type Log struct {
 	Level  string `toml:"level" help:"log level: debug, info, warn or error"`
@@ -147,5 +157,6 @@ func Default() Config {
 		Storage:  Storage{Dir: "data"},
 		Firmware: Firmware{MaxSize: firmware.DefaultMaxSize, DownloadAuth: true},
 		Log:      Log{Level: "info", Format: "text"},
+		Cluster:  Cluster{Replicas: 1},
 	}
 }

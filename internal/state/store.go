@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -14,6 +15,27 @@ import (
 // Key is the display state's record in the storage bucket (state.json in
 // the data directory).
 const Key = "state"
+
+// decode reads a saved state and checks it as a change from the defaults
+// would be checked, so a record written by an older version, by hand or by
+// another node is held to the same rules as a request.
+func decode(data []byte) (State, error) {
+	var disk State
+	if err := json.Unmarshal(data, &disk); err != nil {
+		return State{}, err
+	}
+	loaded, err := Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
+		WeatherOverride: OverrideChange{Set: true, Value: disk.WeatherOverride}})
+	if err != nil {
+		return State{}, err
+	}
+	if disk.Weather.Code >= 1 && disk.Weather.Code <= 9 {
+		loaded.Weather = disk.Weather
+	}
+	loaded.UpdatedAt = disk.UpdatedAt
+	loaded.Packet = loaded.packet().String()
+	return loaded, nil
+}
 
 // PreviewFor is how long a weather preview shows after its last change:
 // long enough to look at the lamps, short enough that a preview somebody
@@ -33,6 +55,8 @@ type Store struct {
 
 	previewFor   time.Duration // PreviewFor; a field so tests can shorten it
 	previewTimer *time.Timer   // ends the preview at cur.PreviewEndsAt
+
+	rev uint64 // the record's revision cur came from
 }
 
 // Open loads the state from records (creating nothing until the first
@@ -43,26 +67,24 @@ func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*S
 		logger = slog.Default()
 	}
 	s := &Store{records: records, bus: bus, logger: logger, now: time.Now, cur: Default(), previewFor: PreviewFor}
-	var disk State
+	var disk json.RawMessage
 	var loaded State
 	check := func() (err error) {
-		loaded, err = Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
-			WeatherOverride: OverrideChange{Set: true, Value: disk.WeatherOverride}})
+		loaded, err = decode(disk)
 		return err
 	}
-	_, found, err := storage.LoadJSON(records, Key, &disk, check, logger, "display state")
+	rev, found, err := storage.LoadJSON(records, Key, &disk, check, logger, "display state")
 	if err != nil {
 		return nil, err
 	}
+	s.rev = rev
+	// Changes by another writer of the record (another node) follow as long
+	// as the process lives.
+	records.Watch(Key, s.follow)
 	if !found {
 		logger.Info("no saved display state; starting with the lamps off")
 		return s, nil
 	}
-	if disk.Weather.Code >= 1 && disk.Weather.Code <= 9 {
-		loaded.Weather = disk.Weather
-	}
-	loaded.UpdatedAt = disk.UpdatedAt
-	loaded.Packet = loaded.packet().String()
 	s.cur = loaded
 	// A preview found on disk (the server stopped during one) gets its
 	// full time from now, then ends like any other.
@@ -174,9 +196,17 @@ func (s *Store) SetWeather(w Weather) (State, error) {
 func (s *Store) commit(next State) (State, error) {
 	next.Packet = next.packet().String()
 	next.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
-	if _, err := storage.PutJSON(s.records, Key, next); err != nil {
+	rev, err := storage.PutJSON(s.records, Key, next)
+	if err != nil {
 		return s.cur, fmt.Errorf("save display state (nothing was changed): %w", err)
 	}
+	s.rev = rev
+	s.become(next)
+	return next, nil
+}
+
+// become makes next current and announces it; s.mu is held.
+func (s *Store) become(next State) {
 	s.cur = next
 	for _, fn := range s.watchers {
 		fn(next)
@@ -184,5 +214,27 @@ func (s *Store) commit(next State) (State, error) {
 	if s.bus != nil {
 		s.bus.Publish(events.Event{Type: events.TypeState, Time: next.UpdatedAt, Data: next})
 	}
-	return next, nil
+}
+
+// follow takes a change of the record that another writer made (another
+// node of a cluster sharing the storage): it becomes the state here too,
+// reaching this node's lamps. The store's own writes come back through the
+// watch as well, at a revision it already has, and are skipped.
+func (s *Store) follow(e storage.Entry) {
+	if e.Key != Key || e.Deleted {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Revision <= s.rev {
+		return
+	}
+	next, err := decode(e.Value)
+	if err != nil {
+		s.logger.Error("ignored a display state written elsewhere that is not valid", "revision", e.Revision, "err", err)
+		return
+	}
+	s.rev = e.Revision
+	s.become(next)
+	s.schedulePreviewEnd(true)
 }

@@ -344,3 +344,64 @@ func TestPreviewEndsByItself(t *testing.T) {
 	again.previewTimer.Stop()
 	again.mu.Unlock()
 }
+
+// TestAnotherWritersChangeBecomesCurrent: two stores on one bucket (two
+// nodes on shared storage): a change through one becomes the other's
+// state, reaches its watchers (its lamps) and its bus; its own writes are
+// not taken twice.
+func TestAnotherWritersChangeBecomesCurrent(t *testing.T) {
+	records := bucket(t, t.TempDir())
+	one, err := Open(records, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busTwo := events.NewBus()
+	two, err := Open(records, busTwo, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 8)
+	two.Watch(func(st State) { seen <- st.Packet })
+	<-seen // the current state, at once
+	sub := busTwo.Subscribe(8, events.TypeState)
+	if _, err := one.Apply(Change{Mode: ptr(ModeManual), Pulse: ptr(4)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-seen:
+		if p != "[cc:2:255,65,174:4]" {
+			t.Errorf("the other store's lamps got %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the change through one store never reached the other")
+	}
+	if e := <-sub.C; e.Data.(State).Pulse != 4 {
+		t.Errorf("the other store announced %+v", e.Data)
+	}
+	if _, err := two.Apply(Change{Pulse: ptr(5)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-seen:
+		if p != "[cc:2:255,65,174:5]" {
+			t.Errorf("its own change: %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("its own change did not reach its watchers")
+	}
+	select {
+	case p := <-seen:
+		t.Errorf("its own write came back through the watch: %s", p)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := one.Get().Pulse; got != 5 {
+		waitPulse := time.After(5 * time.Second)
+		for one.Get().Pulse != 5 {
+			select {
+			case <-waitPulse:
+				t.Fatalf("the first store did not follow: pulse %d", one.Get().Pulse)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+}

@@ -74,8 +74,9 @@ type Bucket interface {
 	// Keys lists the keys that start with prefix, sorted.
 	Keys(prefix string) ([]string, error)
 	// Watch calls fn with every later change of a key that starts with
-	// prefix, in the order of the changes, until stop is called. fn must
-	// not call back into the bucket.
+	// prefix, in the order of the changes, on a goroutine of its own (the
+	// writer does not wait for it), until stop is called; stop waits for a
+	// call under way to return.
 	Watch(prefix string, fn func(Entry)) (stop func())
 	// SetAside moves an unusable record out of the way, keeping its bytes
 	// for a person to look at, and says where they went.

@@ -33,10 +33,15 @@ const timeout = 5 * time.Second
 
 // Store is the JetStream side of storage: it opens buckets and object sets.
 type Store struct {
-	nc       *nats.Conn
-	js       jetstream.JetStream
-	replicas int
-	cache    string // where objects are kept once fetched (they are named by their digest)
+	nc *nats.Conn
+	js jetstream.JetStream
+	// reconnected is closed and replaced at every reconnect, so the
+	// watches start again from the last revision they saw: a watch does not
+	// survive a NATS server's restart by itself.
+	reconnectMu sync.Mutex
+	reconnected chan struct{}
+	replicas    int
+	cache       string // where objects are kept once fetched (they are named by their digest)
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -47,10 +52,18 @@ type Store struct {
 // nats://user:pass@host). replicas is how many copies JetStream keeps of
 // each bucket; cache is a local directory for fetched objects.
 func Open(url string, replicas int, cache string, opts ...nats.Option) (*Store, error) {
+	s := &Store{reconnected: make(chan struct{}), replicas: max(replicas, 1), cache: cache,
+		buckets: map[string]*bucket{}, objects: map[string]*objects{}}
 	opts = append([]nats.Option{
 		nats.Name("cloudcloud"),
 		nats.MaxReconnects(-1), // keep trying: a node outlives a NATS restart
 		nats.ReconnectWait(time.Second),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			s.reconnectMu.Lock()
+			close(s.reconnected)
+			s.reconnected = make(chan struct{})
+			s.reconnectMu.Unlock()
+		}),
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -65,8 +78,24 @@ func Open(url string, replicas int, cache string, opts ...nats.Option) (*Store, 
 		nc.Close()
 		return nil, fmt.Errorf("object cache: %w", err)
 	}
-	return &Store{nc: nc, js: js, replicas: max(replicas, 1), cache: cache,
-		buckets: map[string]*bucket{}, objects: map[string]*objects{}}, nil
+	s.nc, s.js = nc, js
+	return s, nil
+}
+
+// nextReconnect is closed at the next reconnect.
+func (s *Store) nextReconnect() <-chan struct{} {
+	s.reconnectMu.Lock()
+	defer s.reconnectMu.Unlock()
+	return s.reconnected
+}
+
+// connected says whether NATS can be reached now; a change is refused at
+// once while it cannot, instead of waiting for the call's timeout.
+func (s *Store) connected() error {
+	if s.nc.Status() != nats.CONNECTED {
+		return fmt.Errorf("%w: the connection is %s", storage.ErrUnavailable, strings.ToLower(s.nc.Status().String()))
+	}
+	return nil
 }
 
 // Close drops the connection.
@@ -102,7 +131,7 @@ func (s *Store) Bucket(name string) (storage.Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the %s bucket in JetStream: %w", streamName(name), unavailable(err))
 	}
-	b := &bucket{kv: kv, name: streamName(name)}
+	b := &bucket{kv: kv, name: streamName(name), store: s}
 	s.buckets[name] = b
 	return b, nil
 }
@@ -148,8 +177,9 @@ func natsKey(key string) string { return strings.ReplaceAll(key, "/", ".") }
 func ourKey(key string) string  { return strings.ReplaceAll(key, ".", "/") }
 
 type bucket struct {
-	kv   jetstream.KeyValue
-	name string
+	kv    jetstream.KeyValue
+	name  string
+	store *Store
 }
 
 func call() (context.Context, context.CancelFunc) {
@@ -176,6 +206,9 @@ func (b *bucket) Put(key string, value []byte) (uint64, error) {
 	if err := storage.CheckKey(key); err != nil {
 		return 0, err
 	}
+	if err := b.store.connected(); err != nil {
+		return 0, fmt.Errorf("write %s: %w", key, err)
+	}
 	ctx, cancel := call()
 	defer cancel()
 	rev, err := b.kv.Put(ctx, natsKey(key), value)
@@ -188,6 +221,9 @@ func (b *bucket) Put(key string, value []byte) (uint64, error) {
 func (b *bucket) Update(key string, value []byte, revision uint64) (uint64, error) {
 	if err := storage.CheckKey(key); err != nil {
 		return 0, err
+	}
+	if err := b.store.connected(); err != nil {
+		return 0, fmt.Errorf("write %s: %w", key, err)
 	}
 	ctx, cancel := call()
 	defer cancel()
@@ -253,34 +289,69 @@ func (b *bucket) Watch(prefix string, fn func(storage.Entry)) (stop func()) {
 		pattern = natsKey(prefix) + ">"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	// The first watch starts before Watch returns, so no change made after
+	// it is missed; later ones resume from the last revision passed on.
+	reconnect := b.store.nextReconnect()
 	w, err := b.kv.Watch(ctx, pattern, jetstream.UpdatesOnly())
-	if err != nil {
-		cancel()
-		return func() {}
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for e := range w.Updates() {
-			if e == nil {
-				continue // the end of the initial values, of which there are none
+		var last uint64 // the newest revision passed on
+		for ctx.Err() == nil {
+			if err == nil {
+				b.follow(ctx, w, reconnect, prefix, &last, fn)
+				_ = w.Stop()
+			} else {
+				select { // NATS is away: try again when it is back
+				case <-ctx.Done():
+				case <-reconnect:
+				case <-time.After(time.Second):
+				}
 			}
-			key := ourKey(e.Key())
-			if !strings.HasPrefix(key, prefix) {
-				continue
+			reconnect = b.store.nextReconnect()
+			opt := jetstream.UpdatesOnly()
+			if last > 0 {
+				opt = jetstream.ResumeFromRevision(last + 1) // what came while it was away
 			}
-			deleted := e.Operation() != jetstream.KeyValuePut
-			entry := storage.Entry{Key: key, Revision: e.Revision(), Deleted: deleted}
-			if !deleted {
-				entry.Value = e.Value()
-			}
-			fn(entry)
+			w, err = b.kv.Watch(ctx, pattern, opt)
 		}
 	}()
 	return func() {
-		_ = w.Stop()
 		cancel()
 		<-done
+	}
+}
+
+// follow passes a watch's updates to fn until ctx ends, the watch ends, or
+// the connection comes back after a loss (then the caller watches again).
+func (b *bucket) follow(ctx context.Context, w jetstream.KeyWatcher, reconnect <-chan struct{}, prefix string, last *uint64, fn func(storage.Entry)) {
+	for {
+		var e jetstream.KeyValueEntry
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return
+		case <-reconnect:
+			return
+		case e, ok = <-w.Updates():
+			if !ok {
+				return
+			}
+		}
+		if e == nil || e.Revision() <= *last {
+			continue // the end of the initial values, or one already passed on
+		}
+		*last = e.Revision()
+		key := ourKey(e.Key())
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		deleted := e.Operation() != jetstream.KeyValuePut
+		entry := storage.Entry{Key: key, Revision: e.Revision(), Deleted: deleted}
+		if !deleted {
+			entry.Value = e.Value()
+		}
+		fn(entry)
 	}
 }
 
