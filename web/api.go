@@ -32,6 +32,7 @@ func stateFields(ch *state.Change) []field {
 	return []field{
 		{"mode", &ch.Mode, `"off", "weather" or "manual"`},
 		{"color", &ch.Color, `a string like "#ff41ae", "rgb(255,65,174)" or "255,65,174"`},
+		{"brightness", &ch.Brightness, "a whole number 0-100 (percent; 100 = full)"},
 		{"pulse", &ch.Pulse, "a whole number 0-9 (0 = steady)"},
 		{"weather_override", &ch.WeatherOverride, `null or {"code": 1-9, "intensity": 0-10}`},
 	}
@@ -44,7 +45,7 @@ func decodeChange(body []byte) (state.Change, error) {
 		return ch, err
 	}
 	if ch.Empty() {
-		return ch, errorf(http.StatusBadRequest, "nothing to change: send any of mode, color, pulse, weather_override")
+		return ch, errorf(http.StatusBadRequest, "nothing to change: send any of mode, color, brightness, pulse, weather_override")
 	}
 	return ch, nil
 }

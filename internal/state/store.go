@@ -35,10 +35,11 @@ func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*S
 		logger = slog.Default()
 	}
 	s := &Store{records: records, bus: bus, logger: logger, now: time.Now, cur: Default()}
-	var disk State
+	// A state saved before brightness existed has none: full brightness.
+	disk := State{Brightness: DefaultBrightness}
 	var loaded State
 	check := func() (err error) {
-		loaded, err = Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
+		loaded, err = Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Brightness: &disk.Brightness, Pulse: &disk.Pulse,
 			WeatherOverride: OverrideChange{Set: true, Value: disk.WeatherOverride}})
 		return err
 	}
