@@ -65,6 +65,12 @@ type Options struct {
 	Logger   *slog.Logger
 	noPoller bool // tests: use the fallback reader
 
+	// OnLamp, if set, is told when a lamp's connection has authenticated
+	// (and got its display packet) and when it ended; the lamp registry
+	// keeps its lamps from it. It runs on the connection's goroutine and
+	// must be quick.
+	OnLamp func(LampSeen)
+
 	// OnFanout, if set, is told how long each display change took to reach
 	// every lamp (or be superseded there); for metrics and the load tool.
 	OnFanout func(lamps int, d time.Duration)
@@ -293,6 +299,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// on the gateway sets its own.
 	_ = raw.SetDeadline(time.Time{})
 	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
+	params := ParseLampParams(r.URL.RawQuery)
+	for _, p := range params.Ignored {
+		g.log.Info("lamp URL parameter ignored", "remote", remote, "reason", p)
+	}
+	id := params.Lamp
+	if id == "" {
+		id = ip
+	}
+	l.lampID.Store(&id)
+	l.firmware = params.Firmware
 	if sc, ok := raw.(syscall.Conn); ok {
 		l.rc, _ = sc.SyscallConn()
 	}
@@ -384,6 +400,9 @@ func (g *Gateway) forget(l *lamp, why string) {
 	}
 	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", why)
 	i := g.info(l, g.debugFor(l))
+	if i.Authenticated && g.opt.OnLamp != nil {
+		g.opt.OnLamp(LampSeen{Lamp: i.LampID, FirmwareVersion: l.firmware, Online: false, Time: time.Now().UTC()})
+	}
 	if i.Authenticated {
 		// Remember the lamp that left, so a person sees it offline and why,
 		// until it comes back.
@@ -467,6 +486,7 @@ func (l *lamp) handshake() string {
 	g.refusals.Succeed(ip)
 	if name != "" {
 		l.name.Store(&name)
+		l.lampID.Store(&name)
 	}
 	if err := l.writeNow(okFrame); err != nil {
 		g.stats.HandshakesFailed.Add(1)
@@ -478,14 +498,18 @@ func (l *lamp) handshake() string {
 	l.phase.Store(int32(stageAuthenticated))
 	g.stats.HandshakesOK.Add(1)
 	g.stats.Lamps.Add(1)
-	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "remote", l.remote)
+	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "id", l.LampID(), "firmware", l.firmware, "remote", l.remote)
 	g.mu.Lock()
-	delete(g.offline, lampKey(l.Name(), l.remote))
+	delete(g.offline, l.LampID())
 	g.mu.Unlock()
 	g.publishDevice(l, EventAuthenticated)
-	// Joining the hub queues the current display packet atomically with
-	// respect to broadcasts: no change can slip between "current" and "next".
+	// Joining the hub queues the current display packet (the lamp's own, or
+	// the shared one) atomically with respect to changes: none can slip
+	// between "current" and "next".
 	g.hub.add(l, g.debugFor(l))
+	if g.opt.OnLamp != nil {
+		g.opt.OnLamp(LampSeen{Lamp: l.LampID(), FirmwareVersion: l.firmware, Online: true, Time: time.Now().UTC()})
+	}
 	return ""
 }
 
@@ -540,6 +564,39 @@ func (g *Gateway) SetDisplay(p protocol.Packet) error {
 	return nil
 }
 
+// SetLampDisplay gives lamp id a display packet of its own, sent to its
+// connections only (now, and whenever it connects), until FollowShared.
+func (g *Gateway) SetLampDisplay(id string, p protocol.Packet) error {
+	if !p.Kind.IsDisplay() {
+		return fmt.Errorf("device: %s is a command, not a display packet", p)
+	}
+	g.hub.setOwn(id, textFrame(p.Bytes()), g.opt.OnFanout)
+	return nil
+}
+
+// FollowShared makes lamp id show the shared display packet again; with no
+// ids, every lamp.
+func (g *Gateway) FollowShared(ids ...string) {
+	if len(ids) == 0 {
+		g.hub.followAll()
+		return
+	}
+	for _, id := range ids {
+		g.hub.setOwn(id, nil, nil)
+	}
+}
+
+// LampDevices lists the connections of lamp id that have authenticated.
+func (g *Gateway) LampDevices(id string) []Info {
+	conns := g.hub.connsOf(id)
+	out := make([]Info, 0, len(conns))
+	for _, l := range conns {
+		out = append(out, g.info(l, g.debugFor(l)))
+	}
+	slices.SortFunc(out, func(a, b Info) int { return a.ConnectedAt.Compare(b.ConnectedAt) })
+	return out
+}
+
 // UnknownDeviceError names lamps a command was meant for that are not connected.
 type UnknownDeviceError struct{ IDs []string }
 
@@ -566,7 +623,7 @@ func (g *Gateway) targets(ids []string) ([]*lamp, error) {
 	for _, id := range ids {
 		found := false
 		for _, l := range all {
-			if l.id == id || l.Name() == id && id != "" {
+			if l.id == id || id != "" && (l.Name() == id || l.LampID() == id) {
 				if !slices.Contains(out, l) {
 					out = append(out, l)
 				}
@@ -793,6 +850,10 @@ type Info struct {
 	Debug           bool      `json:"debug"`
 	PacketsSent     uint64    `json:"packets_sent"`
 	PacketsReceived uint64    `json:"packets_received"`
+	// LampID is the lamp the connection belongs to (API.md "Lamps").
+	LampID string `json:"lamp"`
+	// FirmwareVersion is what the lamp said it runs (?fw=), when it did.
+	FirmwareVersion string `json:"firmware_version,omitempty"`
 	Phase           Phase     `json:"phase"`
 	Event           Event     `json:"event,omitempty"` // in a device event: what just happened
 	// For a lamp that left: when and why.
@@ -801,15 +862,25 @@ type Info struct {
 }
 
 // Lamp is how a lamp is recognised across reconnects, when its connection
-// id changes: its name when it used a named secret, else its address
-// without the port (so unnamed lamps behind one address look like one).
-func (i Info) Lamp() string { return lampKey(i.Name, i.RemoteAddr) }
-
-func lampKey(name, remote string) string {
-	if name != "" {
-		return name
+// id changes: its id (API.md "Lamps"), or for an Info made without one,
+// its name, else its address without the port.
+func (i Info) Lamp() string {
+	switch {
+	case i.LampID != "":
+		return i.LampID
+	case i.Name != "":
+		return i.Name
 	}
-	return realip.IP(remote)
+	return realip.IP(i.RemoteAddr)
+}
+
+// LampSeen tells the lamp registry (Options.OnLamp) that a lamp's
+// connection came or went.
+type LampSeen struct {
+	Lamp            string // its id (API.md "Lamps")
+	FirmwareVersion string // from ?fw=; "" when it sent none
+	Online          bool   // false: this connection ended
+	Time            time.Time
 }
 
 func (g *Gateway) info(l *lamp, debug bool) Info {
@@ -819,12 +890,23 @@ func (g *Gateway) info(l *lamp, debug bool) Info {
 		ConnectedAt:     l.connectedAt,
 		LastSeen:        time.Unix(0, l.lastSeen.Load()).UTC(),
 		Authenticated:   phase >= stageAuthenticated,
-		Synchronized:    phase >= stageSynchronized && l.synced.Load() == g.hub.gen.Load(),
+		Synchronized:    phase >= stageSynchronized && l.synced.Load() == g.wantGen(l),
 		Debug:           debug,
 		PacketsSent:     l.sent.Load(),
 		PacketsReceived: l.received.Load(),
 		Phase:           phase.phase(),
+		LampID:          l.LampID(),
+		FirmwareVersion: l.firmware,
 	}
+}
+
+// wantGen is the generation of the display packet l should have written:
+// its lamp's own, else the shared one.
+func (g *Gateway) wantGen(l *lamp) uint64 {
+	if gen := l.ownGen.Load(); gen != 0 {
+		return gen
+	}
+	return g.hub.gen.Load()
 }
 
 // Devices lists every open lamp connection, oldest first.

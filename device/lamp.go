@@ -92,6 +92,11 @@ type lamp struct {
 	connectedAt time.Time
 
 	name     atomic.Pointer[string] // set once at authentication
+	// lampID is the lamp this connection belongs to (API.md "Lamps"): the
+	// ?lamp= parameter or the address from the upgrade on, the named
+	// secret's name once authenticated.
+	lampID   atomic.Pointer[string]
+	firmware string // the ?fw= parameter, "" when none was sent
 	phase    atomic.Int32
 	lastSeen atomic.Int64 // unix nanoseconds
 	sent     atomic.Uint64
@@ -104,7 +109,9 @@ type lamp struct {
 	debugSet bool // guarded by gw.mu: a per-connection debug choice (anonymous lamps)
 	debugOn  bool
 
-	hubIndex int // guarded by hub.mu; -1 when not in the hub
+	hubIndex int           // guarded by hub.mu; -1 when not in the hub
+	own      bool          // guarded by hub.mu: shows its lamp's own packet, not the shared one
+	ownGen   atomic.Uint64 // generation of its own packet; 0 while it follows the shared one
 
 	mu         sync.Mutex
 	display    *broadcast // newest display packet not yet written
@@ -121,6 +128,14 @@ type lamp struct {
 
 func (l *lamp) Name() string {
 	if p := l.name.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// LampID is the id of the lamp this connection belongs to.
+func (l *lamp) LampID() string {
+	if p := l.lampID.Load(); p != nil {
 		return *p
 	}
 	return ""
