@@ -854,8 +854,8 @@ type Info struct {
 	LampID string `json:"lamp"`
 	// FirmwareVersion is what the lamp said it runs (?fw=), when it did.
 	FirmwareVersion string `json:"firmware_version,omitempty"`
-	Phase           Phase     `json:"phase"`
-	Event           Event     `json:"event,omitempty"` // in a device event: what just happened
+	Phase           Phase  `json:"phase"`
+	Event           Event  `json:"event,omitempty"` // in a device event: what just happened
 	// For a lamp that left: when and why.
 	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
 	Reason         string     `json:"reason,omitempty"`

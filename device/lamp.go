@@ -91,7 +91,7 @@ type lamp struct {
 	remote      string
 	connectedAt time.Time
 
-	name     atomic.Pointer[string] // set once at authentication
+	name atomic.Pointer[string] // set once at authentication
 	// lampID is the lamp this connection belongs to (API.md "Lamps"): the
 	// ?lamp= parameter or the address from the upgrade on, the named
 	// secret's name once authenticated.
