@@ -401,7 +401,7 @@ func (g *Gateway) forget(l *lamp, why string) {
 	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", why)
 	i := g.info(l, g.debugFor(l))
 	if i.Authenticated && g.opt.OnLamp != nil {
-		g.opt.OnLamp(LampSeen{Lamp: i.LampID, FirmwareVersion: l.firmware, Online: false, Time: time.Now().UTC()})
+		g.opt.OnLamp(LampSeen{Lamp: i.LampID, Addr: realip.IP(l.remote), FirmwareVersion: l.firmware, Online: false, Time: time.Now().UTC()})
 	}
 	if i.Authenticated {
 		// Remember the lamp that left, so a person sees it offline and why,
@@ -508,7 +508,7 @@ func (l *lamp) handshake() string {
 	// between "current" and "next".
 	g.hub.add(l, g.debugFor(l))
 	if g.opt.OnLamp != nil {
-		g.opt.OnLamp(LampSeen{Lamp: l.LampID(), FirmwareVersion: l.firmware, Online: true, Time: time.Now().UTC()})
+		g.opt.OnLamp(LampSeen{Lamp: l.LampID(), Addr: realip.IP(l.remote), FirmwareVersion: l.firmware, Online: true, Time: time.Now().UTC()})
 	}
 	return ""
 }
@@ -878,6 +878,7 @@ func (i Info) Lamp() string {
 // connection came or went.
 type LampSeen struct {
 	Lamp            string // its id (API.md "Lamps")
+	Addr            string // its IP address
 	FirmwareVersion string // from ?fw=; "" when it sent none
 	Online          bool   // false: this connection ended
 	Time            time.Time

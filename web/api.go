@@ -116,6 +116,7 @@ type commandRequest struct {
 	Command string   `json:"command"`
 	On      *bool    `json:"on"`
 	Devices []string `json:"devices"`
+	Lamps   []string `json:"lamps"`
 }
 
 // commandResult is its answer.
@@ -134,7 +135,11 @@ func (s *Server) postCommand(c echo.Context) error {
 		{"command", &req.Command, `"reset", "update" or "debug"`},
 		{"on", &req.On, "true or false"},
 		{"devices", &req.Devices, `a list of lamp ids or names, like ["d-7f3a"]`},
+		{"lamps", &req.Lamps, `a list of lamp ids, like ["bedroom"]`},
 	}); err != nil {
+		return err
+	}
+	if err := s.lampTargets(req.Lamps); err != nil {
 		return err
 	}
 	for i, id := range req.Devices {
@@ -142,7 +147,9 @@ func (s *Server) postCommand(c echo.Context) error {
 			return errorf(http.StatusBadRequest, "devices[%d] is empty; give a lamp id or name, or leave devices out for every lamp", i)
 		}
 	}
-	res, err := s.runCommand(req.Command, req.On, req.Devices)
+	// A lamp id reaches every connection of that lamp (the gateway knows
+	// connections by their lamp's id too).
+	res, err := s.runCommand(req.Command, req.On, append(req.Devices, req.Lamps...))
 	if err != nil {
 		return err
 	}
