@@ -94,6 +94,7 @@ type RolloutService interface {
 // EventSource is the event bus (events.Bus).
 type EventSource interface {
 	Subscribe(buffer int, types ...events.Type) *events.Subscription
+	SubscribeCoalesced(key func(events.Event) string, types ...events.Type) *events.Coalesced
 }
 
 // Options configures the web port.
