@@ -26,12 +26,12 @@ import (
 
 // Options configure a simulated lamp.
 type Options struct {
-	URL    string    // ws://host:8080/ or wss://...
-	Secret string    // the lamp secret (shared or named)
-	Name   string    // a label for this lamp's output lines
+	URL    string // ws://host:8080/ or wss://...
+	Secret string // the lamp secret (shared or named)
+	Name   string // a label for this lamp's output lines
 	// Lamp, when set, is sent as ?lamp= (PROTOCOL.md "Transport"): the id
 	// the server knows the lamp by with the shared secret.
-	Lamp string
+	Lamp   string
 	Out    io.Writer // where packets are shown
 	In     io.Reader // lines typed here are sent as "d:<line>"; nil for none
 	Color  bool      // draw true-colour swatches (a terminal that supports them)
