@@ -41,6 +41,7 @@ func (h *hub) add(l *lamp, debug bool) {
 	l.hubIndex = len(h.lamps)
 	h.lamps = append(h.lamps, l)
 	id := l.LampID()
+	l.lampIndex = len(h.byLamp[id])
 	h.byLamp[id] = append(h.byLamp[id], l)
 	b, own := h.packetFor(id, 1, nil)
 	l.follow(own, b.gen)
@@ -98,16 +99,15 @@ func (h *hub) removeLocked(l *lamp) {
 	h.lamps[last] = nil
 	h.lamps = h.lamps[:last]
 	l.hubIndex = -1
+	// The same O(1) move among the lamp's connections: thousands of lamps
+	// behind one address, with no ?lamp=, are one lamp.
 	id := l.LampID()
 	conns := h.byLamp[id]
-	for j, c := range conns {
-		if c == l {
-			conns[j] = conns[len(conns)-1]
-			conns[len(conns)-1] = nil
-			conns = conns[:len(conns)-1]
-			break
-		}
-	}
+	j, last := l.lampIndex, len(conns)-1
+	conns[j] = conns[last]
+	conns[j].lampIndex = j
+	conns[last] = nil
+	conns = conns[:last]
 	if len(conns) == 0 {
 		delete(h.byLamp, id)
 	} else {

@@ -109,9 +109,10 @@ type lamp struct {
 	debugSet bool // guarded by gw.mu: a per-connection debug choice (anonymous lamps)
 	debugOn  bool
 
-	hubIndex int           // guarded by hub.mu; -1 when not in the hub
-	own      bool          // guarded by hub.mu: shows its lamp's own packet, not the shared one
-	ownGen   atomic.Uint64 // generation of its own packet; 0 while it follows the shared one
+	hubIndex  int           // guarded by hub.mu; -1 when not in the hub
+	lampIndex int           // guarded by hub.mu: its place among its lamp's connections
+	own       bool          // guarded by hub.mu: shows its lamp's own packet, not the shared one
+	ownGen    atomic.Uint64 // generation of its own packet; 0 while it follows the shared one
 
 	mu         sync.Mutex
 	display    *broadcast // newest display packet not yet written

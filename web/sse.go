@@ -39,7 +39,7 @@ func burstKey(e events.Event) string {
 	switch d := e.Data.(type) {
 	case device.Info:
 		return "device/" + d.ID
-	case lamps.Lamp:
+	case lamps.Changed:
 		return "lamp/" + d.ID
 	}
 	return string(e.Type)
@@ -138,7 +138,7 @@ func (s *Server) events(c echo.Context) error {
 		case <-due:
 			due, lastBurst = nil, time.Now()
 			for _, e := range burst.Take() {
-				if err := writeEvent(&buf, string(e.Type), e.Data); err != nil {
+				if err := writeEvent(&buf, string(e.Type), s.burstData(e)); err != nil {
 					s.log.Error("event could not be encoded; skipped", "type", e.Type, "err", err)
 				}
 			}
@@ -168,6 +168,25 @@ func (s *Server) events(c echo.Context) error {
 			return nil
 		}
 	}
+}
+
+// burstData is what a coalesced event carries: a device event its device
+// object; a lamp event the lamp object as it is now (or, for a lamp that
+// is gone, its id with "forgotten": true).
+func (s *Server) burstData(e events.Event) any {
+	c, ok := e.Data.(lamps.Changed)
+	if !ok || s.deps.Lamps == nil {
+		return e.Data
+	}
+	if !c.Forgotten {
+		if l, err := s.deps.Lamps.Lamp(c.ID); err == nil {
+			return l
+		}
+	}
+	return struct {
+		ID        string `json:"id"`
+		Forgotten bool   `json:"forgotten"`
+	}{c.ID, true}
 }
 
 // weatherData is what a weather event carries: the poller's current Report,

@@ -19,7 +19,7 @@ const (
 	TypeState          Type = "state"           // state.Store: the display state (a state.State)
 	TypeDevice         Type = "device"          // device.Gateway: a lamp connection changed (a device.Info)
 	TypeDevices        Type = "devices"         // the SSE stream's snapshot of every lamp on connect
-	TypeLamp           Type = "lamp"            // lamps.Registry: a lamp changed (a lamps.Lamp)
+	TypeLamp           Type = "lamp"            // lamps.Registry: a lamp changed (a lamps.Changed; the SSE stream sends the lamp object)
 	TypeLamps          Type = "lamps"           // the SSE stream's snapshot of every known lamp on connect
 	TypeLog            Type = "log"             // device.Gateway: a debug log line
 	TypeWeather        Type = "weather"         // the weather poller: a new report

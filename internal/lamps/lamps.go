@@ -42,8 +42,16 @@ type Lamp struct {
 	LastSeen        time.Time     `json:"last_seen"`
 	FirmwareVersion string        `json:"firmware_version"`
 	Devices         []device.Info `json:"devices"`
-	// Forgotten is set only in the lamp event of a lamp a person forgot.
-	Forgotten bool `json:"forgotten,omitempty"`
+}
+
+// Changed is what the registry publishes on the bus (events.TypeLamp): the
+// id of a lamp that changed. The lamp object is made by whoever shows it,
+// when it does (the SSE stream, coalesced): thousands of lamps connecting
+// behind one address are one lamp with thousands of connections, and
+// listing them for each connection would cost the square of their number.
+type Changed struct {
+	ID        string
+	Forgotten bool // a person forgot it
 }
 
 // record is a lamp on disk.
@@ -369,10 +377,10 @@ func (r *Registry) view(e *entry) Lamp {
 	return l
 }
 
-// publish announces e; r.mu is held.
+// publish announces that e changed; r.mu is held.
 func (r *Registry) publish(e *entry) {
 	if r.opt.Bus != nil {
-		r.opt.Bus.Publish(events.Event{Type: events.TypeLamp, Data: r.view(e)})
+		r.opt.Bus.Publish(events.Event{Type: events.TypeLamp, Data: Changed{ID: e.rec.ID}})
 	}
 }
 
@@ -524,7 +532,7 @@ func (r *Registry) Forget(id string) error {
 		r.gw.FollowShared(id)
 	}
 	if r.opt.Bus != nil {
-		r.opt.Bus.Publish(events.Event{Type: events.TypeLamp, Data: Lamp{ID: id, State: r.shared, Devices: []device.Info{}, Forgotten: true}})
+		r.opt.Bus.Publish(events.Event{Type: events.TypeLamp, Data: Changed{ID: id, Forgotten: true}})
 	}
 	r.log.Info("lamp forgotten", "lamp", id)
 	return nil
