@@ -64,7 +64,9 @@ type env struct {
 	bus    *events.Bus
 }
 
-func open(t *testing.T, dir string) *env {
+func open(t *testing.T, dir string) *env { return openWith(t, dir) }
+
+func openWith(t testing.TB, dir string) *env {
 	t.Helper()
 	d, err := storage.OpenDir(dir)
 	if err != nil {
