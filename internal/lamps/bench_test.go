@@ -62,4 +62,3 @@ func BenchmarkRegistry(b *testing.B) {
 	b.ReportMetric(float64(size)/1024, "disk-KiB")
 	b.ReportMetric(float64(size)/float64(n), "disk-B/lamp")
 }
-
