@@ -256,7 +256,7 @@ func TestCommands(t *testing.T) {
 		{"on of the wrong type", `{"command": "debug", "on": "yes"}`, "on must be true or false", nil},
 		{"devices not a list", `{"command": "reset", "devices": "d-1"}`, "devices must be a list of lamp ids", nil},
 		{"empty device id", `{"command": "reset", "devices": [""]}`, "devices[0] is empty", nil},
-		{"unknown field", `{"command": "reset", "lamps": []}`, `unknown field "lamps"`, nil},
+		{"unknown field", `{"command": "reset", "targets": []}`, `unknown field "targets"`, nil},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
