@@ -49,7 +49,7 @@ type Options struct {
 	// each as a lamp of its own; without it the lamps of one source
 	// address are one lamp.
 	Named bool
-	Log      io.Writer     // progress lines; nil = none
+	Log   io.Writer // progress lines; nil = none
 }
 
 // Result holds the figures; durations are in milliseconds for JSON readers.
