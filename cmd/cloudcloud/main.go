@@ -230,6 +230,7 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Changes, "changes", 50, "display changes to make (0: only connect and measure memory)")
 	fs.DurationVar(&o.Every, "every", 200*time.Millisecond, "one display change every ...")
 	fs.IntVar(&o.Stuck, "stuck", 0, "lamps that stop reading after the handshake")
+	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "wait this long after connecting before reading memory and changing the state")
 	fs.BoolVar(&o.Named, "named", false, "give each lamp an id of its own (?lamp=bench-N), as lamps with their own secrets or ?lamp= are")
 	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
 	report := fs.String("report", "", "instead of measuring, render BENCHMARKS.md from the JSON results in this directory")
