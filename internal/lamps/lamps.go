@@ -137,6 +137,7 @@ type Registry struct {
 	writes sync.Mutex
 	mu     sync.Mutex
 	lamps  map[string]*entry
+	owned  map[string]bool // the ids of the lamps with a state of their own
 	epoch  uint64
 	shared state.State // as last announced by the shared store
 	gw     Gateway
@@ -163,7 +164,7 @@ func Open(opt Options) (*Registry, error) {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	r := &Registry{opt: opt, log: opt.Logger, lamps: map[string]*entry{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+	r := &Registry{opt: opt, log: opt.Logger, lamps: map[string]*entry{}, owned: map[string]bool{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 	var ep epochRecord
 	if _, _, err := storage.LoadJSON(opt.Records, EpochKey, &ep, nil, r.log, "lamp epoch"); err != nil {
 		return nil, err
@@ -204,6 +205,7 @@ func Open(opt Options) (*Registry, error) {
 		e := &entry{rec: rec}
 		if own != nil && rec.Epoch == r.epoch {
 			e.own = own
+			r.owned[rec.ID] = true
 		} else if !rec.FollowsShared {
 			// The shared state changed after its own was set.
 			e.rec.FollowsShared, e.rec.State, e.dirty = true, nil, true
@@ -307,10 +309,8 @@ func (r *Registry) sharedChanged(st state.State) {
 	if !weatherChanged {
 		return
 	}
-	for id, e := range r.lamps {
-		if e.own == nil {
-			continue
-		}
+	for id := range r.owned {
+		e := r.lamps[id]
 		next := withWeather(*e.own, st.Weather, e.own.UpdatedAt)
 		changed := next.Packet != e.own.Packet
 		e.own = &next
@@ -417,6 +417,7 @@ func (r *Registry) SetState(id string, c state.Change) (state.State, error) {
 		return base, fmt.Errorf("save lamp %q (nothing was changed): %w", id, err)
 	}
 	e.rec, e.own, e.dirty = rec, &next, false
+	r.owned[id] = true
 	if r.gw != nil {
 		_ = r.gw.SetLampDisplay(id, next.DisplayPacket())
 	}
@@ -440,11 +441,9 @@ func (r *Registry) Apply(c state.Change) (state.State, error) {
 		return r.opt.Shared.Get(), err
 	}
 	r.mu.Lock()
-	var own []string
-	for id, e := range r.lamps {
-		if e.own != nil {
-			own = append(own, id)
-		}
+	own := make([]string, 0, len(r.owned))
+	for id := range r.owned {
+		own = append(own, id)
 	}
 	epoch := r.epoch
 	r.mu.Unlock()
@@ -474,6 +473,7 @@ func (r *Registry) Apply(c state.Change) (state.State, error) {
 		// The record on disk is of an older epoch now, so it already reads
 		// as "follows"; the flusher tidies it up.
 		e.own, e.rec.FollowsShared, e.rec.State, e.rec.Epoch, e.dirty = nil, true, nil, 0, true
+		delete(r.owned, id)
 		r.publish(e)
 	}
 	if r.gw != nil {
@@ -528,6 +528,7 @@ func (r *Registry) Forget(id string) error {
 		return fmt.Errorf("forget lamp %q (nothing was changed): %w", id, err)
 	}
 	delete(r.lamps, id)
+	delete(r.owned, id)
 	if r.gw != nil && e.own != nil {
 		r.gw.FollowShared(id)
 	}
