@@ -2,10 +2,12 @@ package lamps
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -214,5 +216,33 @@ func TestForgetAndCorruptRecords(t *testing.T) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(dir, "lamps", "*.corrupt-*")); len(m) != 3 {
 		t.Errorf("set aside: %v", m)
+	}
+}
+
+// TestFirmwareAndEvents: the updater's version is kept for the lamp last
+// seen at its address; every change of a lamp is announced by id.
+func TestFirmwareAndEvents(t *testing.T) {
+	e := open(t, t.TempDir())
+	sub := e.bus.Subscribe(64, events.TypeLamp)
+	seen(e, "bedroom", true) // from 192.0.2.7
+	e.reg.Seen(device.LampSeen{Lamp: "porch", Addr: "192.0.2.8", FirmwareVersion: "1.0", Online: true, Time: time.Now()})
+	e.reg.FirmwareFromAddress("192.0.2.7", "2.1.0")
+	if l, _ := e.reg.Lamp("bedroom"); l.FirmwareVersion != "2.1.0" {
+		t.Errorf("bedroom runs %q", l.FirmwareVersion)
+	}
+	if l, _ := e.reg.Lamp("porch"); l.FirmwareVersion != "1.0" {
+		t.Errorf("porch runs %q", l.FirmwareVersion)
+	}
+	e.reg.SetLabel("porch", "Porch")
+	seen(e, "bedroom", false)
+	e.reg.Forget("bedroom")
+	var got []string
+	for range 6 {
+		c := (<-sub.C).Data.(Changed)
+		got = append(got, fmt.Sprintf("%s/%v", c.ID, c.Forgotten))
+	}
+	want := "bedroom/false porch/false bedroom/false porch/false bedroom/false bedroom/true"
+	if strings.Join(got, " ") != want {
+		t.Errorf("events %v, want %s", got, want)
 	}
 }
