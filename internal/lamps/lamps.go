@@ -547,7 +547,7 @@ func (r *Registry) flushLoop() {
 	for {
 		select {
 		case <-t.C:
-			r.flush()
+			r.flush(time.Time{})
 		case <-r.stop:
 			return
 		}
@@ -556,7 +556,8 @@ func (r *Registry) flushLoop() {
 
 // flush writes the dirty records, one at a time, each under r.writes so a
 // change by a person and the flusher never write one lamp out of order.
-func (r *Registry) flush() {
+// With a deadline it stops there and says how many it left.
+func (r *Registry) flush(deadline time.Time) {
 	r.mu.Lock()
 	var ids []string
 	for id, e := range r.lamps {
@@ -566,7 +567,11 @@ func (r *Registry) flush() {
 	}
 	r.mu.Unlock()
 	var errs []error
-	for _, id := range ids {
+	for i, id := range ids {
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			r.log.Warn("stopped saving lamps at the deadline; their last-seen times (and lamps seen for the first time) are not on disk", "left", len(ids)-i)
+			break
+		}
 		r.writes.Lock()
 		r.mu.Lock()
 		e := r.lamps[id]
@@ -598,12 +603,17 @@ func (r *Registry) flush() {
 	r.failing = len(errs) > 0
 }
 
-// Close stops the flusher and writes what is still unwritten; call it after
-// the gateway has shut down, so the lamps' last-seen times are final.
+// closeBudget bounds the last flush: after thousands of lamps left at
+// once, writing each one's last-seen time must not hold up a shutdown.
+const closeBudget = 2 * time.Second
+
+// Close stops the flusher and writes what is still unwritten, for at most
+// closeBudget; call it after the gateway has shut down, so the lamps'
+// last-seen times are final.
 func (r *Registry) Close() {
 	r.stopOnce.Do(func() {
 		close(r.stop)
 		<-r.stopped
-		r.flush()
+		r.flush(time.Now().Add(closeBudget))
 	})
 }
