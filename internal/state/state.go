@@ -1,6 +1,8 @@
-// Package state owns the display state: what every lamp shows. One Store holds
-// it; a change is validated, applied, written to disk, and only then
-// announced, so a 2xx answer means the change survives a crash.
+// Package state owns the shared display state: what every lamp shows that
+// has no state of its own (internal/lamps keeps those, as State values
+// too). One Store holds it; a change is validated, applied, written to
+// disk, and only then announced, so a 2xx answer means the change survives
+// a crash.
 package state
 
 import (
