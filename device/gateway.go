@@ -308,6 +308,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = ip
 	}
 	l.lampID.Store(&id)
+	l.askedID = params.Lamp != ""
 	l.firmware = params.Firmware
 	if sc, ok := raw.(syscall.Conn); ok {
 		l.rc, _ = sc.SyscallConn()
@@ -669,8 +670,9 @@ func (g *Gateway) send(lamps []*lamp, c command) []string {
 }
 
 // SetDebug switches debug logging on or off for the chosen lamps, or for all
-// lamps (now and later) when ids is empty. A named lamp keeps its switch
-// across reconnects; an anonymous one for this connection only.
+// lamps (now and later) when ids is empty. A lamp with a named secret or a
+// ?lamp= id keeps its switch across reconnects; one known only by its
+// address, for this connection only.
 func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	lamps, err := g.targets(ids)
 	if err != nil {
@@ -685,8 +687,8 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 		clear(names)
 	}
 	for _, l := range lamps {
-		if name := l.Name(); len(ids) > 0 && name != "" {
-			names[name] = on
+		if key := l.debugKey(); len(ids) > 0 && key != "" {
+			names[key] = on
 		}
 	}
 	if err := g.saveDebug(all, names); err != nil {
@@ -697,7 +699,7 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	for _, l := range lamps {
 		if len(ids) == 0 {
 			l.debugSet = false
-		} else if l.Name() == "" {
+		} else if l.debugKey() == "" {
 			l.debugSet, l.debugOn = true, on
 		}
 	}
@@ -720,7 +722,7 @@ func (g *Gateway) debugLocked(l *lamp) bool {
 	if l.debugSet {
 		return l.debugOn
 	}
-	if on, ok := g.debugNames[l.Name()]; ok && l.Name() != "" {
+	if on, ok := g.debugNames[l.debugKey()]; ok && l.debugKey() != "" {
 		return on
 	}
 	return g.debugAll

@@ -97,6 +97,7 @@ type lamp struct {
 	// secret's name once authenticated.
 	lampID   atomic.Pointer[string]
 	firmware string // the ?fw= parameter, "" when none was sent
+	askedID  bool   // it connected with a usable ?lamp=
 	phase    atomic.Int32
 	lastSeen atomic.Int64 // unix nanoseconds
 	sent     atomic.Uint64
@@ -138,6 +139,19 @@ func (l *lamp) Name() string {
 func (l *lamp) LampID() string {
 	if p := l.lampID.Load(); p != nil {
 		return *p
+	}
+	return ""
+}
+
+// debugKey is what its debug switch is kept under across reconnects: its
+// name or ?lamp= id; "" for a lamp known only by its address, which may be
+// shared with others.
+func (l *lamp) debugKey() string {
+	if n := l.Name(); n != "" {
+		return n
+	}
+	if l.askedID {
+		return l.LampID()
 	}
 	return ""
 }

@@ -132,3 +132,19 @@ func TestOwnDisplayPackets(t *testing.T) {
 		t.Errorf("reset bedroom sent to %v, %v; want its two connections", sent, err)
 	}
 }
+
+// TestDebugSwitchFollowsTheLampID: a lamp with a ?lamp= id keeps its debug
+// switch across reconnects, as one with a named secret does.
+func TestDebugSwitchFollowsTheLampID(t *testing.T) {
+	ts := newServer(t, Options{Records: bucket(t, t.TempDir())}, nil)
+	c := ts.lampAt(t, "lamp=bedroom", secret, "[cc:0:?:?]")
+	other := ts.lampAt(t, "", secret, "[cc:0:?:?]")
+	if _, err := ts.gw.SetDebug(true, []string{"bedroom"}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c, protocol.Debug(true).String())
+	c.Close()
+	again := ts.lampAt(t, "lamp=bedroom", secret, "[cc:0:?:?]")
+	expect(t, again, protocol.Debug(true).String())
+	ts.nothingBefore(t, other, "127.0.0.1", "a lamp known by its address")
+}
