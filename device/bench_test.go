@@ -2,8 +2,12 @@ package device
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
+	"os"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +20,11 @@ import (
 
 // benchLamps connects n authenticated lamps that keep reading.
 func benchLamps(b *testing.B, gw *Gateway, url string, n int) []*websocket.Conn {
+	return benchNamedLamps(b, gw, func(int) string { return url }, n)
+}
+
+// benchNamedLamps connects n lamps, lamp i at urlOf(i).
+func benchNamedLamps(b *testing.B, gw *Gateway, urlOf func(int) string, n int) []*websocket.Conn {
 	b.Helper()
 	conns := make([]*websocket.Conn, n)
 	d := websocket.Dialer{ReadBufferSize: 256, WriteBufferSize: 256}
@@ -25,7 +34,7 @@ func benchLamps(b *testing.B, gw *Gateway, url string, n int) []*websocket.Conn 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, _, err := d.Dial(url, nil)
+			c, _, err := d.Dial(urlOf(i), nil)
 			if err != nil {
 				b.Error(err)
 				return
@@ -45,6 +54,10 @@ func benchLamps(b *testing.B, gw *Gateway, url string, n int) []*websocket.Conn 
 
 func newBenchGateway(b *testing.B, opt Options) (*Gateway, string, func()) {
 	opt.Secret, opt.Logger = secret, quiet
+	if opt.MaxHandshakes == 0 {
+		// Every bench lamp dials from one address, many at once.
+		opt.MaxHandshakes = 1000
+	}
 	gw, err := New(opt, protocol.Off())
 	if err != nil {
 		b.Fatal(err)
@@ -127,4 +140,63 @@ func BenchmarkHandshake(b *testing.B) {
 		c.Close()
 	}
 	_ = gw
+}
+
+// ownStateLamps is how many lamps BenchmarkOwnStateChange connects:
+// BENCH_OWN_LAMPS, else 1,000. With 10,000 the process needs
+// 20,000 descriptors (both ends of each connection are here).
+func ownStateLamps() int {
+	if n, err := strconv.Atoi(os.Getenv("BENCH_OWN_LAMPS")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}
+
+// BenchmarkOwnStateChange: every lamp has a state of its own; one op
+// changes one lamp's state and waits until that lamp has read its packet.
+// It reports the p99 of that time and the packets the server wrote per
+// change (1: no other lamp got one).
+func BenchmarkOwnStateChange(b *testing.B) {
+	n := ownStateLamps()
+	gw, url, stop := newBenchGateway(b, Options{})
+	defer stop()
+	conns := benchNamedLamps(b, gw, func(i int) string { return fmt.Sprintf("%s?lamp=l%d", url, i) }, n)
+	got := make([]chan struct{}, n)
+	for i, c := range conns {
+		got[i] = make(chan struct{}, 1)
+		p, _ := protocol.Manual(protocol.RGB{R: uint8(i)}, 1)
+		gw.SetLampDisplay(fmt.Sprintf("l%d", i), p)
+		c.ReadMessage() // its own packet
+		go func() {
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+				got[i] <- struct{}{}
+			}
+		}()
+	}
+	var took []time.Duration
+	sent := gw.Stats().PacketsSent.Load()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		lamp := i * 7919 % n // spread over the lamps
+		p, _ := protocol.Manual(protocol.RGB{R: uint8(i), G: 9}, 2)
+		start := time.Now()
+		gw.SetLampDisplay(fmt.Sprintf("l%d", lamp), p)
+		<-got[lamp]
+		took = append(took, time.Since(start))
+	}
+	b.StopTimer()
+	// The counter moves just after the write the lamp has already read.
+	for i := 0; i < 1000 && gw.Stats().PacketsSent.Load()-sent < uint64(len(took)); i++ {
+		time.Sleep(time.Millisecond)
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(gw.Stats().PacketsSent.Load()-sent)/float64(len(took)), "packets/op")
+	for _, c := range conns {
+		c.Close()
+	}
 }

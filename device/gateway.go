@@ -65,6 +65,12 @@ type Options struct {
 	Logger   *slog.Logger
 	noPoller bool // tests: use the fallback reader
 
+	// OnLamp, if set, is told when a lamp's connection has authenticated
+	// (and got its display packet) and when it ended; the lamp registry
+	// keeps its lamps from it. It runs on the connection's goroutine and
+	// must be quick.
+	OnLamp func(LampSeen)
+
 	// OnFanout, if set, is told how long each display change took to reach
 	// every lamp (or be superseded there); for metrics and the load tool.
 	OnFanout func(lamps int, d time.Duration)
@@ -293,6 +299,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// on the gateway sets its own.
 	_ = raw.SetDeadline(time.Time{})
 	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
+	params := ParseLampParams(r.URL.RawQuery)
+	for _, p := range params.Ignored {
+		g.log.Info("lamp URL parameter ignored", "remote", remote, "reason", p)
+	}
+	id := params.Lamp
+	if id == "" {
+		id = ip
+	}
+	l.lampID.Store(&id)
+	l.askedID = params.Lamp != ""
+	l.firmware = params.Firmware
 	if sc, ok := raw.(syscall.Conn); ok {
 		l.rc, _ = sc.SyscallConn()
 	}
@@ -384,6 +401,9 @@ func (g *Gateway) forget(l *lamp, why string) {
 	}
 	g.log.Info("lamp disconnected", "lamp", l.id, "name", l.Name(), "remote", l.remote, "reason", why)
 	i := g.info(l, g.debugFor(l))
+	if i.Authenticated && g.opt.OnLamp != nil {
+		g.opt.OnLamp(LampSeen{Lamp: i.LampID, Addr: realip.IP(l.remote), FirmwareVersion: l.firmware, Online: false, Time: time.Now().UTC()})
+	}
 	if i.Authenticated {
 		// Remember the lamp that left, so a person sees it offline and why,
 		// until it comes back.
@@ -467,6 +487,7 @@ func (l *lamp) handshake() string {
 	g.refusals.Succeed(ip)
 	if name != "" {
 		l.name.Store(&name)
+		l.lampID.Store(&name)
 	}
 	if err := l.writeNow(okFrame); err != nil {
 		g.stats.HandshakesFailed.Add(1)
@@ -478,14 +499,18 @@ func (l *lamp) handshake() string {
 	l.phase.Store(int32(stageAuthenticated))
 	g.stats.HandshakesOK.Add(1)
 	g.stats.Lamps.Add(1)
-	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "remote", l.remote)
+	g.log.Info("lamp authenticated", "lamp", l.id, "name", name, "id", l.LampID(), "firmware", l.firmware, "remote", l.remote)
 	g.mu.Lock()
-	delete(g.offline, lampKey(l.Name(), l.remote))
+	delete(g.offline, l.LampID())
 	g.mu.Unlock()
 	g.publishDevice(l, EventAuthenticated)
-	// Joining the hub queues the current display packet atomically with
-	// respect to broadcasts: no change can slip between "current" and "next".
+	// Joining the hub queues the current display packet (the lamp's own, or
+	// the shared one) atomically with respect to changes: none can slip
+	// between "current" and "next".
 	g.hub.add(l, g.debugFor(l))
+	if g.opt.OnLamp != nil {
+		g.opt.OnLamp(LampSeen{Lamp: l.LampID(), Addr: realip.IP(l.remote), FirmwareVersion: l.firmware, Online: true, Time: time.Now().UTC()})
+	}
 	return ""
 }
 
@@ -540,6 +565,39 @@ func (g *Gateway) SetDisplay(p protocol.Packet) error {
 	return nil
 }
 
+// SetLampDisplay gives lamp id a display packet of its own, sent to its
+// connections only (now, and whenever it connects), until FollowShared.
+func (g *Gateway) SetLampDisplay(id string, p protocol.Packet) error {
+	if !p.Kind.IsDisplay() {
+		return fmt.Errorf("device: %s is a command, not a display packet", p)
+	}
+	g.hub.setOwn(id, textFrame(p.Bytes()), g.opt.OnFanout)
+	return nil
+}
+
+// FollowShared makes lamp id show the shared display packet again; with no
+// ids, every lamp.
+func (g *Gateway) FollowShared(ids ...string) {
+	if len(ids) == 0 {
+		g.hub.followAll()
+		return
+	}
+	for _, id := range ids {
+		g.hub.setOwn(id, nil, nil)
+	}
+}
+
+// LampDevices lists the connections of lamp id that have authenticated.
+func (g *Gateway) LampDevices(id string) []Info {
+	conns := g.hub.connsOf(id)
+	out := make([]Info, 0, len(conns))
+	for _, l := range conns {
+		out = append(out, g.info(l, g.debugFor(l)))
+	}
+	slices.SortFunc(out, func(a, b Info) int { return a.ConnectedAt.Compare(b.ConnectedAt) })
+	return out
+}
+
 // UnknownDeviceError names lamps a command was meant for that are not connected.
 type UnknownDeviceError struct{ IDs []string }
 
@@ -566,7 +624,7 @@ func (g *Gateway) targets(ids []string) ([]*lamp, error) {
 	for _, id := range ids {
 		found := false
 		for _, l := range all {
-			if l.id == id || l.Name() == id && id != "" {
+			if l.id == id || id != "" && (l.Name() == id || l.LampID() == id) {
 				if !slices.Contains(out, l) {
 					out = append(out, l)
 				}
@@ -612,8 +670,9 @@ func (g *Gateway) send(lamps []*lamp, c command) []string {
 }
 
 // SetDebug switches debug logging on or off for the chosen lamps, or for all
-// lamps (now and later) when ids is empty. A named lamp keeps its switch
-// across reconnects; an anonymous one for this connection only.
+// lamps (now and later) when ids is empty. A lamp with a named secret or a
+// ?lamp= id keeps its switch across reconnects; one known only by its
+// address, for this connection only.
 func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	lamps, err := g.targets(ids)
 	if err != nil {
@@ -628,8 +687,8 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 		clear(names)
 	}
 	for _, l := range lamps {
-		if name := l.Name(); len(ids) > 0 && name != "" {
-			names[name] = on
+		if key := l.debugKey(); len(ids) > 0 && key != "" {
+			names[key] = on
 		}
 	}
 	if err := g.saveDebug(all, names); err != nil {
@@ -640,7 +699,7 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	for _, l := range lamps {
 		if len(ids) == 0 {
 			l.debugSet = false
-		} else if l.Name() == "" {
+		} else if l.debugKey() == "" {
 			l.debugSet, l.debugOn = true, on
 		}
 	}
@@ -663,7 +722,7 @@ func (g *Gateway) debugLocked(l *lamp) bool {
 	if l.debugSet {
 		return l.debugOn
 	}
-	if on, ok := g.debugNames[l.Name()]; ok && l.Name() != "" {
+	if on, ok := g.debugNames[l.debugKey()]; ok && l.debugKey() != "" {
 		return on
 	}
 	return g.debugAll
@@ -793,23 +852,38 @@ type Info struct {
 	Debug           bool      `json:"debug"`
 	PacketsSent     uint64    `json:"packets_sent"`
 	PacketsReceived uint64    `json:"packets_received"`
-	Phase           Phase     `json:"phase"`
-	Event           Event     `json:"event,omitempty"` // in a device event: what just happened
+	// LampID is the lamp the connection belongs to (API.md "Lamps").
+	LampID string `json:"lamp"`
+	// FirmwareVersion is what the lamp said it runs (?fw=), when it did.
+	FirmwareVersion string `json:"firmware_version,omitempty"`
+	Phase           Phase  `json:"phase"`
+	Event           Event  `json:"event,omitempty"` // in a device event: what just happened
 	// For a lamp that left: when and why.
 	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
 	Reason         string     `json:"reason,omitempty"`
 }
 
 // Lamp is how a lamp is recognised across reconnects, when its connection
-// id changes: its name when it used a named secret, else its address
-// without the port (so unnamed lamps behind one address look like one).
-func (i Info) Lamp() string { return lampKey(i.Name, i.RemoteAddr) }
-
-func lampKey(name, remote string) string {
-	if name != "" {
-		return name
+// id changes: its id (API.md "Lamps"), or for an Info made without one,
+// its name, else its address without the port.
+func (i Info) Lamp() string {
+	switch {
+	case i.LampID != "":
+		return i.LampID
+	case i.Name != "":
+		return i.Name
 	}
-	return realip.IP(remote)
+	return realip.IP(i.RemoteAddr)
+}
+
+// LampSeen tells the lamp registry (Options.OnLamp) that a lamp's
+// connection came or went.
+type LampSeen struct {
+	Lamp            string // its id (API.md "Lamps")
+	Addr            string // its IP address
+	FirmwareVersion string // from ?fw=; "" when it sent none
+	Online          bool   // false: this connection ended
+	Time            time.Time
 }
 
 func (g *Gateway) info(l *lamp, debug bool) Info {
@@ -819,12 +893,23 @@ func (g *Gateway) info(l *lamp, debug bool) Info {
 		ConnectedAt:     l.connectedAt,
 		LastSeen:        time.Unix(0, l.lastSeen.Load()).UTC(),
 		Authenticated:   phase >= stageAuthenticated,
-		Synchronized:    phase >= stageSynchronized && l.synced.Load() == g.hub.gen.Load(),
+		Synchronized:    phase >= stageSynchronized && l.synced.Load() == g.wantGen(l),
 		Debug:           debug,
 		PacketsSent:     l.sent.Load(),
 		PacketsReceived: l.received.Load(),
 		Phase:           phase.phase(),
+		LampID:          l.LampID(),
+		FirmwareVersion: l.firmware,
 	}
+}
+
+// wantGen is the generation of the display packet l should have written:
+// its lamp's own, else the shared one.
+func (g *Gateway) wantGen(l *lamp) uint64 {
+	if gen := l.ownGen.Load(); gen != 0 {
+		return gen
+	}
+	return g.hub.gen.Load()
 }
 
 // Devices lists every open lamp connection, oldest first.

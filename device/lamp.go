@@ -91,7 +91,13 @@ type lamp struct {
 	remote      string
 	connectedAt time.Time
 
-	name     atomic.Pointer[string] // set once at authentication
+	name atomic.Pointer[string] // set once at authentication
+	// lampID is the lamp this connection belongs to (API.md "Lamps"): the
+	// ?lamp= parameter or the address from the upgrade on, the named
+	// secret's name once authenticated.
+	lampID   atomic.Pointer[string]
+	firmware string // the ?fw= parameter, "" when none was sent
+	askedID  bool   // it connected with a usable ?lamp=
 	phase    atomic.Int32
 	lastSeen atomic.Int64 // unix nanoseconds
 	sent     atomic.Uint64
@@ -104,7 +110,10 @@ type lamp struct {
 	debugSet bool // guarded by gw.mu: a per-connection debug choice (anonymous lamps)
 	debugOn  bool
 
-	hubIndex int // guarded by hub.mu; -1 when not in the hub
+	hubIndex  int           // guarded by hub.mu; -1 when not in the hub
+	lampIndex int           // guarded by hub.mu: its place among its lamp's connections
+	own       bool          // guarded by hub.mu: shows its lamp's own packet, not the shared one
+	ownGen    atomic.Uint64 // generation of its own packet; 0 while it follows the shared one
 
 	mu         sync.Mutex
 	display    *broadcast // newest display packet not yet written
@@ -122,6 +131,27 @@ type lamp struct {
 func (l *lamp) Name() string {
 	if p := l.name.Load(); p != nil {
 		return *p
+	}
+	return ""
+}
+
+// LampID is the id of the lamp this connection belongs to.
+func (l *lamp) LampID() string {
+	if p := l.lampID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// debugKey is what its debug switch is kept under across reconnects: its
+// name or ?lamp= id; "" for a lamp known only by its address, which may be
+// shared with others.
+func (l *lamp) debugKey() string {
+	if n := l.Name(); n != "" {
+		return n
+	}
+	if l.askedID {
+		return l.LampID()
 	}
 	return ""
 }

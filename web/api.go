@@ -34,6 +34,7 @@ func stateFields(ch *state.Change) []field {
 	return []field{
 		{"mode", &ch.Mode, `"off", "weather" or "manual"`},
 		{"color", &ch.Color, `a string like "#ff41ae", "rgb(255,65,174)" or "255,65,174"`},
+		{"brightness", &ch.Brightness, "a whole number 0-100 (percent; 100 = full)"},
 		{"pulse", &ch.Pulse, "a whole number 0-9 (0 = steady)"},
 		{"weather_override", &ch.WeatherOverride, `null or {"code": 1-9, "intensity": 0-10}`},
 	}
@@ -46,7 +47,7 @@ func decodeChange(body []byte) (state.Change, error) {
 		return ch, err
 	}
 	if ch.Empty() {
-		return ch, errorf(http.StatusBadRequest, "nothing to change: send any of mode, color, pulse, weather_override")
+		return ch, errorf(http.StatusBadRequest, "nothing to change: send any of mode, color, brightness, pulse, weather_override")
 	}
 	return ch, nil
 }
@@ -117,6 +118,7 @@ type commandRequest struct {
 	Command string   `json:"command"`
 	On      *bool    `json:"on"`
 	Devices []string `json:"devices"`
+	Lamps   []string `json:"lamps"`
 }
 
 // commandResult is its answer.
@@ -135,7 +137,11 @@ func (s *Server) postCommand(c echo.Context) error {
 		{"command", &req.Command, `"reset", "update" or "debug"`},
 		{"on", &req.On, "true or false"},
 		{"devices", &req.Devices, `a list of lamp ids or names, like ["d-7f3a"]`},
+		{"lamps", &req.Lamps, `a list of lamp ids, like ["bedroom"]`},
 	}); err != nil {
+		return err
+	}
+	if err := s.lampTargets(req.Lamps); err != nil {
 		return err
 	}
 	for i, id := range req.Devices {
@@ -143,7 +149,9 @@ func (s *Server) postCommand(c echo.Context) error {
 			return errorf(http.StatusBadRequest, "devices[%d] is empty; give a lamp id or name, or leave devices out for every lamp", i)
 		}
 	}
-	res, err := s.runCommand(req.Command, req.On, req.Devices)
+	// A lamp id reaches every connection of that lamp (the gateway knows
+	// connections by their lamp's id too).
+	res, err := s.runCommand(req.Command, req.On, append(req.Devices, req.Lamps...))
 	if err != nil {
 		return err
 	}

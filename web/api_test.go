@@ -114,13 +114,15 @@ func TestPutStateRejectsBadInput(t *testing.T) {
 		{"text content type", `{"mode": "off"}`, []reqOption{contentType("text/plain")}, 415, "application/json"},
 		{"json with charset is fine but empty", ``, []reqOption{contentType("application/json; charset=utf-8")}, 400, "the body is empty"},
 		{"over 64 KiB", big, nil, 413, "larger than 64 KiB"},
-		{"unknown field", `{"mode": "off", "colour": "#fff"}`, nil, 400, `unknown field "colour"; the fields are mode, color, pulse, weather_override`},
+		{"unknown field", `{"mode": "off", "colour": "#fff"}`, nil, 400, `unknown field "colour"; the fields are mode, color, brightness, pulse, weather_override`},
 		{"unknown mode", `{"mode": "disco"}`, nil, 400, `mode: "disco" is not a mode; use off, weather or manual`},
 		{"mode of the wrong type", `{"mode": 2}`, nil, 400, `mode must be "off", "weather" or "manual", not a number 2`},
 		{"pulse too high", `{"pulse": 12}`, nil, 400, "pulse: 12 is out of range 0-9"},
 		{"pulse negative", `{"pulse": -1}`, nil, 400, "pulse: -1 is out of range 0-9"},
 		{"pulse fractional", `{"pulse": 1.5}`, nil, 400, "pulse must be a whole number 0-9 (0 = steady), not a number 1.5"},
 		{"pulse as a string", `{"pulse": "3"}`, nil, 400, `pulse must be a whole number 0-9`},
+		{"brightness too high", `{"brightness": 101}`, nil, 400, "brightness: 101 is out of range 0-100"},
+		{"brightness fractional", `{"brightness": 50.5}`, nil, 400, "brightness must be a whole number 0-100"},
 		{"colour unreadable", `{"color": "pinkish"}`, nil, 400, `color: colour "pinkish": write #rrggbb, rgb(r,g,b) or r,g,b`},
 		{"colour channel too big", `{"color": "256,0,0"}`, nil, 400, "channel 256 is above 255"},
 		{"colour as a number", `{"color": 16711680}`, nil, 400, `color must be a string like "#ff41ae"`},
@@ -256,7 +258,7 @@ func TestCommands(t *testing.T) {
 		{"on of the wrong type", `{"command": "debug", "on": "yes"}`, "on must be true or false", nil},
 		{"devices not a list", `{"command": "reset", "devices": "d-1"}`, "devices must be a list of lamp ids", nil},
 		{"empty device id", `{"command": "reset", "devices": [""]}`, "devices[0] is empty", nil},
-		{"unknown field", `{"command": "reset", "lamps": []}`, `unknown field "lamps"`, nil},
+		{"unknown field", `{"command": "reset", "targets": []}`, `unknown field "targets"`, nil},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1021,6 +1021,10 @@ func waitState(t *testing.T, e *env, ok func(state.State) bool) {
 // resolved by painting them on a canvas, so color-mix() and color() count
 // as the browser shows them. Elements on the hero's gradient are left out.
 const contrastJS = `((selectors) => {
+	// Colours are read as they end up, not halfway through a transition
+	// (a toggle that was just pressed, a theme that was just switched);
+	// endless animations (the live dot) are left alone.
+	document.getAnimations().forEach((a) => { if (a instanceof CSSTransition) a.finish(); });
 	const cv = document.createElement('canvas'); cv.width = cv.height = 1;
 	const g = cv.getContext('2d', {willReadFrequently: true});
 	const rgba = (css) => { g.clearRect(0, 0, 1, 1); g.fillStyle = '#000'; g.fillStyle = css; g.fillRect(0, 0, 1, 1); const d = g.getImageData(0, 0, 1, 1).data; return [d[0], d[1], d[2], d[3] / 255]; };

@@ -18,6 +18,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/web/templates"
 )
 
@@ -46,6 +47,8 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		ve    *invalid.Error
 		stale *favorites.StaleError
 		ude   *device.UnknownDeviceError
+		ule   *lamps.UnknownError
+		ole   *lamps.OnlineError
 		mbe   *http.MaxBytesError
 		tle   *firmware.TooLargeError
 		iie   *firmware.InvalidImageError
@@ -74,6 +77,10 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		return errorf(http.StatusConflict, "%s", stale.Error())
 	case errors.As(err, &ude):
 		return errorf(http.StatusNotFound, "%s", ude.Error())
+	case errors.As(err, &ule):
+		return errorf(http.StatusNotFound, "%s", ule.Error())
+	case errors.As(err, &ole):
+		return errorf(http.StatusConflict, "%s", ole.Error())
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", mbe.Limit)
 	case atomicfile.Kind(err) != "":

@@ -25,6 +25,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
@@ -39,6 +40,18 @@ import (
 type StateService interface {
 	Get() state.State
 	Apply(state.Change) (state.State, error)
+}
+
+// LampService is the lamp registry (lamps.Registry): every lamp ever seen,
+// each with its own state.
+type LampService interface {
+	Lamps() []lamps.Lamp
+	Lamp(id string) (lamps.Lamp, error)
+	Unknown(ids []string) []string
+	SetLabel(id, label string) (lamps.Lamp, error)
+	Forget(id string) error
+	StateOf(id string) (state.State, error)
+	SetState(id string, c state.Change) (state.State, error)
 }
 
 // DeviceService is the lamp gateway (device.Gateway).
@@ -84,6 +97,7 @@ type RolloutService interface {
 // it. Every part publishes its own news there: the web port only listens.
 type EventSource interface {
 	Subscribe(buffer int, types ...events.Type) *events.Subscription
+	SubscribeCoalesced(key func(events.Event) string, types ...events.Type) *events.Coalesced
 }
 
 // Options configures the web port.
@@ -112,7 +126,10 @@ type Options struct {
 
 // Deps are the services the web port shows and drives.
 type Deps struct {
+	// State is the shared state; with a lamp registry, the registry, so
+	// that a shared change replaces each lamp's own state.
 	State     StateService
+	Lamps     LampService // may be nil: the lamp routes then answer 404
 	Devices   DeviceService
 	Favorites FavoritesService
 	Weather   WeatherService // may be nil: the UI then says weather is not running
@@ -288,6 +305,12 @@ func (s *Server) routes() *echo.Echo {
 	api := e.Group("/api")
 	api.GET("/state", s.getState)
 	api.PUT("/state", s.putState)
+	api.GET("/lamps", s.getLamps)
+	api.GET("/lamps/:id", s.getLamp)
+	api.PATCH("/lamps/:id", s.patchLamp)
+	api.DELETE("/lamps/:id", s.deleteLamp)
+	api.GET("/lamps/:id/state", s.getLampState)
+	api.PUT("/lamps/:id/state", s.putLampState)
 	api.GET("/devices", s.getDevices)
 	api.POST("/commands", s.postCommand)
 	api.GET("/logs", s.getLogs)

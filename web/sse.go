@@ -10,13 +10,40 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 )
 
 // sseBuffer is how many events a stream may have pending before the bus
 // drops it as lagging. A phone on a bad link catches up by reconnecting
 // and resyncing instead of receiving a stale backlog.
 const sseBuffer = 256
+
+// sseCoalesce is how often a stream sends the lamp and device events that
+// came meanwhile: the newest per lamp and per connection, so a thousand
+// lamps connecting cost a page a few writes a second, not three events per
+// lamp into its buffer.
+const sseCoalesce = 250 * time.Millisecond
+
+// streamedTypes are the events a stream takes from the bus one by one.
+// Device and lamp events come coalesced (burstKey); an event type added
+// to the bus must be added to one of the two.
+var streamedTypes = []events.Type{
+	events.TypeState, events.TypeLog, events.TypeWeather,
+	events.TypeFirmware, events.TypeFirmwareStatus, events.TypeFavorites,
+}
+
+// burstKey names what a device or lamp event is about.
+func burstKey(e events.Event) string {
+	switch d := e.Data.(type) {
+	case device.Info:
+		return "device/" + d.ID
+	case lamps.Changed:
+		return "lamp/" + d.ID
+	}
+	return string(e.Type)
+}
 
 // sseWriteTimeout bounds one write to a stream, so a vanished client is
 // noticed instead of holding a goroutine forever.
@@ -27,17 +54,22 @@ const sseRetry = 2 * time.Second
 
 // events is GET /api/events: Server-Sent Events whose event name is the
 // bus type and whose data is the JSON object. A new stream starts with
-// snapshots (state, devices including the offline ones, weather, favorites and, when firmware updates
-// are set up, firmware_status), so a page that reconnects is in sync again
-// at once; then it streams every bus event, including each lamp's
-// `firmware` update step (a rollout.Update), and a devices snapshot every
-// heartbeat (15 s). It ends when the client goes,
-// or when the subscription lags (the browser reconnects by itself).
+// snapshots (state, devices including the offline ones, weather, favorites,
+// lamps and, when firmware updates are set up, firmware_status), so a page
+// that reconnects is in sync again at once; then it streams every bus
+// event, including each lamp's `firmware` update step (a rollout.Update),
+// and a devices snapshot every heartbeat (15 s).
+// Device and lamp events come coalesced, the newest per connection and per
+// lamp, at most every sseCoalesce, so no burst of lamps can make the stream
+// lag. It ends when the client goes, or when the subscription of the other
+// events lags (the browser reconnects by itself).
 func (s *Server) events(c echo.Context) error {
 	// Subscribe before taking the snapshots: a change in between is then
 	// both in the snapshot and in the stream, never in neither.
-	sub := s.deps.Events.Subscribe(sseBuffer)
+	sub := s.deps.Events.Subscribe(sseBuffer, streamedTypes...)
 	defer sub.Close()
+	burst := s.deps.Events.SubscribeCoalesced(burstKey, events.TypeDevice, events.TypeLamp)
+	defer burst.Close()
 
 	w := c.Response()
 	rc := http.NewResponseController(w)
@@ -62,6 +94,9 @@ func (s *Server) events(c echo.Context) error {
 		{string(events.TypeWeather), s.weatherData(nil)},
 		{string(events.TypeFavorites), s.deps.Favorites.Get()},
 	}
+	if s.deps.Lamps != nil {
+		snapshot = append(snapshot, snapshotEvent{string(events.TypeLamps), s.deps.Lamps.Lamps()})
+	}
 	if s.deps.Firmware != nil {
 		snapshot = append(snapshot, snapshotEvent{string(events.TypeFirmwareStatus), s.firmwareStatus()})
 	}
@@ -85,6 +120,10 @@ func (s *Server) events(c echo.Context) error {
 	heartbeat := time.NewTicker(s.heartbeat)
 	defer heartbeat.Stop()
 	ctx := c.Request().Context()
+	// due fires when the coalesced events waiting are to be sent: at most
+	// every sseCoalesce. It is nil while none wait.
+	var due <-chan time.Time
+	var lastBurst time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -101,8 +140,20 @@ func (s *Server) events(c echo.Context) error {
 			// idle stream and keeps "last seen" and the packet counters
 			// true: the gateway refreshes them on every ping but announces
 			// only connects, handshakes and departures.
-			if err := writeEvent(&buf, "devices", s.lamps()); err != nil {
+			if err := writeEvent(&buf, string(events.TypeDevices), s.lamps()); err != nil {
 				return err
+			}
+		case <-burst.Ready:
+			if due == nil {
+				due = time.After(time.Until(lastBurst.Add(sseCoalesce)))
+			}
+			continue
+		case <-due:
+			due, lastBurst = nil, time.Now()
+			for _, e := range burst.Take() {
+				if err := writeEvent(&buf, string(e.Type), s.burstData(e)); err != nil {
+					s.log.Error("event could not be encoded; skipped", "type", e.Type, "err", err)
+				}
 			}
 		case e, ok := <-sub.C:
 			if !ok {
@@ -130,6 +181,25 @@ func (s *Server) events(c echo.Context) error {
 			return nil
 		}
 	}
+}
+
+// burstData is what a coalesced event carries: a device event its device
+// object; a lamp event the lamp object as it is now (or, for a lamp that
+// is gone, its id with "forgotten": true).
+func (s *Server) burstData(e events.Event) any {
+	c, ok := e.Data.(lamps.Changed)
+	if !ok || s.deps.Lamps == nil {
+		return e.Data
+	}
+	if !c.Forgotten {
+		if l, err := s.deps.Lamps.Lamp(c.ID); err == nil {
+			return l
+		}
+	}
+	return struct {
+		ID        string `json:"id"`
+		Forgotten bool   `json:"forgotten"`
+	}{c.ID, true}
 }
 
 // weatherData is what a weather event carries: the poller's current Report,

@@ -64,12 +64,14 @@ func TestEventsStream(t *testing.T) {
 	outer := t // the lamp lives on for the later subtests
 	t.Run("a lamp connecting produces device events", func(t *testing.T) {
 		lamp = e.lamp(outer)
+		// Coalesced: the newest event of the connection, which by now has
+		// authenticated (and perhaps written its packet).
 		for {
 			var d device.Info
 			if err := json.Unmarshal([]byte(s.next(t, "device").data), &d); err != nil {
 				t.Fatal(err)
 			}
-			if d.Event == "authenticated" {
+			if d.Authenticated {
 				if d.ID != lamp.id {
 					t.Errorf("device event for %s, want %s", d.ID, lamp.id)
 				}
@@ -139,6 +141,10 @@ func (l lagSource) Subscribe(_ int, types ...events.Type) *events.Subscription {
 	return l.bus.Subscribe(1, types...)
 }
 
+func (l lagSource) SubscribeCoalesced(key func(events.Event) string, types ...events.Type) *events.Coalesced {
+	return l.bus.SubscribeCoalesced(key, types...)
+}
+
 func TestEventsEndWhenLagging(t *testing.T) {
 	bus := events.NewBus()
 	e := newEnv(t, func(_ *Options, d *Deps) { d.Events = lagSource{bus} })
@@ -172,7 +178,7 @@ func TestEventsUnsubscribeWhenClientLeaves(t *testing.T) {
 	e := newEnv(t)
 	s := e.openEvents(t)
 	s.next(t, "favorites")
-	if n := e.bus.Subscribers(); n != 1 {
+	if n := e.bus.Subscribers(); n != 2 { // one by one, and coalesced
 		t.Fatalf("%d subscribers", n)
 	}
 	s.res.Body.Close()

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/config"
 	"github.com/cloudcloud/cloudcloud/internal/loadtest"
 	"github.com/cloudcloud/cloudcloud/internal/server"
@@ -76,6 +77,7 @@ const usage = `cloudcloud: the self-hosted server for cloud lamps
 Usage:
   cloudcloud [serve] [-config FILE] [-section.key VALUE ...]   run the server (default)
   cloudcloud simulate -url ws://localhost:8080/ -secret S      a lamp in the terminal
+                     [-lamp bedroom] [-count 5]               (its ?lamp= id; several lamps at once)
   cloudcloud healthcheck [-url http://localhost:8000/healthz]  exit 0 when the server answers
   cloudcloud bench -lamps 10000 -secret S -password P -pid PID  load-test a running server
   cloudcloud version
@@ -143,6 +145,8 @@ func simulate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	url := fs.String("url", "ws://localhost:8080/", "the server's lamp port")
 	secret := fs.String("secret", "", "the lamp secret (shared or named); see the server's first-start log or data/credentials.json")
 	name := fs.String("name", "", "a label for this lamp's output")
+	lamp := fs.String("lamp", "", "the lamp's id, sent as ?lamp= (1-32 of a-z 0-9 _ -); with -count, the ids are <lamp>-1 … <lamp>-N")
+	count := fs.Int("count", 1, "how many lamps to simulate at once (1-100); each gets an id of its own, sim-1 … sim-N without -lamp")
 	color := fs.Bool("color", true, "draw true-colour swatches")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -153,10 +157,62 @@ func simulate(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if *secret == "" {
 		return errors.New("-secret is required: the lamp secret the server printed on first start (also in data/credentials.json)")
 	}
+	ids, err := simulatedLamps(*lamp, *count)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	return simulator.Run(ctx, simulator.Options{URL: *url, Secret: *secret, Name: *name, Out: stdout, In: stdin, Color: *color, Logger: logger})
+	errs := make(chan error, len(ids))
+	for i, id := range ids {
+		o := simulator.Options{URL: *url, Secret: *secret, Name: *name, Lamp: id, Out: stdout, Color: *color, Logger: logger}
+		if len(ids) > 1 && o.Name == "" {
+			o.Name = id
+		}
+		if i == 0 {
+			o.In = stdin // typed lines go to the first lamp
+		}
+		go func() { errs <- simulator.Run(ctx, o) }()
+	}
+	var all []error
+	for range ids {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+			stop() // a refused secret refuses every lamp
+		}
+	}
+	return errors.Join(all...)
+}
+
+// simulatedLamps are the ?lamp= ids of simulate's lamps: lamp alone, or
+// lamp-1 … lamp-N (sim-1 … without -lamp), so several lamps from one
+// address are several lamps and not one.
+func simulatedLamps(lamp string, count int) ([]string, error) {
+	if count < 1 || count > 100 {
+		return nil, fmt.Errorf("-count %d: simulate 1-100 lamps (for more, use cloudcloud bench)", count)
+	}
+	lamp = strings.ToLower(lamp)
+	if count == 1 {
+		if lamp == "" {
+			return []string{""}, nil
+		}
+		if err := device.CheckLampID(lamp); err != nil {
+			return nil, fmt.Errorf("-lamp: %w", err)
+		}
+		return []string{lamp}, nil
+	}
+	if lamp == "" {
+		lamp = "sim"
+	}
+	ids := make([]string, count)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%d", lamp, i+1)
+		if err := device.CheckLampID(ids[i]); err != nil {
+			return nil, fmt.Errorf("-lamp with -count: %w", err)
+		}
+	}
+	return ids, nil
 }
 
 func bench(args []string, stdout, stderr io.Writer) error {
@@ -174,6 +230,8 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Changes, "changes", 50, "display changes to make (0: only connect and measure memory)")
 	fs.DurationVar(&o.Every, "every", 200*time.Millisecond, "one display change every ...")
 	fs.IntVar(&o.Stuck, "stuck", 0, "lamps that stop reading after the handshake")
+	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "wait this long after connecting before reading memory and changing the state")
+	fs.BoolVar(&o.Named, "named", false, "give each lamp an id of its own (?lamp=bench-N), as lamps with their own secrets or ?lamp= are")
 	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
 	report := fs.String("report", "", "instead of measuring, render BENCHMARKS.md from the JSON results in this directory")
 	machine := fs.String("machine", "", "with -report: the machine the figures come from")

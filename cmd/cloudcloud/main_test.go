@@ -41,6 +41,9 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"serve", "-config", "/nonexistent/cloudcloud.toml"}, nil, 1, "", "/nonexistent/cloudcloud.toml"},
 		{[]string{"serve"}, []string{"CLOUDCLOUD_DEVICE_PING_INTERVAL=1m", "CLOUDCLOUD_DEVICE_KEEPALIVE_TIMEOUT=30s"}, 1, "", "ping_interval"},
 		{[]string{"simulate"}, nil, 1, "", "-secret is required"},
+		{[]string{"simulate", "-secret", "x", "-lamp", "bed room"}, nil, 1, "", `-lamp: "bed room" may hold only a-z, 0-9`},
+		{[]string{"simulate", "-secret", "x", "-count", "0"}, nil, 1, "", "-count 0: simulate 1-100 lamps"},
+		{[]string{"simulate", "-secret", "x", "-lamp", "abcdefghijklmnopqrstuvwxyz012345", "-count", "2"}, nil, 1, "", "-lamp with -count"},
 		{[]string{"simulate", "-secret", "x", "-url", "http://localhost/"}, nil, 1, "", "ws://"},
 		{[]string{"healthcheck", "-url", "http://127.0.0.1:1/healthz"}, nil, 1, "", "not answering"},
 	}
@@ -193,5 +196,23 @@ func TestBinarySIGTERM(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("still running 10s after SIGTERM")
+	}
+}
+
+func TestSimulatedLamps(t *testing.T) {
+	for _, tt := range []struct {
+		lamp  string
+		count int
+		want  string
+	}{
+		{"", 1, ""},
+		{"Bedroom", 1, "bedroom"},
+		{"", 3, "sim-1 sim-2 sim-3"},
+		{"bed", 2, "bed-1 bed-2"},
+	} {
+		ids, err := simulatedLamps(tt.lamp, tt.count)
+		if err != nil || strings.Join(ids, " ") != tt.want {
+			t.Errorf("simulatedLamps(%q, %d) = %v, %v; want %s", tt.lamp, tt.count, ids, err, tt.want)
+		}
 	}
 }

@@ -19,6 +19,8 @@ const (
 	TypeState          Type = "state"           // state.Store: the display state (a state.State)
 	TypeDevice         Type = "device"          // device.Gateway: a lamp connection changed (a device.Info)
 	TypeDevices        Type = "devices"         // the SSE stream's snapshot of every lamp on connect
+	TypeLamp           Type = "lamp"            // lamps.Registry: a lamp changed (a lamps.Changed; the SSE stream sends the lamp object)
+	TypeLamps          Type = "lamps"           // the SSE stream's snapshot of every known lamp on connect
 	TypeLog            Type = "log"             // device.Gateway: a debug log line
 	TypeWeather        Type = "weather"         // the weather poller: a new report
 	TypeFirmware       Type = "firmware"        // rollout.Tracker: one lamp's step through an update
@@ -46,12 +48,15 @@ var ErrLagged = errors.New("events: subscriber fell behind and was dropped; resy
 
 // Bus fans events out to subscribers. The zero value is not usable; use NewBus.
 type Bus struct {
-	mu   sync.RWMutex
-	subs map[*Subscription]struct{}
+	mu        sync.RWMutex
+	subs      map[*Subscription]struct{}
+	coalesced map[*Coalesced]struct{}
 }
 
 // NewBus returns an empty bus.
-func NewBus() *Bus { return &Bus{subs: make(map[*Subscription]struct{})} }
+func NewBus() *Bus {
+	return &Bus{subs: make(map[*Subscription]struct{}), coalesced: make(map[*Coalesced]struct{})}
+}
 
 // Subscription receives events on C until Close, or until it lags.
 type Subscription struct {
@@ -101,17 +106,87 @@ func (b *Bus) Publish(e Event) {
 			lagged = append(lagged, s)
 		}
 	}
+	for c := range b.coalesced {
+		if c.types[e.Type] {
+			c.add(e)
+		}
+	}
 	b.mu.RUnlock()
 	for _, s := range lagged {
 		s.end(ErrLagged)
 	}
 }
 
-// Subscribers counts the live subscriptions.
+// Coalesced receives only the newest pending event per key of its types:
+// for facts that come in bursts, one per lamp (thousands of lamps
+// connecting), where the latest state of each is all a consumer needs. It
+// holds at most one event per key, so it never lags and is never dropped.
+type Coalesced struct {
+	// Ready has a value when events are pending; Take them.
+	Ready <-chan struct{}
+	ready chan struct{}
+	bus   *Bus
+	types map[Type]bool
+	key   func(Event) string
+
+	mu      sync.Mutex
+	pending []Event
+	index   map[string]int // key → position in pending
+}
+
+// SubscribeCoalesced starts a coalesced subscription to types; key names
+// what an event is about (events with the same key replace each other).
+func (b *Bus) SubscribeCoalesced(key func(Event) string, types ...Type) *Coalesced {
+	ready := make(chan struct{}, 1)
+	c := &Coalesced{Ready: ready, ready: ready, bus: b, key: key, types: map[Type]bool{}, index: map[string]int{}}
+	for _, t := range types {
+		c.types[t] = true
+	}
+	b.mu.Lock()
+	b.coalesced[c] = struct{}{}
+	b.mu.Unlock()
+	return c
+}
+
+func (c *Coalesced) add(e Event) {
+	k := c.key(e)
+	c.mu.Lock()
+	if i, ok := c.index[k]; ok {
+		c.pending[i] = e
+	} else {
+		c.index[k] = len(c.pending)
+		c.pending = append(c.pending, e)
+	}
+	c.mu.Unlock()
+	select {
+	case c.ready <- struct{}{}:
+	default:
+	}
+}
+
+// Take returns the pending events, the newest per key, in the order their
+// keys first became pending, and empties the subscription.
+func (c *Coalesced) Take() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.pending
+	c.pending = nil
+	clear(c.index)
+	return out
+}
+
+// Close ends the subscription.
+func (c *Coalesced) Close() {
+	c.bus.mu.Lock()
+	delete(c.bus.coalesced, c)
+	c.bus.mu.Unlock()
+}
+
+// Subscribers counts the live subscriptions, coalesced ones included.
 func (b *Bus) Subscribers() int {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	return len(b.subs)
+	return len(b.subs) + len(b.coalesced)
 }
 
 // Close ends the subscription; C is closed. Safe to call more than once.

@@ -2,6 +2,8 @@ package events
 
 import (
 	"errors"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -73,5 +75,34 @@ func TestCloseIsIdempotentAndConcurrentSafe(t *testing.T) {
 	}
 	if b.Subscribers() != 0 {
 		t.Errorf("subscription still registered")
+	}
+}
+
+// TestCoalescedKeepsTheNewestPerKeyAndNeverLags: a burst far larger than
+// any buffer leaves one event per key, the newest, in first-seen order.
+func TestCoalescedKeepsTheNewestPerKeyAndNeverLags(t *testing.T) {
+	b := NewBus()
+	c := b.SubscribeCoalesced(func(e Event) string { return e.Data.(string)[:1] }, TypeDevice)
+	defer c.Close()
+	for i := range 30000 {
+		b.Publish(Event{Type: TypeDevice, Data: string(rune('a'+i%3)) + strconv.Itoa(i)})
+	}
+	b.Publish(Event{Type: TypeState, Data: "not subscribed"})
+	<-c.Ready
+	got := c.Take()
+	var data []string
+	for _, e := range got {
+		data = append(data, e.Data.(string))
+	}
+	if want := []string{"a29997", "b29998", "c29999"}; !slices.Equal(data, want) {
+		t.Errorf("took %v, want %v", data, want)
+	}
+	if rest := c.Take(); len(rest) != 0 {
+		t.Errorf("a second Take returned %d events", len(rest))
+	}
+	c.Close()
+	b.Publish(Event{Type: TypeDevice, Data: "after close"})
+	if rest := c.Take(); len(rest) != 0 {
+		t.Errorf("a closed subscription received %v", rest)
 	}
 }

@@ -45,7 +45,11 @@ type Options struct {
 	Stuck    int           // lamps that authenticate and then never read again
 	Settle   time.Duration // wait before reading memory (default 2s)
 	Sources  int           // lamps per loopback source address (default 5000)
-	Log      io.Writer     // progress lines; nil = none
+	// Named gives lamp i the id bench-<i> (?lamp=), so the server keeps
+	// each as a lamp of its own; without it the lamps of one source
+	// address are one lamp.
+	Named bool
+	Log   io.Writer // progress lines; nil = none
 }
 
 // Result holds the figures; durations are in milliseconds for JSON readers.
@@ -280,8 +284,12 @@ func (r *run) dialLamp(ctx context.Context, i int) (*lamp, time.Duration, error)
 		ReadBufferSize:   256,
 		WriteBufferSize:  256,
 	}
+	url := r.o.URL
+	if r.o.Named {
+		url += fmt.Sprintf("?lamp=bench-%d", i)
+	}
 	start := time.Now()
-	conn, _, err := d.DialContext(ctx, r.o.URL, nil)
+	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
@@ -64,6 +65,7 @@ type Server struct {
 
 	bus     *events.Bus
 	state   *state.Store
+	lamps   *lamps.Registry
 	gateway *device.Gateway
 	poller  *weather.Poller
 	updates *rollout.Tracker
@@ -112,6 +114,16 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.lamps, err = lamps.Open(lamps.Options{Records: data, Shared: s.state, Bus: s.bus, Logger: log.With("part", "lamps")}); err != nil {
+		return nil, err
+	}
+	// From here on a failure must stop the registry's flusher too.
+	built := false
+	defer func() {
+		if !built {
+			s.lamps.Close()
+		}
+	}()
 	proxies, err := realip.New(cfg.Web.TrustedProxies)
 	if err != nil {
 		return nil, fmt.Errorf("web.trusted_proxies: %w", err)
@@ -147,6 +159,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// Every display change reaches the gateway in order, straight from the
 	// store's commit; see state.Store.Watch.
 	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
+	s.lamps.Attach(s.gateway)
 	registry.MustRegister(metrics.NewDeviceCollector(s.gateway.Stats()), metrics.NewWeatherCollector(s.poller.Report))
 
 	access := firmwareAccess(cfg, password, secret)
@@ -156,14 +169,18 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	// Lamps download through nginx too: progress and the back-off of wrong
 	// logins are keyed by the real client.
-	fwHandler := withClientAddr(proxies, access.Guard(fw.Handler(firmware.Hooks{Served: s.updates.Served})))
+	served := func(d firmware.Download) {
+		s.updates.Served(d)
+		s.lamps.FirmwareFromAddress(realip.IP(d.RemoteAddr), d.ClientVersion)
+	}
+	fwHandler := withClientAddr(proxies, access.Guard(fw.Handler(firmware.Hooks{Served: served})))
 	ui, err := web.New(web.Options{
 		Username: cfg.Web.Username, Password: password,
 		SessionKey: creds.Key(), SessionTTL: cfg.Web.SessionTTL.D(),
 		Proxies: proxies, DataDir: dir, Sessions: data, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
-	}, web.Deps{State: s.state, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
+	}, web.Deps{State: s.lamps, Lamps: s.lamps, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
 	if err != nil {
 		s.gateway.Shutdown(context.Background())
 		return nil, err
@@ -178,6 +195,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	firmwareMux := http.NewServeMux()
 	firmwareMux.Handle("/firmware.bin", fwHandler)
 	s.firmwareHandler = firmwareMux
+	built = true
 	return s, nil
 }
 
@@ -278,6 +296,7 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 		Bus:              s.bus,
 		Logger:           s.log.With("part", "device"),
 		OnFanout:         fanout.ObserveFanout,
+		OnLamp:           s.lamps.Seen,
 	}, s.state.Get().DisplayPacket())
 }
 
@@ -322,6 +341,7 @@ func (s *Server) Run(ctx context.Context) error {
 				q.ln.Close()
 			}
 			s.gateway.Shutdown(context.Background())
+			s.lamps.Close()
 			return fmt.Errorf("%s %s: %w", p.key, p.addr, err)
 		}
 		p.ln = connlimit.New(ln, p.max, "the "+p.what+" ("+p.maxKey+")", p.busyType, p.busy, log)
@@ -367,6 +387,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.gateway.Shutdown(sctx); err != nil {
 		errs = append(errs, err)
 	}
+	// After the gateway: every lamp's last-seen time is final now.
+	s.lamps.Close()
 	shutdownHTTP(ports[0].srv, ports[0].what, log)
 	wg.Wait()
 	close(errc)

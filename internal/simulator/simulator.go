@@ -26,9 +26,12 @@ import (
 
 // Options configure a simulated lamp.
 type Options struct {
-	URL    string    // ws://host:8080/ or wss://...
-	Secret string    // the lamp secret (shared or named)
-	Name   string    // a label for this lamp's output lines
+	URL    string // ws://host:8080/ or wss://...
+	Secret string // the lamp secret (shared or named)
+	Name   string // a label for this lamp's output lines
+	// Lamp, when set, is sent as ?lamp= (PROTOCOL.md "Transport"): the id
+	// the server knows the lamp by with the shared secret.
+	Lamp   string
 	Out    io.Writer // where packets are shown
 	In     io.Reader // lines typed here are sent as "d:<line>"; nil for none
 	Color  bool      // draw true-colour swatches (a terminal that supports them)
@@ -59,6 +62,12 @@ func Run(ctx context.Context, o Options) error {
 	u, err := url.Parse(o.URL)
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
 		return fmt.Errorf("-url %q: write ws://host:port/ or wss://host/", o.URL)
+	}
+	if o.Lamp != "" {
+		q := u.Query()
+		q.Set("lamp", o.Lamp)
+		u.RawQuery = q.Encode()
+		o.URL = u.String()
 	}
 	lines := make(chan string, 16)
 	if o.In != nil {

@@ -132,3 +132,33 @@ func TestBadURLAndFirmwareURL(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulatorSendsItsLampID: -lamp becomes ?lamp=, and the server knows
+// the lamp by it.
+func TestSimulatorSendsItsLampID(t *testing.T) {
+	gw, err := device.New(device.Options{Secret: "sim-secret", Logger: quiet}, protocol.Off())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(gw)
+	defer srv.Close()
+	defer gw.Shutdown(context.Background())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/?fw=1.0", Secret: "sim-secret", Lamp: "bedroom",
+			Out: &logtest.Buffer{}, Logger: quiet, MinBackoff: 10 * time.Millisecond})
+	}()
+	var got []device.Info
+	for range 500 {
+		if got = gw.Devices(); len(got) == 1 && got[0].Authenticated {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(got) != 1 || got[0].LampID != "bedroom" || got[0].FirmwareVersion != "1.0" {
+		t.Errorf("devices %+v, want one lamp bedroom running 1.0", got)
+	}
+	cancel()
+	<-done
+}

@@ -1,6 +1,8 @@
-// Package state owns the display state: what every lamp shows. One Store holds
-// it; a change is validated, applied, written to disk, and only then
-// announced, so a 2xx answer means the change survives a crash.
+// Package state owns the shared display state: what every lamp shows that
+// has no state of its own (internal/lamps keeps those, as State values
+// too). One Store holds it; a change is validated, applied, written to
+// disk, and only then announced, so a 2xx answer means the change survives
+// a crash.
 package state
 
 import (
@@ -46,6 +48,7 @@ type Override struct {
 type State struct {
 	Mode            Mode         `json:"mode"`
 	Color           protocol.RGB `json:"color"`
+	Brightness      int          `json:"brightness"` // 0-100 %; manual mode sends Color scaled by it
 	Pulse           int          `json:"pulse"`
 	Weather         Weather      `json:"weather"`
 	WeatherOverride *Override    `json:"weather_override"`
@@ -59,9 +62,20 @@ type State struct {
 // Default is the state after a fresh install: off, a warm pink ready for
 // manual mode, clear sky until the weather says otherwise.
 func Default() State {
-	s := State{Mode: ModeOff, Color: protocol.RGB{R: 255, G: 65, B: 174}, Weather: DefaultWeather}
+	s := State{Mode: ModeOff, Color: protocol.RGB{R: 255, G: 65, B: 174}, Brightness: DefaultBrightness, Weather: DefaultWeather}
 	s.Packet = s.packet().String()
 	return s
+}
+
+// DefaultBrightness is full brightness, also what a state saved before
+// brightness existed is read with.
+const DefaultBrightness = 100
+
+// Dimmed is c at brightness percent, each channel rounded to the nearest
+// step. Color itself is never dimmed, so the hue survives any dimming.
+func Dimmed(c protocol.RGB, brightness int) protocol.RGB {
+	scale := func(v uint8) uint8 { return uint8((int(v)*brightness + 50) / 100) }
+	return protocol.RGB{R: scale(c.R), G: scale(c.G), B: scale(c.B)}
 }
 
 // DisplayPacket is what a lamp shows in this state.
@@ -73,7 +87,7 @@ func (s State) DisplayPacket() protocol.Packet { return s.packet() }
 func (s State) packet() protocol.Packet {
 	switch s.Mode {
 	case ModeManual:
-		if p, err := protocol.Manual(s.Color, s.Pulse); err == nil {
+		if p, err := protocol.Manual(Dimmed(s.Color, s.Brightness), s.Pulse); err == nil {
 			return p
 		}
 	case ModeWeather:
@@ -96,6 +110,7 @@ func (s State) packet() protocol.Packet {
 type Change struct {
 	Mode            *Mode          `json:"mode,omitempty"`
 	Color           *protocol.RGB  `json:"color,omitempty"`
+	Brightness      *int           `json:"brightness,omitempty"`
 	Pulse           *int           `json:"pulse,omitempty"`
 	WeatherOverride OverrideChange `json:"weather_override"`
 }
@@ -129,7 +144,19 @@ func (o OverrideChange) MarshalJSON() ([]byte, error) { return json.Marshal(o.Va
 
 // Empty reports whether the change changes nothing.
 func (c Change) Empty() bool {
-	return c.Mode == nil && c.Color == nil && c.Pulse == nil && !c.WeatherOverride.Set
+	return c.Mode == nil && c.Color == nil && c.Brightness == nil && c.Pulse == nil && !c.WeatherOverride.Set
+}
+
+// With returns s with c applied and its packet derived, or the first
+// validation error (an *invalid.Error); s itself is never modified. The
+// lamp registry uses it for each lamp's own state.
+func (s State) With(c Change) (State, error) {
+	next, err := s.apply(c)
+	if err != nil {
+		return s, err
+	}
+	next.Packet = next.packet().String()
+	return next, nil
 }
 
 // apply returns s with c applied, or the first validation error; s itself is
@@ -143,6 +170,12 @@ func (s State) apply(c Change) (State, error) {
 	}
 	if c.Color != nil {
 		s.Color = *c.Color
+	}
+	if c.Brightness != nil {
+		if *c.Brightness < 0 || *c.Brightness > 100 {
+			return s, invalid.Field("brightness", "%d is out of range 0-100 (percent; 100 = full)", *c.Brightness)
+		}
+		s.Brightness = *c.Brightness
 	}
 	if c.Pulse != nil {
 		if *c.Pulse < 0 || *c.Pulse > 9 {

@@ -20,11 +20,12 @@ const Key = "state"
 // would be checked, so a record written by an older version, by hand or by
 // another node is held to the same rules as a request.
 func decode(data []byte) (State, error) {
-	var disk State
+	// A state saved before brightness existed has none: full brightness.
+	disk := State{Brightness: DefaultBrightness}
 	if err := json.Unmarshal(data, &disk); err != nil {
 		return State{}, err
 	}
-	loaded, err := Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
+	loaded, err := Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Brightness: &disk.Brightness, Pulse: &disk.Pulse,
 		WeatherOverride: OverrideChange{Set: true, Value: disk.WeatherOverride}})
 	if err != nil {
 		return State{}, err

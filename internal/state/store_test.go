@@ -60,6 +60,8 @@ func TestApplyValidatesAndKeepsStateIntact(t *testing.T) {
 	}{
 		{"pulse too high", `{"pulse": 12}`, "pulse"},
 		{"pulse negative", `{"pulse": -1}`, "pulse"},
+		{"brightness too high", `{"brightness": 101}`, "brightness"},
+		{"brightness negative", `{"brightness": -5}`, "brightness"},
 		{"mode unknown", `{"mode": "disco"}`, "mode"},
 		{"override code", `{"weather_override": {"code": 10, "intensity": 5}}`, "weather_override.code"},
 		{"override intensity", `{"weather_override": {"code": 3, "intensity": 10.5}}`, "weather_override.intensity"},
@@ -131,7 +133,7 @@ func TestStateJSONShape(t *testing.T) {
 	s.Mode = ModeManual
 	s.Packet = s.packet().String()
 	b, _ := json.Marshal(s)
-	for _, want := range []string{`"mode":"manual"`, `"color":"#ff41ae"`, `"pulse":0`, `"weather_override":null`,
+	for _, want := range []string{`"mode":"manual"`, `"color":"#ff41ae"`, `"pulse":0`, `"brightness":100`, `"weather_override":null`,
 		`"packet":"[cc:2:255,65,174:0]"`, `"weather":{"code":3,"intensity":9,`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("state JSON %s lacks %s", b, want)
@@ -403,5 +405,56 @@ func TestAnotherWritersChangeBecomesCurrent(t *testing.T) {
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
+	}
+}
+
+// TestBrightnessKeepsTheColour: dimming to 2 % and back gives the chosen
+// colour again (it used to give #ff3399 for #ff41ae), the packet carries the
+// dimmed colour, and brightness in weather mode leaves the mode alone.
+func TestBrightnessKeepsTheColour(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir)
+	steps := []struct {
+		c          string
+		wantColor  string
+		wantPacket string
+		wantMode   Mode
+	}{
+		{`{"mode": "manual", "color": "#ff41ae"}`, "#ff41ae", "[cc:2:255,65,174:0]", ModeManual},
+		{`{"brightness": 2}`, "#ff41ae", "[cc:2:5,1,3:0]", ModeManual},
+		{`{"brightness": 50}`, "#ff41ae", "[cc:2:128,33,87:0]", ModeManual},
+		{`{"brightness": 0}`, "#ff41ae", "[cc:2:0,0,0:0]", ModeManual},
+		{`{"brightness": 100}`, "#ff41ae", "[cc:2:255,65,174:0]", ModeManual},
+		{`{"mode": "weather"}`, "#ff41ae", "[cc:1:3:9]", ModeWeather},
+		{`{"brightness": 30}`, "#ff41ae", "[cc:1:3:9]", ModeWeather},
+		{`{"mode": "manual"}`, "#ff41ae", "[cc:2:77,20,52:0]", ModeManual},
+	}
+	for _, st := range steps {
+		var c Change
+		if err := json.Unmarshal([]byte(st.c), &c); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Apply(c)
+		if err != nil {
+			t.Fatalf("Apply(%s): %v", st.c, err)
+		}
+		if got.Color.Hex() != st.wantColor || got.Packet != st.wantPacket || got.Mode != st.wantMode {
+			t.Errorf("after %s: color %s packet %s mode %s; want %s %s %s", st.c, got.Color.Hex(), got.Packet, got.Mode, st.wantColor, st.wantPacket, st.wantMode)
+		}
+	}
+	again, _ := open(t, dir)
+	if got := again.Get(); got.Brightness != 30 || got.Packet != "[cc:2:77,20,52:0]" {
+		t.Errorf("after a restart brightness %d packet %s", got.Brightness, got.Packet)
+	}
+}
+
+// TestStateWithoutBrightnessIsFull: a state.json written before brightness
+// existed is read at full brightness.
+func TestStateWithoutBrightnessIsFull(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, Key+".json"), []byte(`{"mode":"manual","color":"#ff41ae","pulse":0}`), 0o600)
+	s, _ := open(t, dir)
+	if got := s.Get(); got.Brightness != 100 || got.Packet != "[cc:2:255,65,174:0]" {
+		t.Errorf("old state read as brightness %d packet %s", got.Brightness, got.Packet)
 	}
 }
