@@ -174,3 +174,23 @@ func validateOverride(o Override) error {
 	}
 	return nil
 }
+
+// Validate checks c as Apply would, without applying it anywhere: scenes
+// and schedules keep changes to apply later and refuse a bad one when it is
+// saved, not when it is due.
+func Validate(c Change) error {
+	_, err := Default().apply(c)
+	return err
+}
+
+// With returns s with c applied, or the first validation error: what a
+// store in state s would hold after Apply(c). A fade computes where it
+// goes with it.
+func (s State) With(c Change) (State, error) {
+	next, err := s.apply(c)
+	if err != nil {
+		return s, err
+	}
+	next.Packet = next.packet().String()
+	return next, nil
+}
