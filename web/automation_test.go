@@ -41,19 +41,19 @@ type automationEnv struct {
 	loc    *time.Location
 }
 
-// newAutomationEnv is newEnv with scenes and schedules over the real
-// display state, in Europe/Berlin on a clock the test sets.
-func newAutomationEnv(t *testing.T, now time.Time) *automationEnv {
+// withAutomation adds scenes and schedules over the real display state to
+// an env, in Europe/Berlin on a clock the test sets; a is filled in.
+func withAutomation(t *testing.T, a *automationEnv) envOption {
 	t.Helper()
 	loc, err := time.LoadLocation("Europe/Berlin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &automationEnv{clock: &testClock{now: now}, loc: loc}
-	a.env = newEnv(t, func(o *Options, d *Deps) {
+	a.loc = loc
+	return func(o *Options, d *Deps) {
 		lamps := automation.SharedOnly{Store: d.State}
-		a.scenes, err = automation.OpenScenes(o.Sessions, lamps, quiet)
-		if err != nil {
+		var err error
+		if a.scenes, err = automation.OpenScenes(o.Sessions, lamps, quiet); err != nil {
 			t.Fatal(err)
 		}
 		a.sched, err = automation.NewScheduler(automation.Options{Records: o.Sessions, Lamps: lamps, Scenes: a.scenes,
@@ -62,7 +62,14 @@ func newAutomationEnv(t *testing.T, now time.Time) *automationEnv {
 			t.Fatal(err)
 		}
 		d.Scenes, d.Schedules = a.scenes, a.sched
-	})
+	}
+}
+
+// newAutomationEnv is newEnv with scenes and schedules.
+func newAutomationEnv(t *testing.T, now time.Time) *automationEnv {
+	t.Helper()
+	a := &automationEnv{clock: &testClock{now: now}}
+	a.env = newEnv(t, withAutomation(t, a))
 	return a
 }
 
