@@ -50,8 +50,8 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		iie   *firmware.InvalidImageError
 		cme   *firmware.ChipMismatchError
 		pce   *firmware.ProjectChangeError
-		usc   *automation.ErrUnknownScene
-		usch  *automation.ErrUnknownSchedule
+		usc   *automation.UnknownSceneError
+		usch  *automation.UnknownScheduleError
 		path  = c.Request().URL.Path
 	)
 	switch {

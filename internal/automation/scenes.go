@@ -25,10 +25,10 @@ type Scene struct {
 	Lamps  map[string]Subset `json:"lamps"`
 }
 
-// ErrUnknownScene is an id with no scene; the web port answers 404.
-type ErrUnknownScene struct{ ID string }
+// UnknownSceneError is an id with no scene; the web port answers 404.
+type UnknownSceneError struct{ ID string }
 
-func (e *ErrUnknownScene) Error() string {
+func (e *UnknownSceneError) Error() string {
 	return fmt.Sprintf("there is no scene %q; GET /api/scenes lists them", e.ID)
 }
 
@@ -181,7 +181,7 @@ func (s *Scenes) Get(id string) (Scene, error) {
 	defer s.mu.Unlock()
 	sc, ok := s.all[id]
 	if !ok {
-		return Scene{}, &ErrUnknownScene{ID: id}
+		return Scene{}, &UnknownSceneError{ID: id}
 	}
 	return sc, nil
 }
@@ -231,7 +231,7 @@ func (s *Scenes) Delete(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.all[id]; !ok {
-		return &ErrUnknownScene{ID: id}
+		return &UnknownSceneError{ID: id}
 	}
 	if err := s.records.Delete(scenePrefix + id); err != nil {
 		return fmt.Errorf("delete scene %s (nothing was changed): %w", id, err)

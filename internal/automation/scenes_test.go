@@ -48,9 +48,9 @@ func TestSceneSavedAppliedAndKept(t *testing.T) {
 	if err := e2.scenes.Delete("movie-night"); err != nil {
 		t.Fatal(err)
 	}
-	var unknown *ErrUnknownScene
+	var unknown *UnknownSceneError
 	if err := e2.scenes.Apply("movie-night"); !errors.As(err, &unknown) {
-		t.Errorf("applying a deleted scene: %v, want ErrUnknownScene", err)
+		t.Errorf("applying a deleted scene: %v, want UnknownSceneError", err)
 	}
 }
 

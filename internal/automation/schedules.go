@@ -36,10 +36,10 @@ type Action struct {
 	Scene string  `json:"scene,omitempty"`
 }
 
-// ErrUnknownSchedule is an id with no schedule; the web port answers 404.
-type ErrUnknownSchedule struct{ ID string }
+// UnknownScheduleError is an id with no schedule; the web port answers 404.
+type UnknownScheduleError struct{ ID string }
 
-func (e *ErrUnknownSchedule) Error() string {
+func (e *UnknownScheduleError) Error() string {
 	return fmt.Sprintf("there is no schedule %q; GET /api/schedules lists them", e.ID)
 }
 
@@ -227,7 +227,7 @@ func (s *Scheduler) Get(id string) (Schedule, error) {
 	defer s.mu.Unlock()
 	r, ok := s.all[id]
 	if !ok {
-		return Schedule{}, &ErrUnknownSchedule{ID: id}
+		return Schedule{}, &UnknownScheduleError{ID: id}
 	}
 	return s.view(r, now), nil
 }
@@ -300,7 +300,7 @@ func (s *Scheduler) Delete(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.all[id]; !ok {
-		return &ErrUnknownSchedule{ID: id}
+		return &UnknownScheduleError{ID: id}
 	}
 	if err := s.o.Records.Delete(schedulePrefix + id); err != nil {
 		return fmt.Errorf("delete schedule %s (nothing was changed): %w", id, err)
