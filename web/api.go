@@ -60,7 +60,7 @@ func (s *Server) putState(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := s.applyState(ch)
+	st, err := s.deps.State.Apply(ch)
 	if err != nil {
 		return err
 	}

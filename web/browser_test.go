@@ -28,6 +28,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/weather"
@@ -408,8 +409,13 @@ func TestBrowser(t *testing.T) {
 		cx, cy, r = b.wheelBox(t, ctx)
 		b.do(t, ctx, "tap the wheel's bottom edge", chromedp.MouseClickXY(cx, cy+r-2))
 		waitState(t, e, func(st state.State) bool { return st.Color.G > 200 && st.Color.B < 20 })
-		wheelColour := e.store.Get().Color.Hex()
-		lamp.waitFor(t, fmt.Sprintf("[cc:2:%d,%d,%d:4]", e.store.Get().Color.R, e.store.Get().Color.G, e.store.Get().Color.B))
+		// A tap may send the colour in more than one throttled step: wait
+		// until the last one is in before checking what leaving the field
+		// sends.
+		settled := settledColour(t, e)
+		wheelColour := settled.Hex()
+		lamp.waitFor(t, fmt.Sprintf("[cc:2:%d,%d,%d:4]", settled.R, settled.G, settled.B))
+		lamp.drain()
 		b.do(t, ctx, "leave the field", chromedp.Evaluate[chromedp.Void](`document.activeElement.blur(); document.body.focus()`))
 		lamp.quietFor(t, 500*time.Millisecond)
 		if got := e.store.Get().Color.Hex(); got != wheelColour {
@@ -758,7 +764,7 @@ func TestBrowser(t *testing.T) {
 		if info, ok := e.fw.Current(); !ok || info.Version != "1.3.0" {
 			t.Fatalf("current image %+v", info)
 		}
-		for field, want := range map[string]string{"fw-project": "cloud-lamp", "fw-idf": "v5.3.1", "fw-chip": "esp32", "fw-built": "Nov 21 2026 22:00:00", "fw-size": formatSize(int64(len(img)))} {
+		for field, want := range map[string]string{"fw-project": "cloud-lamp", "fw-idf": "v5.3.1", "fw-chip": "esp32", "fw-built": "Nov 21 2026 22:00:00", "fw-size": firmware.FormatSize(int64(len(img)))} {
 			if got := evalJS[string](t, ctx, fmt.Sprintf(`document.querySelector('[data-field=%q]').textContent`, field)); got != want {
 				t.Errorf("%s shows %q, want %q", field, got, want)
 			}
@@ -1039,6 +1045,23 @@ func parseHex(s string) ([3]int, error) {
 }
 
 // waitState waits until the display state satisfies ok.
+// settledColour waits until the colour has not changed for 400 ms (the
+// page's throttle sends a drag's last value within that) and returns it.
+func settledColour(t *testing.T, e *env) protocol.RGB {
+	t.Helper()
+	last, since := e.store.Get().Color, time.Now()
+	for range 500 {
+		if cur := e.store.Get().Color; cur != last {
+			last, since = cur, time.Now()
+		} else if time.Since(since) >= 400*time.Millisecond {
+			return last
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the colour never settled")
+	return last
+}
+
 func waitState(t *testing.T, e *env, ok func(state.State) bool) {
 	t.Helper()
 	for range 500 {

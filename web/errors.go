@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloudcloud/cloudcloud/internal/storage"
+
 	"github.com/cloudcloud/cloudcloud/internal/errorbody"
 
 	"github.com/labstack/echo/v4"
@@ -58,13 +60,13 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &tle):
-		return errorf(http.StatusRequestEntityTooLarge, "%s", tooLargeSentence(tle.Limit))
+		return errorf(http.StatusRequestEntityTooLarge, "%s", tle.Error())
 	case errors.As(err, &iie):
 		return errorf(http.StatusBadRequest, "%s", iie.Reason)
 	case errors.As(err, &cme):
-		return errorf(http.StatusConflict, "%s", chipSentence(cme))
+		return errorf(http.StatusConflict, "%s", cme.Error())
 	case errors.As(err, &pce):
-		return errorf(http.StatusConflict, "%s", projectChangeSentence(pce))
+		return errorf(http.StatusConflict, "%s", pce.Error())
 	case errors.Is(err, firmware.ErrNoPrevious):
 		return errorf(http.StatusNotFound, "there is no previous firmware image to roll back to: the server keeps the one before the current image once a second image has been uploaded")
 	case errors.Is(err, firmware.ErrNoImage):
@@ -83,6 +85,10 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", mbe.Limit)
 	case atomicfile.Kind(err) != "":
 		return s.storageError(err, c)
+	case errors.Is(err, storage.ErrUnavailable):
+		s.log.Error("request failed: the cluster's storage cannot be reached", "method", c.Request().Method, "path", path, "err", err)
+		return &httpError{status: http.StatusServiceUnavailable, retryAfter: 5,
+			msg: "the cluster's storage (NATS JetStream, cluster.nats_url) cannot be reached, so nothing was changed; the lamps keep showing what they show. Try again when NATS is back"}
 	case errors.As(err, &ee):
 		switch ee.Code {
 		case http.StatusNotFound:

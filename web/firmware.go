@@ -8,7 +8,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -255,7 +254,7 @@ func (s *Server) saveUpload(mr *multipart.Reader, part *multipart.Part, body *re
 	if errors.As(err, &pce) && !allow && overrideFollows(mr) {
 		return firmware.Info{}, errorf(http.StatusConflict,
 			"%s; the form field %s came after the file, so it was read too late: send it before the file (curl: -F %s=1 -F firmware=@app.bin)",
-			projectChangeSentence(pce), fieldAllowProjectChange, fieldAllowProjectChange)
+			pce.Error(), fieldAllowProjectChange, fieldAllowProjectChange)
 	}
 	if err != nil {
 		return firmware.Info{}, err
@@ -337,36 +336,6 @@ func (t *readTracker) Read(p []byte) (int, error) {
 		t.err = err
 	}
 	return n, err
-}
-
-// The sentences for the store's refusals; classify uses them.
-
-func tooLargeSentence(limit int64) string {
-	return fmt.Sprintf("the file is larger than firmware.max_size, %s (%d bytes); an ESP32 application is usually 1-2 MiB, so check that this is the application .bin and not a merged flash image, or raise firmware.max_size",
-		formatSize(limit), limit)
-}
-
-func chipSentence(e *firmware.ChipMismatchError) string {
-	return fmt.Sprintf("this image is built for %s, but this server only accepts %s images (firmware.chip); build the firmware for %s, or change firmware.chip if your lamps really are %s",
-		e.Got, e.Want, e.Want, e.Got)
-}
-
-func projectChangeSentence(e *firmware.ProjectChangeError) string {
-	return fmt.Sprintf("this image is project %q, but the current image is project %q; flashing another project can leave lamps that never connect again. If you really mean to switch, tick \"allow project change\" (API: %s=1) and upload again",
-		e.Uploaded, e.Current, fieldAllowProjectChange)
-}
-
-// formatSize writes a byte count for people: "812 B", "64 KiB", "1.4 MiB".
-func formatSize(n int64) string {
-	const kib, mib = 1 << 10, 1 << 20
-	trim := func(f float64) string { return strings.TrimSuffix(strconv.FormatFloat(f, 'f', 1, 64), ".0") }
-	switch {
-	case n < kib:
-		return strconv.FormatInt(n, 10) + " B"
-	case n < mib:
-		return trim(float64(n)/kib) + " KiB"
-	}
-	return trim(float64(n)/mib) + " MiB"
 }
 
 // haveFirmware says whether there is an image lamps can update to.

@@ -404,7 +404,7 @@ func TestFirmwarePanel(t *testing.T) {
 	for _, want := range []string{
 		`id="firmware"`, `action="/ui/firmware"`, `enctype="multipart/form-data"`, `name="allow_project_change"`,
 		`action="/ui/firmware/rollback"`, `data-max-size="2097152"`, "up to 2 MiB, built for esp32",
-		shortSHA(info.SHA256), `title="` + info.SHA256 + `"`, formatSize(info.Size), ">esp32 only<",
+		shortSHA(info.SHA256), `title="` + info.SHA256 + `"`, firmware.FormatSize(info.Size), ">esp32 only<",
 		`"firmware":{"current":{"project":"cloud-lamp"`, // the script's boot data
 	} {
 		if !strings.Contains(body, want) {
@@ -420,18 +420,6 @@ func TestFirmwarePanel(t *testing.T) {
 	form := body[strings.Index(body, `action="/ui/firmware"`):]
 	if c, a, f := strings.Index(form, `name="csrf"`), strings.Index(form, `name="allow_project_change"`), strings.Index(form, `name="firmware"`); c < 0 || a < c || f < a {
 		t.Errorf("form field order: csrf %d, allow_project_change %d, firmware %d", c, a, f)
-	}
-}
-
-func TestFormatSize(t *testing.T) {
-	tests := []struct {
-		n    int64
-		want string
-	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1 KiB"}, {1536, "1.5 KiB"}, {64 << 10, "64 KiB"}, {4 << 20, "4 MiB"}, {1468320, "1.4 MiB"}}
-	for _, tt := range tests {
-		if got := formatSize(tt.n); got != tt.want {
-			t.Errorf("formatSize(%d) = %q, want %q", tt.n, got, tt.want)
-		}
 	}
 }
 

@@ -71,8 +71,31 @@ type bootData struct {
 	// Firmware is GET /api/firmware's object; absent on a server without
 	// firmware updates.
 	Firmware *firmwareStatus `json:"firmware,omitempty"`
-	Preview  previewBody     `json:"preview"`
+	// Words is the server's vocabulary the script reads events with, so
+	// that it is written once, by the packages that own it.
+	Words words `json:"words"`
 }
+
+// words are the names the script needs: the weather codes' names (index =
+// code), and the lamp phases and device events it acts on.
+type words struct {
+	Weather []string                `json:"weather"`
+	Phase   map[string]device.Phase `json:"phase"`
+	Event   map[string]device.Event `json:"event"`
+}
+
+var pageWords = func() words {
+	w := words{
+		Weather: []string{""},
+		Phase:   map[string]device.Phase{"offline": device.PhaseOffline},
+		Event: map[string]device.Event{"connected": device.EventConnected, "authenticated": device.EventAuthenticated,
+			"disconnected": device.EventDisconnected},
+	}
+	for code := protocol.WeatherSunrise; code <= protocol.WeatherWindy; code++ {
+		w.Weather = append(w.Weather, code.String())
+	}
+	return w
+}()
 
 func (s *Server) indexPage(c echo.Context) error {
 	now := s.now()
@@ -85,7 +108,7 @@ func (s *Server) indexPage(c echo.Context) error {
 	d := templates.Index{
 		Page:           s.pageData(c, "cloudcloud"),
 		Sessions:       s.sessionViews(c, now),
-		PreviewEnds:    previewClockText(s.previewStatus()),
+		PreviewEnds:    previewClockText(st.PreviewEndsAt),
 		State:          stateView(st),
 		FavoritesFull:  len(favs.Colors) >= favorites.Max,
 		LogFilter:      filter,
@@ -109,7 +132,7 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Preview: s.previewStatus()}
+	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Words: pageWords}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}
@@ -310,7 +333,7 @@ func (s *Server) formState(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.applyState(ch); err != nil {
+	if _, err := s.deps.State.Apply(ch); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/")

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,39 +10,30 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/state"
 )
 
-func TestWeatherPreviewEnds(t *testing.T) {
+// TestWeatherPreviewSaysWhenItEnds: a preview set through the API answers
+// with its end, a minute away, and the page says it to a person. (The end
+// itself is the state store's: internal/state's TestPreviewEndsByItself.)
+func TestWeatherPreviewSaysWhenItEnds(t *testing.T) {
 	e := newEnv(t)
-	e.srv.previewFor = 200 * time.Millisecond
-	s := e.openEvents(t)
-	if ev := s.next(t, "preview"); ev.data != `{"ends_at":null}` {
-		t.Fatalf("first preview event %s, want no preview", ev.data)
-	}
-	if res := e.call(t, http.MethodPut, "/api/state", `{"mode": "weather", "weather_override": {"code": 5, "intensity": 6}}`); res.status != 200 {
+	res := e.call(t, http.MethodPut, "/api/state", `{"mode": "weather", "weather_override": {"code": 5, "intensity": 6}}`)
+	if res.status != 200 {
 		t.Fatalf("PUT: %d %s", res.status, res.body)
 	}
-	if ev := s.next(t, "preview"); !strings.Contains(ev.data, `"ends_at":"20`) {
-		t.Errorf("preview event %s has no end", ev.data)
+	var st state.State
+	if err := json.Unmarshal([]byte(res.body), &st); err != nil || st.PreviewEndsAt == nil {
+		t.Fatalf("the answer says no end: %s (%v)", res.body, err)
 	}
-	// It ends by itself: the lamps go back to the live weather.
-	if ev := s.next(t, "preview"); ev.data != `{"ends_at":null}` {
-		t.Errorf("preview event %s after the end", ev.data)
+	if left := time.Until(*st.PreviewEndsAt); left <= 0 || left > state.PreviewFor {
+		t.Errorf("the preview ends in %s, want within %s", left, state.PreviewFor)
 	}
-	waitState(t, e, func(st state.State) bool { return st.WeatherOverride == nil && st.Mode == "weather" })
-
-	// A preview left on disk by a stopped server ends too.
-	if res := e.call(t, http.MethodPut, "/api/state", `{"weather_override": {"code": 7, "intensity": 4}}`); res.status != 200 {
-		t.Fatal(res.body)
+	cookie, _ := e.login(t)
+	page := e.call(t, http.MethodGet, "/", "", withCookie(cookie))
+	if want := "This preview ends by itself at " + previewClockText(st.PreviewEndsAt); !strings.Contains(page.body, want) {
+		t.Errorf("the page does not say %q", want)
 	}
-	e.srv.previewFor = time.Hour // this server keeps it; a restarted one must not
-	e.srv.notePreview(e.store.Get())
-	t.Cleanup(func() { e.srv.notePreview(state.State{}) })
-	srv, err := New(Options{Username: testUser, Password: testPassword, SessionKey: []byte("0123456789abcdef0123456789abcdef"),
-		Sessions: e.data, Logger: quiet, Version: "test"}, Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Events: e.bus})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.preview.mu.Lock(); srv.preview.timer.Stop(); srv.preview.mu.Unlock() })
-	if got := srv.previewStatus(); got.EndsAt == nil || got.EndsAt.Sub(time.Now()) > defaultPreviewFor {
-		t.Errorf("a restarted server gives the preview on disk no end within %s: %+v", defaultPreviewFor, got)
+	res = e.call(t, http.MethodPut, "/api/state", `{"weather_override": null}`)
+	var live state.State
+	if err := json.Unmarshal([]byte(res.body), &live); err != nil || live.PreviewEndsAt != nil {
+		t.Errorf("back to the live weather, the state still has an end: %s", res.body)
 	}
 }

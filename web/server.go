@@ -99,11 +99,9 @@ type RolloutService interface {
 	Updates() []rollout.Update
 }
 
-// EventBus is the event bus (events.Bus): the SSE stream subscribes to it,
-// and the web port announces the one thing it owns, the end of a weather
-// preview, on it.
-type EventBus interface {
-	events.Publisher
+// EventSource is the event bus (events.Bus); the SSE stream subscribes to
+// it. Every part publishes its own news there: the web port only listens.
+type EventSource interface {
 	Subscribe(buffer int, types ...events.Type) *events.Subscription
 }
 
@@ -137,7 +135,7 @@ type Deps struct {
 	Devices   DeviceService
 	Favorites FavoritesService
 	Weather   WeatherService // may be nil: the UI then says weather is not running
-	Events    EventBus
+	Events    EventSource
 	// Firmware may be nil: the firmware panel and routes are then absent
 	// (the routes say firmware updates are not set up).
 	Firmware FirmwareService
@@ -168,11 +166,7 @@ type Server struct {
 	metrics  http.Handler
 
 	heartbeat time.Duration // SSE devices snapshot interval; a field so tests can shorten it
-	// previewFor is how long a weather preview lasts (defaultPreviewFor);
-	// a field so tests can shorten it.
-	previewFor time.Duration
-	preview    previewClock
-	now        func() time.Time
+	now       func() time.Time
 }
 
 // DefaultSessionTTL is how long a login lasts unless web.session_ttl says
@@ -226,15 +220,14 @@ func New(opt Options, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{
-		opt:        opt,
-		deps:       deps,
-		log:        opt.Logger,
-		auth:       auth,
-		sessions:   sess,
-		assets:     assets,
-		heartbeat:  15 * time.Second,
-		previewFor: defaultPreviewFor,
-		now:        time.Now,
+		opt:       opt,
+		deps:      deps,
+		log:       opt.Logger,
+		auth:      auth,
+		sessions:  sess,
+		assets:    assets,
+		heartbeat: 15 * time.Second,
+		now:       time.Now,
 	}
 	// Wrong passwords: 1 s, 2 s, 4 s … up to 5 minutes between attempts.
 	s.limiter = backoff.New(time.Second, 5*time.Minute, func() time.Time { return s.now() })
@@ -242,8 +235,6 @@ func New(opt Options, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s.echo = s.routes()
-	// A preview found on disk (the server stopped during one) ends too.
-	s.notePreview(deps.State.Get())
 	return s, nil
 }
 

@@ -61,7 +61,6 @@ func (s *Server) events(c echo.Context) error {
 		{string(events.TypeDevices), s.lamps()}, // offline lamps too: a page that reconnects shows them
 		{string(events.TypeWeather), s.weatherData(nil)},
 		{string(events.TypeFavorites), s.deps.Favorites.Get()},
-		{string(events.TypePreview), s.previewStatus()},
 	}
 	if s.deps.Firmware != nil {
 		snapshot = append(snapshot, snapshotEvent{string(events.TypeFirmwareStatus), s.firmwareStatus()})

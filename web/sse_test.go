@@ -133,10 +133,10 @@ func TestEventsHeartbeatRefreshesDevices(t *testing.T) {
 
 // lagSource hands out subscriptions with room for one event, so a burst
 // makes the stream lag.
-type lagSource struct{ *events.Bus }
+type lagSource struct{ bus *events.Bus }
 
 func (l lagSource) Subscribe(_ int, types ...events.Type) *events.Subscription {
-	return l.Bus.Subscribe(1, types...)
+	return l.bus.Subscribe(1, types...)
 }
 
 func TestEventsEndWhenLagging(t *testing.T) {

@@ -306,10 +306,10 @@ func logDownloadURL(filter string) string {
 // are still connected.
 func firmwareView(st firmwareStatus, devs []device.Info, now time.Time, maxSize int64, chip string) templates.Firmware {
 	v := templates.Firmware{
-		MaxSize:  formatSize(maxSize),
+		MaxSize:  firmware.FormatSize(maxSize),
 		MaxBytes: maxSize,
 		Chip:     chip,
-		Hint:     "The application .bin, up to " + formatSize(maxSize),
+		Hint:     "The application .bin, up to " + firmware.FormatSize(maxSize),
 	}
 	if chip != "" {
 		v.Hint += ", built for " + chip
@@ -338,7 +338,7 @@ func firmwareImageView(i firmware.Info, now time.Time) templates.FirmwareImage {
 		Project: i.Project, Version: i.Version,
 		BuildDate: i.BuildDate, BuildTime: i.BuildTime,
 		IDFVersion: i.IDFVersion, Chip: i.Chip,
-		Size:        formatSize(i.Size),
+		Size:        firmware.FormatSize(i.Size),
 		SizeBytes:   strconv.FormatInt(i.Size, 10) + " bytes",
 		SHA256:      i.SHA256,
 		SHA256Short: shortSHA(i.SHA256),
@@ -382,7 +382,7 @@ func firmwareUpdateView(u rollout.Update, online bool, now time.Time) templates.
 		v.Percent = percent(u.Sent, u.Total)
 		v.StateText = "Downloading " + strconv.Itoa(v.Percent) + " %"
 		v.Progress = true
-		v.Detail = pending(formatSize(u.Sent) + " of " + formatSize(u.Total))
+		v.Detail = pending(firmware.FormatSize(u.Sent) + " of " + firmware.FormatSize(u.Total))
 	case rollout.StateDownloaded:
 		v.Percent, v.Progress = 100, true
 		v.StateText = "Downloaded"

@@ -27,6 +27,7 @@ type Config struct {
 	Firmware Firmware `toml:"firmware"`
 	Log      Log      `toml:"log"`
 	Time     Time     `toml:"time"`
+	Cluster  Cluster  `toml:"cluster"`
 }
 
 // Web configures the UI and HTTP API.
@@ -129,6 +130,15 @@ func (t Time) Location() (*time.Location, error) {
 	return loc, nil
 }
 
+// Cluster puts the server's storage on NATS JetStream, shared with other
+// nodes (docs/cluster.md). Without NATSURL the server keeps everything in
+// storage.dir, alone.
+type Cluster struct {
+	NATSURL  string `toml:"nats_url" help:"NATS servers with JetStream, e.g. nats://host:4222 (comma-separated for several; nats://user:pass@host for a login); empty: one node, state on disk"`
+	Node     string `toml:"node" help:"this node's name, unique in the cluster; empty: the host name"`
+	Replicas int    `toml:"replicas" help:"JetStream copies of each bucket (1-5; 3 on a three-server NATS cluster)"`
+}
+
 // Log configures the server's own log.
 type Log struct {
 	Level  string `toml:"level" help:"log level: debug, info, warn or error"`
@@ -169,5 +179,6 @@ func Default() Config {
 		Storage:  Storage{Dir: "data"},
 		Firmware: Firmware{MaxSize: firmware.DefaultMaxSize, DownloadAuth: true},
 		Log:      Log{Level: "info", Format: "text"},
+		Cluster:  Cluster{Replicas: 1},
 	}
 }

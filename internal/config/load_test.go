@@ -297,19 +297,7 @@ func TestLoadFileErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err := Load("config.toml", nil)
-			if err == nil {
-				t.Fatal("Load succeeded, want an error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
-			for _, n := range tt.not {
-				if strings.Contains(err.Error(), n) {
-					t.Errorf("error contains %q, which must stay out of it:\n%v", n, err)
-				}
-			}
+			errorSays(t, err, tt.want, tt.not)
 		})
 	}
 }
@@ -379,19 +367,7 @@ func TestLoadEnvErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Load("", tt.environ)
-			if err == nil {
-				t.Fatal("Load succeeded, want an error")
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
-			for _, n := range tt.not {
-				if strings.Contains(err.Error(), n) {
-					t.Errorf("error contains %q:\n%v", n, err)
-				}
-			}
+			errorSays(t, err, tt.want, tt.not)
 		})
 	}
 }
@@ -465,4 +441,22 @@ func FuzzEnv(f *testing.F) {
 		s := settings().list[int(index)%n]
 		_, _ = Load("", []string{s.env() + "=" + value})
 	})
+}
+
+// errorSays checks that err happened, says every want and none of not.
+func errorSays(t *testing.T, err error, want, not []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("Load succeeded, want an error")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not contain %q:\n%v", w, err)
+		}
+	}
+	for _, n := range not {
+		if strings.Contains(err.Error(), n) {
+			t.Errorf("error contains %q, which must stay out of it:\n%v", n, err)
+		}
+	}
 }

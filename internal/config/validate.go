@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,6 +64,7 @@ func (c Config) Validate() error {
 	if _, err := c.Time.Location(); err != nil {
 		p.add("time.zone", "%v", err)
 	}
+	c.validateCluster(&p)
 	if !slices.Contains(logLevels, c.Log.Level) {
 		p.add("log.level", "%q is not a log level; use one of %s", c.Log.Level, strings.Join(logLevels, ", "))
 	}
@@ -262,4 +264,32 @@ func (c Config) validateDurations(p *problems) {
 			p.add(s.name(), "%s must be longer than 0", d)
 		}
 	}
+}
+
+// validateCluster checks the NATS servers' URLs and the replicas.
+func (c Config) validateCluster(p *problems) {
+	cl := c.Cluster
+	if cl.NATSURL != "" {
+		for _, one := range strings.Split(cl.NATSURL, ",") {
+			u, err := url.Parse(strings.TrimSpace(one))
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" {
+				p.add("cluster.nats_url", "%q is not a NATS URL; write e.g. \"nats://127.0.0.1:4222\" (tls:// for TLS), several separated by commas", redactURL(strings.TrimSpace(one)))
+			}
+		}
+	}
+	if cl.Node != "" && !validName(cl.Node) {
+		p.add("cluster.node", "%q must be 1-%d letters, digits, '-' or '_'", cl.Node, maxNameLength)
+	}
+	if cl.Replicas < 1 || cl.Replicas > 5 {
+		p.add("cluster.replicas", "%d is out of range 1-5", cl.Replicas)
+	}
+}
+
+// redactURL leaves a login out of a URL shown in a message.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		u.User = url.User("…")
+		return u.String()
+	}
+	return s
 }

@@ -24,7 +24,6 @@ const (
 	TypeFirmware       Type = "firmware"        // rollout.Tracker: one lamp's step through an update
 	TypeFirmwareStatus Type = "firmware_status" // firmware.Store: the current or previous image changed
 	TypeFavorites      Type = "favorites"       // favorites.Store: the favourite colours (a favorites.List)
-	TypePreview        Type = "preview"         // the web port: when the weather preview ends by itself
 )
 
 // Event is one thing that happened. Data is a JSON-marshalable value that

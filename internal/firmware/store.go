@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,7 +34,8 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("the file is larger than the %d-byte limit (firmware.max_size); an ESP32 application is usually 1-2 MiB, so check that this is the application .bin and not a merged flash image", e.Limit)
+	return fmt.Sprintf("the file is larger than firmware.max_size, %s (%d bytes); an ESP32 application is usually 1-2 MiB, so check that this is the application .bin and not a merged flash image, or raise firmware.max_size",
+		FormatSize(e.Limit), e.Limit)
 }
 
 // ChipMismatchError refuses an image built for another chip than the one the
@@ -43,7 +45,8 @@ type ChipMismatchError struct {
 }
 
 func (e *ChipMismatchError) Error() string {
-	return fmt.Sprintf("this image is built for %s, but this server only accepts %s images; build the firmware for %s", e.Got, e.Want, e.Want)
+	return fmt.Sprintf("this image is built for %s, but this server only accepts %s images (firmware.chip); build the firmware for %s, or change firmware.chip if your lamps really are %s",
+		e.Got, e.Want, e.Want, e.Got)
 }
 
 // ProjectChangeError refuses an image of another project than the current
@@ -54,7 +57,21 @@ type ProjectChangeError struct {
 }
 
 func (e *ProjectChangeError) Error() string {
-	return fmt.Sprintf("this image is project %q but the current image is project %q; if you really mean to replace it, upload again with \"allow project change\" set", e.Uploaded, e.Current)
+	return fmt.Sprintf("this image is project %q, but the current image is project %q; flashing another project can leave lamps that never connect again. If you really mean to switch, tick \"allow project change\" (API: allow_project_change=1) and upload again",
+		e.Uploaded, e.Current)
+}
+
+// FormatSize writes a byte count for people: "812 B", "64 KiB", "1.4 MiB".
+func FormatSize(n int64) string {
+	const kib, mib = 1 << 10, 1 << 20
+	trim := func(f float64) string { return strings.TrimSuffix(strconv.FormatFloat(f, 'f', 1, 64), ".0") }
+	switch {
+	case n < kib:
+		return strconv.FormatInt(n, 10) + " B"
+	case n < mib:
+		return trim(float64(n)/kib) + " KiB"
+	}
+	return trim(float64(n)/mib) + " MiB"
 }
 
 // SaveOptions are the checks Save applies beyond the image being valid.

@@ -160,7 +160,7 @@ func TestStoreSaveRefusals(t *testing.T) {
 	}{
 		{"too large", bytes.NewReader(firmwaretest.Build(firmwaretest.Image{Payload: 2000, Seed: 2})), SaveOptions{MaxSize: 1000}, func(t *testing.T, err error) {
 			var tooLarge *TooLargeError
-			if !errors.As(err, &tooLarge) || tooLarge.Limit != 1000 || !strings.Contains(err.Error(), "1000-byte limit (firmware.max_size)") {
+			if !errors.As(err, &tooLarge) || tooLarge.Limit != 1000 || !strings.Contains(err.Error(), "larger than firmware.max_size, 1000 B (1000 bytes)") {
 				t.Errorf("err = %v, want *TooLargeError{1000}", err)
 			}
 		}},
@@ -412,5 +412,17 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	tests := []struct {
+		n    int64
+		want string
+	}{{0, "0 B"}, {1023, "1023 B"}, {1024, "1 KiB"}, {1536, "1.5 KiB"}, {64 << 10, "64 KiB"}, {4 << 20, "4 MiB"}, {1468320, "1.4 MiB"}}
+	for _, tt := range tests {
+		if got := FormatSize(tt.n); got != tt.want {
+			t.Errorf("FormatSize(%d) = %q, want %q", tt.n, got, tt.want)
+		}
 	}
 }

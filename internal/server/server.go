@@ -34,6 +34,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
+	"github.com/cloudcloud/cloudcloud/internal/storage/jetstore"
 	"github.com/cloudcloud/cloudcloud/weather"
 	"github.com/cloudcloud/cloudcloud/web"
 )
@@ -69,7 +70,8 @@ type Server struct {
 	updates *rollout.Tracker
 	sched   *automation.Scheduler
 
-	maxLamps int // device.max_connections, or what the open-file limit allows
+	maxLamps int      // device.max_connections, or what the open-file limit allows
+	closers  []func() // what Run closes last (the NATS connection)
 
 	webHandler      http.Handler // the UI, the API, /healthz and /metrics
 	deviceHandler   http.Handler // the lamps' WebSocket and /firmware.bin
@@ -85,7 +87,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s := &Server{cfg: cfg, opt: o, log: o.Logger, bus: events.NewBus()}
 	log := s.log
 	dir := cfg.Storage.Dir
-	data, err := storage.OpenDir(dir)
+	backend, err := s.openStorage()
+	if err != nil {
+		return nil, err
+	}
+	data, err := backend.Bucket("")
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +118,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web.trusted_proxies: %w", err)
 	}
-	fw, err := openFirmware(data, s.bus, log.With("part", "firmware"))
+	fw, err := openFirmware(backend, s.bus, log.With("part", "firmware"))
 	if err != nil {
 		return nil, err
 	}
@@ -219,8 +225,32 @@ func (s *Server) sunLocation() (lat, lon float64, ok bool) {
 	return 0, 0, false
 }
 
-// openFirmware opens the firmware store on the data directory's firmware/.
-func openFirmware(data *storage.Dir, bus events.Publisher, log *slog.Logger) (*firmware.Store, error) {
+// backend is where the server keeps what it keeps: storage.dir
+// (storage.Dir), or NATS JetStream shared with other nodes
+// (jetstore.Store).
+type backend interface {
+	Bucket(name string) (storage.Bucket, error)
+	Objects(name string) (storage.Objects, error)
+}
+
+// openStorage opens storage.dir, or with cluster.nats_url the JetStream
+// buckets (the directory then keeps only a copy of the firmware images).
+func (s *Server) openStorage() (backend, error) {
+	dir, url := s.cfg.Storage.Dir, s.cfg.Cluster.NATSURL
+	if url == "" {
+		return storage.OpenDir(dir)
+	}
+	js, err := jetstore.Open(url, s.cfg.Cluster.Replicas, filepath.Join(dir, "cluster-cache"))
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, js.Close)
+	s.log.Info("state kept in NATS JetStream, shared with the other nodes", "nats", s.cfg.Cluster.NATSURL, "replicas", s.cfg.Cluster.Replicas)
+	return js, nil
+}
+
+// openFirmware opens the firmware store on the firmware bucket and objects.
+func openFirmware(data backend, bus events.Publisher, log *slog.Logger) (*firmware.Store, error) {
 	records, err := data.Bucket("firmware")
 	if err != nil {
 		return nil, err
@@ -387,6 +417,9 @@ func (s *Server) Run(ctx context.Context) error {
 	close(errc)
 	for err := range errc {
 		errs = append(errs, err)
+	}
+	for _, close := range s.closers {
+		close()
 	}
 	log.Info("stopped", "packet", s.state.Get().Packet)
 	return errors.Join(errs...)

@@ -49,8 +49,11 @@ type State struct {
 	Pulse           int          `json:"pulse"`
 	Weather         Weather      `json:"weather"`
 	WeatherOverride *Override    `json:"weather_override"`
-	Packet          string       `json:"packet"`
-	UpdatedAt       time.Time    `json:"updated_at"`
+	// PreviewEndsAt is when the weather preview ends by itself and the
+	// lamps go back to the live weather; nil without a preview.
+	PreviewEndsAt *time.Time `json:"preview_ends_at,omitempty"`
+	Packet        string     `json:"packet"`
+	UpdatedAt     time.Time  `json:"updated_at"`
 }
 
 // Default is the state after a fresh install: off, a warm pink ready for

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,6 +16,32 @@ import (
 // the data directory).
 const Key = "state"
 
+// decode reads a saved state and checks it as a change from the defaults
+// would be checked, so a record written by an older version, by hand or by
+// another node is held to the same rules as a request.
+func decode(data []byte) (State, error) {
+	var disk State
+	if err := json.Unmarshal(data, &disk); err != nil {
+		return State{}, err
+	}
+	loaded, err := Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
+		WeatherOverride: OverrideChange{Set: true, Value: disk.WeatherOverride}})
+	if err != nil {
+		return State{}, err
+	}
+	if disk.Weather.Code >= 1 && disk.Weather.Code <= 9 {
+		loaded.Weather = disk.Weather
+	}
+	loaded.UpdatedAt = disk.UpdatedAt
+	loaded.Packet = loaded.packet().String()
+	return loaded, nil
+}
+
+// PreviewFor is how long a weather preview shows after its last change:
+// long enough to look at the lamps, short enough that a preview somebody
+// forgot does not stand in for the weather for days.
+const PreviewFor = time.Minute
+
 // Store is the one owner of the display state.
 type Store struct {
 	records storage.Bucket
@@ -25,6 +52,11 @@ type Store struct {
 	mu       sync.Mutex // serialises changes so disk, watchers and events see one order
 	cur      State
 	watchers []func(State)
+
+	previewFor   time.Duration // PreviewFor; a field so tests can shorten it
+	previewTimer *time.Timer   // ends the preview at cur.PreviewEndsAt
+
+	rev uint64 // the record's revision cur came from
 }
 
 // Open loads the state from records (creating nothing until the first
@@ -34,28 +66,31 @@ func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*S
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Store{records: records, bus: bus, logger: logger, now: time.Now, cur: Default()}
-	var disk State
+	s := &Store{records: records, bus: bus, logger: logger, now: time.Now, cur: Default(), previewFor: PreviewFor}
+	var disk json.RawMessage
 	var loaded State
 	check := func() (err error) {
-		loaded, err = Default().apply(Change{Mode: &disk.Mode, Color: &disk.Color, Pulse: &disk.Pulse,
-			WeatherOverride: OverrideChange{Set: true, Value: disk.WeatherOverride}})
+		loaded, err = decode(disk)
 		return err
 	}
-	_, found, err := storage.LoadJSON(records, Key, &disk, check, logger, "display state")
+	rev, found, err := storage.LoadJSON(records, Key, &disk, check, logger, "display state")
 	if err != nil {
 		return nil, err
 	}
+	s.rev = rev
+	// Changes by another writer of the record (another node) follow as long
+	// as the process lives.
+	records.Watch(Key, s.follow)
 	if !found {
 		logger.Info("no saved display state; starting with the lamps off")
 		return s, nil
 	}
-	if disk.Weather.Code >= 1 && disk.Weather.Code <= 9 {
-		loaded.Weather = disk.Weather
-	}
-	loaded.UpdatedAt = disk.UpdatedAt
-	loaded.Packet = loaded.packet().String()
 	s.cur = loaded
+	// A preview found on disk (the server stopped during one) gets its
+	// full time from now, then ends like any other.
+	s.mu.Lock()
+	s.schedulePreviewEnd(true)
+	s.mu.Unlock()
 	logger.Info("display state loaded", "mode", loaded.Mode, "packet", loaded.Packet)
 	return s, nil
 }
@@ -87,7 +122,58 @@ func (s *Store) Apply(c Change) (State, error) {
 	if err != nil {
 		return s.cur, err
 	}
-	return s.commit(next)
+	if c.WeatherOverride.Set {
+		// A new or changed preview lasts PreviewFor from now.
+		next.PreviewEndsAt = nil
+		if next.WeatherOverride != nil {
+			ends := s.now().Add(s.previewFor).UTC().Truncate(time.Millisecond)
+			next.PreviewEndsAt = &ends
+		}
+	}
+	st, err := s.commit(next)
+	if err == nil && c.WeatherOverride.Set {
+		s.schedulePreviewEnd(false)
+	}
+	return st, err
+}
+
+// schedulePreviewEnd sets the timer that ends the current preview; s.mu is
+// held. fresh gives a preview its full time from now (a preview loaded
+// from disk).
+func (s *Store) schedulePreviewEnd(fresh bool) {
+	if s.previewTimer != nil {
+		s.previewTimer.Stop()
+		s.previewTimer = nil
+	}
+	if s.cur.WeatherOverride == nil {
+		s.cur.PreviewEndsAt = nil
+		return
+	}
+	if fresh || s.cur.PreviewEndsAt == nil {
+		ends := s.now().Add(s.previewFor).UTC().Truncate(time.Millisecond)
+		s.cur.PreviewEndsAt = &ends
+	}
+	s.previewTimer = time.AfterFunc(s.cur.PreviewEndsAt.Sub(s.now()), s.endPreview)
+}
+
+// endPreview returns the lamps to the live weather, unless the preview was
+// changed (and so given a new end) or ended meanwhile.
+func (s *Store) endPreview() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur.WeatherOverride == nil || s.cur.PreviewEndsAt == nil || s.now().Before(*s.cur.PreviewEndsAt) {
+		return
+	}
+	next, err := s.cur.apply(Change{WeatherOverride: OverrideChange{Set: true}})
+	if err == nil {
+		next.PreviewEndsAt = nil
+		_, err = s.commit(next)
+	}
+	if err != nil {
+		s.logger.Error("could not end the weather preview; it stays until changed", "err", err)
+		return
+	}
+	s.logger.Info("the weather preview ended; the lamps show the live weather again")
 }
 
 // SetWeather records the live weather. It reaches the lamps at once in
@@ -110,9 +196,17 @@ func (s *Store) SetWeather(w Weather) (State, error) {
 func (s *Store) commit(next State) (State, error) {
 	next.Packet = next.packet().String()
 	next.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
-	if _, err := storage.PutJSON(s.records, Key, next); err != nil {
+	rev, err := storage.PutJSON(s.records, Key, next)
+	if err != nil {
 		return s.cur, fmt.Errorf("save display state (nothing was changed): %w", err)
 	}
+	s.rev = rev
+	s.become(next)
+	return next, nil
+}
+
+// become makes next current and announces it; s.mu is held.
+func (s *Store) become(next State) {
 	s.cur = next
 	for _, fn := range s.watchers {
 		fn(next)
@@ -120,5 +214,27 @@ func (s *Store) commit(next State) (State, error) {
 	if s.bus != nil {
 		s.bus.Publish(events.Event{Type: events.TypeState, Time: next.UpdatedAt, Data: next})
 	}
-	return next, nil
+}
+
+// follow takes a change of the record that another writer made (another
+// node of a cluster sharing the storage): it becomes the state here too,
+// reaching this node's lamps. The store's own writes come back through the
+// watch as well, at a revision it already has, and are skipped.
+func (s *Store) follow(e storage.Entry) {
+	if e.Key != Key || e.Deleted {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Revision <= s.rev {
+		return
+	}
+	next, err := decode(e.Value)
+	if err != nil {
+		s.logger.Error("ignored a display state written elsewhere that is not valid", "revision", e.Revision, "err", err)
+		return
+	}
+	s.rev = e.Revision
+	s.become(next)
+	s.schedulePreviewEnd(true)
 }

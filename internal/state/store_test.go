@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
@@ -287,5 +288,120 @@ func TestStoredIntensityAboveNine(t *testing.T) {
 	again, _ := open(t, dir)
 	if got := again.Get().DisplayPacket().String(); got != "[cc:1:6:9]" {
 		t.Errorf("after a restart the lamps get %s", got)
+	}
+}
+
+// TestPreviewEndsByItself: a weather preview, however it was set, ends a
+// PreviewFor after its last change and the lamps show the live weather; a
+// preview found on disk at start gets its full time again.
+func TestPreviewEndsByItself(t *testing.T) {
+	dir := t.TempDir()
+	s, bus := open(t, dir)
+	s.mu.Lock()
+	s.previewFor = 200 * time.Millisecond
+	s.mu.Unlock()
+	sub := bus.Subscribe(16, events.TypeState)
+	ov := func(code int) Change {
+		return Change{Mode: ptr(ModeWeather), WeatherOverride: OverrideChange{Set: true, Value: &Override{Code: code, Intensity: 5}}}
+	}
+	st, err := s.Apply(ov(5))
+	if err != nil || st.PreviewEndsAt == nil {
+		t.Fatalf("a preview without an end: %+v %v", st, err)
+	}
+	if _, err := s.Apply(Change{Pulse: ptr(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Get().PreviewEndsAt; got == nil || !got.Equal(*st.PreviewEndsAt) {
+		t.Errorf("a change that is not the preview's moved its end: %v, was %v", got, st.PreviewEndsAt)
+	}
+	deadline := time.After(5 * time.Second)
+	for ended := false; !ended; {
+		select {
+		case e := <-sub.C:
+			got := e.Data.(State)
+			ended = got.WeatherOverride == nil
+			if ended && (got.PreviewEndsAt != nil || got.Mode != ModeWeather || got.Packet != "[cc:1:3:9]") {
+				t.Errorf("after the preview: %+v", got)
+			}
+		case <-deadline:
+			t.Fatal("the preview did not end")
+		}
+	}
+
+	// A preview on disk when the server stopped.
+	if _, err := s.Apply(ov(7)); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.previewTimer.Stop() // this store keeps it; a restarted one must not
+	s.mu.Unlock()
+	again, _ := open(t, dir)
+	ends := again.Get().PreviewEndsAt
+	if again.Get().WeatherOverride == nil || ends == nil || time.Until(*ends) > PreviewFor || time.Until(*ends) < PreviewFor-time.Minute/2 {
+		t.Errorf("a restarted store gives the preview on disk no fresh end: %v", ends)
+	}
+	again.mu.Lock()
+	again.previewTimer.Stop()
+	again.mu.Unlock()
+}
+
+// TestAnotherWritersChangeBecomesCurrent: two stores on one bucket (two
+// nodes on shared storage): a change through one becomes the other's
+// state, reaches its watchers (its lamps) and its bus; its own writes are
+// not taken twice.
+func TestAnotherWritersChangeBecomesCurrent(t *testing.T) {
+	records := bucket(t, t.TempDir())
+	one, err := Open(records, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busTwo := events.NewBus()
+	two, err := Open(records, busTwo, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 8)
+	two.Watch(func(st State) { seen <- st.Packet })
+	<-seen // the current state, at once
+	sub := busTwo.Subscribe(8, events.TypeState)
+	if _, err := one.Apply(Change{Mode: ptr(ModeManual), Pulse: ptr(4)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-seen:
+		if p != "[cc:2:255,65,174:4]" {
+			t.Errorf("the other store's lamps got %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the change through one store never reached the other")
+	}
+	if e := <-sub.C; e.Data.(State).Pulse != 4 {
+		t.Errorf("the other store announced %+v", e.Data)
+	}
+	if _, err := two.Apply(Change{Pulse: ptr(5)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-seen:
+		if p != "[cc:2:255,65,174:5]" {
+			t.Errorf("its own change: %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("its own change did not reach its watchers")
+	}
+	select {
+	case p := <-seen:
+		t.Errorf("its own write came back through the watch: %s", p)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if got := one.Get().Pulse; got != 5 {
+		waitPulse := time.After(5 * time.Second)
+		for one.Get().Pulse != 5 {
+			select {
+			case <-waitPulse:
+				t.Fatalf("the first store did not follow: pulse %d", one.Get().Pulse)
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
 	}
 }

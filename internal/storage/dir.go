@@ -129,9 +129,51 @@ func validKey(key string) bool {
 	return true
 }
 
+// watcher gets the changes of a prefix on a goroutine of its own, in
+// order: the writer never waits for it, so a watcher may take locks the
+// writer holds (as one on another node would).
 type watcher struct {
 	prefix string
 	fn     func(Entry)
+
+	mu    sync.Mutex
+	queue []Entry
+	wake  chan struct{} // has room for one wake-up
+	done  chan struct{} // closed by stop
+	ended chan struct{} // closed when the goroutine is gone
+}
+
+func (w *watcher) run() {
+	defer close(w.ended)
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-w.wake:
+		}
+		w.mu.Lock()
+		batch := w.queue
+		w.queue = nil
+		w.mu.Unlock()
+		for _, e := range batch {
+			select {
+			case <-w.done:
+				return
+			default:
+				w.fn(e)
+			}
+		}
+	}
+}
+
+func (w *watcher) push(e Entry) {
+	w.mu.Lock()
+	w.queue = append(w.queue, e)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
 }
 
 type fileBucket struct {
@@ -143,8 +185,8 @@ type fileBucket struct {
 }
 
 func (b *fileBucket) path(key string) (string, error) {
-	if !validKey(key) {
-		return "", fmt.Errorf("storage: %q is not a valid key", key)
+	if err := CheckKey(key); err != nil {
+		return "", err
 	}
 	return filepath.Join(b.dir, filepath.FromSlash(key)+".json"), nil
 }
@@ -271,26 +313,32 @@ func (b *fileBucket) Keys(prefix string) ([]string, error) {
 }
 
 func (b *fileBucket) Watch(prefix string, fn func(Entry)) (stop func()) {
-	w := &watcher{prefix: prefix, fn: fn}
+	w := &watcher{prefix: prefix, fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{}), ended: make(chan struct{})}
+	go w.run()
 	b.mu.Lock()
 	if b.watchers == nil {
 		b.watchers = map[*watcher]struct{}{}
 	}
 	b.watchers[w] = struct{}{}
 	b.mu.Unlock()
+	var once sync.Once
 	return func() {
-		b.mu.Lock()
-		delete(b.watchers, w)
-		b.mu.Unlock()
+		once.Do(func() {
+			b.mu.Lock()
+			delete(b.watchers, w)
+			b.mu.Unlock()
+			close(w.done)
+			<-w.ended
+		})
 	}
 }
 
-// notify runs the watchers of e.Key; b.mu is held, which keeps them in the
-// order of the changes.
+// notify queues e for the watchers of its key; b.mu is held, which keeps
+// the changes in order.
 func (b *fileBucket) notify(e Entry) {
 	for w := range b.watchers {
 		if strings.HasPrefix(e.Key, w.prefix) {
-			w.fn(e)
+			w.push(e)
 		}
 	}
 }

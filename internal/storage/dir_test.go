@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -125,24 +126,66 @@ func TestUpdateIsCompareAndSet(t *testing.T) {
 
 func TestWatchSeesChangesInOrder(t *testing.T) {
 	b := openBucket(t, t.TempDir(), "")
-	var seen []string
+	seen := make(chan string, 16)
 	stop := b.Watch("lamps/", func(e Entry) {
 		if e.Deleted {
-			seen = append(seen, "-"+e.Key)
+			seen <- "-" + e.Key
 			return
 		}
-		seen = append(seen, e.Key+"="+string(e.Value))
+		seen <- e.Key + "=" + string(e.Value)
 	})
 	b.Put("lamps/a", []byte("1"))
 	b.Put("state", []byte("x")) // another prefix
 	b.Put("lamps/a", []byte("2"))
 	b.Delete("lamps/a")
 	b.Delete("lamps/never") // nothing to delete: no event
+	var got []string
+	for range 3 {
+		select {
+		case s := <-seen:
+			got = append(got, s)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watched only %q", got)
+		}
+	}
+	if want := []string{"lamps/a=1", "lamps/a=2", "-lamps/a"}; !slices.Equal(got, want) {
+		t.Fatalf("watched %q, want %q", got, want)
+	}
 	stop()
 	b.Put("lamps/a", []byte("3"))
-	want := []string{"lamps/a=1", "lamps/a=2", "-lamps/a"}
-	if !slices.Equal(seen, want) {
-		t.Fatalf("watched %q, want %q", seen, want)
+	select {
+	case s := <-seen:
+		t.Errorf("a change after stop reached the watcher: %s", s)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// TestAWatcherMayTakeTheWritersLocks: the writer does not wait for the
+// watcher, so a watcher that needs a lock the writer holds (a store that
+// follows its own record) does not deadlock.
+func TestAWatcherMayTakeTheWritersLocks(t *testing.T) {
+	b := openBucket(t, t.TempDir(), "")
+	var mu sync.Mutex
+	got := make(chan uint64, 1)
+	stop := b.Watch("state", func(e Entry) {
+		mu.Lock()
+		defer mu.Unlock()
+		got <- e.Revision
+	})
+	defer stop()
+	mu.Lock()
+	rev, err := b.Put("state", []byte("x"))
+	mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-got:
+		if r != rev {
+			t.Errorf("watched revision %d, wrote %d", r, rev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watcher never ran")
 	}
 }
 

@@ -21,6 +21,20 @@ import (
 // ErrNotFound means the key or object does not exist.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable means the storage cannot be reached now (the cluster's
+// NATS servers are down or unreachable): nothing was changed, and the same
+// call may succeed later.
+var ErrUnavailable = errors.New("the cluster's storage (NATS JetStream) cannot be reached")
+
+// CheckKey says whether key is a valid key: one or more segments of a-z,
+// 0-9, '_' and '-', separated by '/'.
+func CheckKey(key string) error {
+	if !validKey(key) {
+		return fmt.Errorf("storage: %q is not a valid key", key)
+	}
+	return nil
+}
+
 // ConflictError refuses an Update whose revision is not the record's
 // current one: somebody else changed it since it was read.
 type ConflictError struct {
@@ -60,8 +74,9 @@ type Bucket interface {
 	// Keys lists the keys that start with prefix, sorted.
 	Keys(prefix string) ([]string, error)
 	// Watch calls fn with every later change of a key that starts with
-	// prefix, in the order of the changes, until stop is called. fn must
-	// not call back into the bucket.
+	// prefix, in the order of the changes, on a goroutine of its own (the
+	// writer does not wait for it), until stop is called; stop waits for a
+	// call under way to return.
 	Watch(prefix string, fn func(Entry)) (stop func())
 	// SetAside moves an unusable record out of the way, keeping its bytes
 	// for a person to look at, and says where they went.

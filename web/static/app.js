@@ -17,7 +17,12 @@
   if (!boot) return; // the login and error pages need nothing from here
   const csrf = ($('meta[name="csrf-token"]') || {}).content || '';
 
-  const WEATHER_NAMES = ['', 'sunrise', 'sunset', 'clear sky', 'cloudy', 'rain', 'storm', 'snow', 'mist', 'windy'];
+  // The server's words (weather names, lamp phases, device events) come
+  // with the page, from the packages that own them.
+  const WORDS = boot.words;
+  const WEATHER_NAMES = WORDS.weather;
+  const PHASE = WORDS.phase;
+  const EVENT = WORDS.event;
   const WEATHER_ICONS = ['cloud', 'sunrise', 'sunset', 'sun', 'cloud', 'rain', 'storm', 'snow', 'mist', 'wind'];
   const STATUS = {
     ok: ['Live', 'good'], no_api_key: ['No API key', 'warn'], bad_api_key: ['Bad API key', 'bad'],
@@ -35,7 +40,6 @@
     favorites: [],
     weather: boot.weather,
     logFilter: boot.log_filter || '',
-    preview: boot.preview || { ends_at: null }, // when the weather preview ends by itself
     stale: false, // the stream is down: what the page shows may be old
     firmware: !!(boot.firmware && boot.firmware.current), // an image lamps can update to
   };
@@ -239,9 +243,10 @@
     updateSynced();
   }
 
-  // previewEnds is "<prefix>in 52 s" while a preview has an end, else "".
+  // previewEnds is "<prefix>in 52 s" while a preview has an end (the
+  // state's preview_ends_at), else "".
   function previewEnds(prefix) {
-    const ends = app.preview && app.preview.ends_at;
+    const ends = app.state && app.state.preview_ends_at;
     return ends ? prefix + until(ends) : '';
   }
   function renderPreviewNote() {
@@ -579,9 +584,9 @@
   const STATUS_TEXT = { handshake: 'Handshake', syncing: 'Syncing', online: 'Online', offline: 'Offline' };
   // A lamp that left: remembered by the server (phase "offline"), or a
   // connection that just ended before it ever authenticated.
-  const isOffline = (d) => d.phase === 'offline' || d.event === 'disconnected';
+  const isOffline = (d) => d.phase === PHASE.offline || d.event === EVENT.disconnected;
   function deviceStatus(d) {
-    if (isOffline(d)) return 'offline';
+    if (isOffline(d)) return PHASE.offline;
     if (!d.authenticated) return 'handshake';
     return d.synchronized ? 'online' : 'syncing';
   }
@@ -593,7 +598,7 @@
   }
   // Keep in step with deviceLabel in view.go: a lamp that left is known by
   // its address, as the server recognises it when it comes back.
-  const deviceLabel = (d) => d.name || (d.phase === 'offline' && d.remote_addr ? hostOf(d.remote_addr) : d.id);
+  const deviceLabel = (d) => d.name || (d.phase === PHASE.offline && d.remote_addr ? hostOf(d.remote_addr) : d.id);
   // offlineKey is how the server recognises a lamp across reconnects (the
   // gateway's offlineKey): its name, else its address without the port.
   const offlineKey = (d) => (d.name ? 'name:' + d.name : 'addr:' + hostOf(d.remote_addr));
@@ -617,7 +622,7 @@
       list.append(row);
     }
     const status = deviceStatus(d);
-    const offline = status === 'offline';
+    const offline = status === PHASE.offline;
     row.dataset.status = status;
     // While the server cannot be reached the row is only what was last known.
     row.dataset.stale = String(app.stale && !offline);
@@ -631,7 +636,7 @@
     const since = field(row, 'offline-since');
     since.dataset.offline = d.disconnected_at || '';
     setText(field(row, 'reason'), capitalize(d.reason || '') || 'Unknown');
-    $$('[data-when]', row).forEach((el) => { el.hidden = (el.dataset.when === 'offline') !== offline; });
+    $$('[data-when]', row).forEach((el) => { el.hidden = (el.dataset.when === PHASE.offline) !== offline; });
     $$('input[data-bind="id"]', row).forEach((el) => { el.value = d.id; });
     $$('input[data-bind="debug-next"]', row).forEach((el) => { el.value = String(!d.debug); });
     const dbg = field(row, 'debug');
@@ -681,7 +686,7 @@
   function dropOffline(key, keep) {
     let dropped = null;
     for (const [id, d] of app.devices) {
-      if (id !== keep && d.phase === 'offline' && offlineKey(d) === key) { app.devices.delete(id); dropped = d; }
+      if (id !== keep && d.phase === PHASE.offline && offlineKey(d) === key) { app.devices.delete(id); dropped = d; }
     }
     return dropped;
   }
@@ -692,11 +697,11 @@
   const standIns = new Map();
 
   function onDevice(d) {
-    if (d.event === 'disconnected') {
+    if (d.event === EVENT.disconnected) {
       app.devices.set(d.id, d);
       const replaced = standIns.get(d.id);
       standIns.delete(d.id);
-      if (d.phase === 'offline') {
+      if (d.phase === PHASE.offline) {
         // The server remembers one departed lamp per key, until it is back.
         dropOffline(offlineKey(d), d.id);
       } else {
@@ -704,7 +709,7 @@
         // then drop it and put back the row it had replaced.
         setTimeout(() => {
           const cur = app.devices.get(d.id);
-          if (!cur || cur.phase === 'offline' || cur.event !== 'disconnected') return;
+          if (!cur || cur.phase === PHASE.offline || cur.event !== EVENT.disconnected) return;
           app.devices.delete(d.id);
           if (replaced && !app.devices.has(replaced.id)) app.devices.set(replaced.id, replaced);
           renderDevices();
@@ -716,10 +721,10 @@
     // The lamp is back: its live row replaces the offline one. A new
     // connection has no name until its handshake, so then only an unnamed
     // lamp at the same address is recognised, as the server does.
-    if (d.event === 'authenticated' || (d.event === 'connected' && !d.name)) {
+    if (d.event === EVENT.authenticated || (d.event === EVENT.connected && !d.name)) {
       const replaced = dropOffline(offlineKey(d), d.id);
-      if (d.event === 'connected' && replaced) standIns.set(d.id, replaced);
-      if (d.event === 'authenticated') {
+      if (d.event === EVENT.connected && replaced) standIns.set(d.id, replaced);
+      if (d.event === EVENT.authenticated) {
         // A named lamp from the address of an unnamed one that left is
         // another lamp: the server still remembers that one.
         const stoodIn = standIns.get(d.id);
@@ -744,7 +749,7 @@
 
   function tickRow(row) {
     const since = field(row, 'offline-since');
-    if (row.dataset.status === 'offline') {
+    if (row.dataset.status === PHASE.offline) {
       if (since) setText(since, offlineSince(since.dataset.offline));
     }
     const up = field(row, 'uptime');
@@ -1203,7 +1208,6 @@
     on('favorites', (f) => renderFavorites(f.colors || []));
     on('firmware', onFirmwareUpdate);
     on('firmware_status', applyFirmware);
-    on('preview', (p) => { app.preview = p; tickPreview(); });
   }
 
   window.addEventListener('online', connect);

@@ -1,0 +1,155 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cloudcloud/cloudcloud/internal/config"
+)
+
+const (
+	clusterPassword = "cluster-password"
+	clusterSecret   = "cluster-lamp-secret"
+)
+
+// startNATS runs a real NATS server with JetStream in this process, on a
+// loopback port (0: any), its data in dir.
+func startNATS(t *testing.T, port int, dir string) *natsserver.Server {
+	t.Helper()
+	if port == 0 {
+		port = -1
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the NATS server did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
+}
+
+// startNode runs a cloudcloud node on the NATS server at url.
+func startNode(t *testing.T, url, node string) Addrs {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.Web.Password, cfg.Device.AuthSecret = clusterPassword, clusterSecret
+	cfg.Cluster.NATSURL, cfg.Cluster.Node = url, node
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ready, done := make(chan Addrs, 1), make(chan error, 1)
+	srv, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(t.Output(), nil)).With("node", node), Ready: func(a Addrs) { ready <- a }})
+	if err != nil {
+		t.Fatalf("node %s: %v", node, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("node %s stopped with %v", node, err)
+			}
+		case <-time.After(2 * ShutdownTimeout):
+			t.Errorf("node %s did not stop", node)
+		}
+	})
+	select {
+	case a := <-ready:
+		return a
+	case err := <-done:
+		t.Fatalf("node %s did not start: %v", node, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("node %s did not start in 20s", node)
+	}
+	return Addrs{}
+}
+
+func putState(t *testing.T, web, body string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, "http://"+web+"/api/state", strings.NewReader(body))
+	req.SetBasicAuth("admin", clusterPassword)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
+}
+
+func waitPacket(t *testing.T, c *websocket.Conn, want string) {
+	t.Helper()
+	var seen []string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c.SetReadDeadline(deadline)
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("lamp waiting for %s: %v (saw %q)", want, err, seen)
+		}
+		if string(b) == want {
+			return
+		}
+		seen = append(seen, string(b))
+	}
+	t.Fatalf("the lamp never got %s (saw %q)", want, seen)
+}
+
+// TestAChangeThroughOneNodeReachesTheLampsOfAnother: two nodes on one
+// NATS server; a lamp on each; a change through either node reaches both
+// lamps. While NATS is down a change is answered 503 and changes nothing;
+// once NATS is back, changes go through again.
+func TestAChangeThroughOneNodeReachesTheLampsOfAnother(t *testing.T) {
+	natsDir := t.TempDir()
+	ns := startNATS(t, 0, natsDir)
+	port := ns.Addr().(*net.TCPAddr).Port
+	a := startNode(t, ns.ClientURL(), "a")
+	b := startNode(t, ns.ClientURL(), "b")
+	onA, onB := lampConnect(t, a.Device, clusterSecret), lampConnect(t, b.Device, clusterSecret)
+
+	if res := putState(t, a.Web, `{"mode": "manual", "color": "#102030", "pulse": 2}`); res.StatusCode != 200 {
+		t.Fatalf("PUT through node a: %s", res.Status)
+	}
+	waitPacket(t, onA, "[cc:2:16,32,48:2]")
+	waitPacket(t, onB, "[cc:2:16,32,48:2]")
+	if res := putState(t, b.Web, `{"pulse": 7}`); res.StatusCode != 200 {
+		t.Fatalf("PUT through node b: %s", res.Status)
+	}
+	waitPacket(t, onA, "[cc:2:16,32,48:7]")
+	waitPacket(t, onB, "[cc:2:16,32,48:7]")
+
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	res := putState(t, a.Web, `{"pulse": 1}`)
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Errorf("a change while NATS is down: %s, want 503 with Retry-After", res.Status)
+	}
+	startNATS(t, port, natsDir)
+	var ok bool
+	for range 100 {
+		if putState(t, b.Web, `{"pulse": 3}`).StatusCode == 200 {
+			ok = true
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !ok {
+		t.Fatal("changes still fail after NATS came back")
+	}
+	waitPacket(t, onB, "[cc:2:16,32,48:3]")
+	waitPacket(t, onA, "[cc:2:16,32,48:3]")
+}
