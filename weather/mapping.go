@@ -49,6 +49,8 @@ type Observation struct {
 	SnowMM      float64   `json:"snow_mm"`      // last 1h
 	TempC       float64   `json:"temp_c"`
 	Place       string    `json:"place"`
+	Lat         float64   `json:"lat"` // where OWM says the place is: schedules' sunrise and sunset for a city
+	Lon         float64   `json:"lon"`
 	Sunrise     time.Time `json:"sunrise"` // zero when OWM gave none (polar day or night)
 	Sunset      time.Time `json:"sunset"`
 	ObservedAt  time.Time `json:"observed_at"`

@@ -472,6 +472,8 @@ func observationFrom(c *owm.CurrentWeatherData) Observation {
 		SnowMM:      snow,
 		TempC:       c.Main.Temp,
 		Place:       placeName,
+		Lat:         c.GeoPos.Latitude,
+		Lon:         c.GeoPos.Longitude,
 		Sunrise:     unixTime(c.Sys.Sunrise),
 		Sunset:      unixTime(c.Sys.Sunset),
 		ObservedAt:  unixTime(c.Dt),

@@ -126,7 +126,7 @@ func TestPollerSuccess(t *testing.T) {
 	}
 	want := Observation{
 		ConditionID: 803, Main: "Clouds", Description: "broken clouds", CloudCover: 75, WindSpeed: 4.63,
-		TempC: 14.72, Place: "London, GB", Sunrise: testSunrise, Sunset: testSunset, ObservedAt: testNow.Add(-4 * time.Minute),
+		TempC: 14.72, Place: "London, GB", Lat: 51.5085, Lon: -0.1257, Sunrise: testSunrise, Sunset: testSunset, ObservedAt: testNow.Add(-4 * time.Minute),
 	}
 	if r.Observation == nil || *r.Observation != want {
 		t.Errorf("observation %+v, want %+v", r.Observation, want)

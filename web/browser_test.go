@@ -26,6 +26,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -278,7 +279,8 @@ func TestBrowser(t *testing.T) {
 		t.Skip("browser tests are slow; skipped with -short")
 	}
 	b := newBrowser(t)
-	e := newFirmwareEnv(t, fwConfig{})
+	auto := &automationEnv{clock: &testClock{now: time.Now()}}
+	e := newFirmwareEnv(t, fwConfig{}, withAutomation(t, auto))
 	// Devices snapshots twice a second, so a test sees counters move.
 	e.srv.heartbeat = 500 * time.Millisecond
 	lamp := e.lamp(t)
@@ -804,6 +806,64 @@ func TestBrowser(t *testing.T) {
 		for _, p := range b.takeProblems() {
 			t.Errorf("browser console: %s", p)
 		}
+	})
+
+	t.Run("scenes and schedules on a phone", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, false)
+		defer b.viewport(t, ctx, 390, 844, false)
+		if res := e.call(t, http.MethodPut, "/api/scenes/movie-night", `{"name": "Movie night", "shared": {"mode": "manual", "color": "#8000ff", "pulse": 2}}`); res.status != http.StatusOK {
+			t.Fatalf("PUT scene: %d %s", res.status, res.body)
+		}
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, ctx, "the scene button", `!!document.querySelector('#scene-list [data-scene="movie-night"]')`)
+		lamp := e.lamp(t) // the lamp of the tests above was sent off by a reset
+		b.click(t, ctx, `#scene-list [data-scene="movie-night"]`)
+		lamp.waitFor(t, "[cc:2:128,0,255:2]")
+
+		// Save current as scene: the name comes from a prompt.
+		b.do(t, ctx, "answer the prompt", chromedp.Evaluate[chromedp.Void](`window.prompt = () => 'Purple now'`))
+		b.click(t, ctx, "#scene-save")
+		b.waitJS(t, ctx, "the new scene button", `!!document.querySelector('#scene-list [data-scene="purple-now"]')`)
+
+		// A wake-up light through the editor.
+		b.click(t, ctx, "#schedule-add")
+		b.waitJS(t, ctx, "the editor", `document.querySelector('#schedule-editor').open`)
+		b.do(t, ctx, "fill in the editor",
+			chromedp.SendKeys(chromedp.CSS(`#schedule-form input[name="name"]`), "Wake up"),
+			chromedp.Evaluate[chromedp.Void](`(() => { const f = document.querySelector('#schedule-form'); f.time.value = '06:30'; f.fade.value = '30'; f.color.value = '#ffb36b'; })()`),
+		)
+		for _, d := range []string{"mon", "tue", "wed", "thu", "fri"} {
+			b.click(t, ctx, `#day-chips label:has(input[value="`+d+`"])`)
+		}
+		b.noHorizontalScroll(t, ctx, "360 px, schedule editor")
+		b.shot(t, ctx, "schedule-editor-360-light")
+		b.click(t, ctx, "#editor-save")
+		b.waitJS(t, ctx, "the schedule row", `!!document.querySelector('#schedule-list [data-schedule="wake-up"]')`)
+		got := decode[automation.Schedule](t, e.call(t, http.MethodGet, "/api/schedules/wake-up", ""))
+		if got.At != "06:30" || strings.Join(got.Days, ",") != "mon,tue,wed,thu,fri" || got.Fade != "30m" || !got.Enabled ||
+			got.Do.State == nil || got.Do.State.Color == nil || got.Do.State.Color.Hex() != "#ffb36b" {
+			t.Errorf("the editor saved %+v", got)
+		}
+		next := evalJS[string](t, ctx, `document.querySelector('[data-schedule="wake-up"] .schedule-next').textContent`)
+		if !regexp.MustCompile(`^(today|tomorrow|Mon|Tue|Wed|Thu|Fri) .*06:30$`).MatchString(next) {
+			t.Errorf("the next run reads %q, want words like \"tomorrow 06:30\"", next)
+		}
+		// The switch turns it off.
+		b.click(t, ctx, `[data-schedule="wake-up"] .switch`)
+		waitFor(t, "the schedule switched off", func() bool {
+			sc, err := auto.sched.Get("wake-up")
+			return err == nil && !sc.Enabled
+		})
+
+		// The sleep timer shows the time left.
+		b.click(t, ctx, `[data-sleep="30"]`)
+		b.waitJS(t, ctx, "the time left", `/^Off in (29|30) min$/.test(document.querySelector('#sleep-left').textContent)`)
+		if _, err := auto.sched.Get("sleep-timer"); err != nil {
+			t.Errorf("no sleep timer after the tap: %v", err)
+		}
+		b.noHorizontalScroll(t, ctx, "360 px, scenes and schedules")
+		b.shotElement(t, ctx, "scenes-360-light", "#scenes")
+		b.shotElement(t, ctx, "schedules-360-light", "#schedules")
 	})
 
 	t.Run("layout and access at 360 px", func(t *testing.T) {

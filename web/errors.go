@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/atomicfile"
+	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
@@ -54,6 +55,8 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		iie   *firmware.InvalidImageError
 		cme   *firmware.ChipMismatchError
 		pce   *firmware.ProjectChangeError
+		usc   *automation.UnknownSceneError
+		usch  *automation.UnknownScheduleError
 		path  = c.Request().URL.Path
 	)
 	switch {
@@ -71,6 +74,10 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		return errorf(http.StatusNotFound, "there is no previous firmware image to roll back to: the server keeps the one before the current image once a second image has been uploaded")
 	case errors.Is(err, firmware.ErrNoImage):
 		return errorf(http.StatusNotFound, "no firmware image has been uploaded yet")
+	case errors.As(err, &usc):
+		return errorf(http.StatusNotFound, "%s", usc.Error())
+	case errors.As(err, &usch):
+		return errorf(http.StatusNotFound, "%s", usch.Error())
 	case errors.As(err, &ve):
 		return errorf(http.StatusBadRequest, "%s", ve.Error())
 	case errors.As(err, &stale):

@@ -284,3 +284,33 @@ func FuzzDecodeFavoriteColor(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeSchedule: any body is a schedule, or a 400 that says why (the
+// rules between members are automation's, tested there).
+func FuzzDecodeSchedule(f *testing.F) {
+	for _, s := range []string{
+		`{"name": "Wake up", "at": "06:30", "days": ["mon"], "do": {"state": {"mode": "manual", "color": "#ffb36b"}}, "fade": "30m"}`,
+		`{"name": "Sleep", "in": "30m", "do": {"scene": "night"}}`, `{"do": null}`, `{"do": {"state": null}}`,
+		`{"do": {"state": {}, "scene": "x"}}`, `{"enabled": "yes"}`, `{"next_run": "2026-01-01T00:00:00Z", "do": {"scene": "a"}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, err := decodeSchedule(body)
+		checkClientError(t, err)
+	})
+}
+
+// FuzzDecodeScene: any body is a scene, or a 400 that says why.
+func FuzzDecodeScene(f *testing.F) {
+	for _, s := range []string{
+		`{"name": "Movie night", "shared": {"mode": "manual", "color": "#8000ff"}, "lamps": {"bedroom": {"mode": "off"}}}`,
+		`{"name": "Now", "from_current": true}`, `{"lamps": {"a": null}}`, `{"shared": []}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		_, _, err := decodeScene(body, true)
+		checkClientError(t, err)
+	})
+}

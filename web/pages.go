@@ -115,6 +115,7 @@ func (s *Server) indexPage(c echo.Context) error {
 		LogDownload:    logDownloadURL(filter),
 		Weather:        weatherView(s.deps.Weather, now),
 		WeatherChoices: weatherChoices,
+		Automation:     s.deps.Scenes != nil && s.deps.Schedules != nil,
 	}
 	for _, f := range favs.Colors {
 		d.Favorites = append(d.Favorites, f.Hex())

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/backoff"
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
@@ -88,6 +89,24 @@ type FavoritesService interface {
 	Remove(protocol.RGB) (favorites.List, error)
 }
 
+// ScenesService keeps the scenes (automation.Scenes).
+type ScenesService interface {
+	List() []automation.Scene
+	Put(automation.Scene) (automation.Scene, error)
+	Create(sc automation.Scene, fromCurrent bool) (automation.Scene, error)
+	Delete(id string) error
+	Apply(id string) error
+}
+
+// SchedulesService keeps and runs the schedules (automation.Scheduler).
+type SchedulesService interface {
+	List() []automation.Schedule
+	Get(id string) (automation.Schedule, error)
+	Create(automation.Schedule) (automation.Schedule, error)
+	Put(automation.Schedule) (automation.Schedule, error)
+	Delete(id string) error
+}
+
 // RolloutService follows lamps through firmware updates (rollout.Tracker).
 type RolloutService interface {
 	Updates() []rollout.Update
@@ -139,6 +158,13 @@ type Deps struct {
 	Firmware FirmwareService
 	// Rollout may be nil: the panel then lists no lamp updates.
 	Rollout RolloutService
+	// Scenes and Schedules may be nil: their routes then say they are not
+	// set up.
+	Scenes    ScenesService
+	Schedules SchedulesService
+	// LampList, when set, is every lamp as GET /api/lamps lists them: the
+	// answer of applying a scene. Without it that answer lists none.
+	LampList func() any
 }
 
 // Server is the web port. Create it with New and serve Handler.
@@ -327,6 +353,16 @@ func (s *Server) routes() *echo.Echo {
 	api.GET("/firmware", s.getFirmware)
 	api.POST("/firmware", s.postFirmware)
 	api.POST("/firmware/rollback", s.postFirmwareRollback)
+	api.GET("/scenes", s.getScenes)
+	api.POST("/scenes", s.postScene)
+	api.PUT("/scenes/:id", s.putScene)
+	api.DELETE("/scenes/:id", s.deleteScene)
+	api.POST("/scenes/:id/apply", s.applyScene)
+	api.GET("/schedules", s.getSchedules)
+	api.POST("/schedules", s.postSchedule)
+	api.GET("/schedules/:id", s.getSchedule)
+	api.PUT("/schedules/:id", s.putSchedule)
+	api.DELETE("/schedules/:id", s.deleteSchedule)
 	return e
 }
 

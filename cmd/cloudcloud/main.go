@@ -16,6 +16,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	// The zone database inside the binary: time.zone works on a host or in
+	// an image without /usr/share/zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/config"

@@ -9,6 +9,9 @@
 package config
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/weather"
@@ -23,6 +26,7 @@ type Config struct {
 	Storage  Storage  `toml:"storage"`
 	Firmware Firmware `toml:"firmware"`
 	Log      Log      `toml:"log"`
+	Time     Time     `toml:"time"`
 	Cluster  Cluster  `toml:"cluster"`
 }
 
@@ -106,6 +110,24 @@ type Firmware struct {
 	DownloadUsername string `toml:"download_username" help:"one more login accepted for /firmware.bin, with download_password (the original's was cloud-cloud)"`
 	DownloadPassword string `toml:"download_password" help:"password of download_username"`
 	DownloadAuth     bool   `toml:"download_auth" help:"false: /firmware.bin is served without a login on every port (the image holds the Wi-Fi credentials and lamp secret)"`
+}
+
+// Time says what the clock times of schedules mean.
+type Time struct {
+	Zone string `toml:"zone" help:"IANA time zone of schedule times, e.g. Europe/Berlin; empty: the TZ variable, else the system's zone"`
+}
+
+// Location is the zone schedules' times are in: Zone, or with none set
+// time.Local, which Go takes from TZ, else from the system.
+func (t Time) Location() (*time.Location, error) {
+	if t.Zone == "" {
+		return time.Local, nil
+	}
+	loc, err := time.LoadLocation(t.Zone)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a time zone this system knows (%v); use an IANA name like Europe/Berlin or UTC, or leave it empty for TZ / the system's zone", t.Zone, err)
+	}
+	return loc, nil
 }
 
 // Cluster puts the server's storage on NATS JetStream, shared with other

@@ -61,6 +61,9 @@ func (c Config) Validate() error {
 		}
 	}
 	c.validateFirmwareDownload(&p)
+	if _, err := c.Time.Location(); err != nil {
+		p.add("time.zone", "%v", err)
+	}
 	c.validateCluster(&p)
 	if !slices.Contains(logLevels, c.Log.Level) {
 		p.add("log.level", "%q is not a log level; use one of %s", c.Log.Level, strings.Join(logLevels, ", "))

@@ -35,6 +35,7 @@ func TestValidateAccepts(t *testing.T) {
 			c.Firmware.Listen, c.Firmware.DownloadUsername, c.Firmware.DownloadPassword = ":80", "cloud-cloud", "lamp-password"
 		}},
 		{"open downloads", func(c *Config) { c.Firmware.DownloadAuth = false }},
+		{"a time zone", func(c *Config) { c.Time.Zone = "Europe/Berlin" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,6 +65,7 @@ func TestValidateRejects(t *testing.T) {
 		{"download password alone", func(c *Config) { c.Firmware.DownloadPassword = "lamp-password" }, "firmware.download_username: is empty but firmware.download_password is set"},
 		{"download username with a colon", func(c *Config) { c.Firmware.DownloadUsername, c.Firmware.DownloadPassword = "a:b", "lamp-password" },
 			`firmware.download_username: "a:b" contains ':'`},
+		{"unknown time zone", func(c *Config) { c.Time.Zone = "Mars/Olympus" }, `time.zone: "Mars/Olympus" is not a time zone this system knows`},
 		{"zero duration", func(c *Config) { c.Device.HandshakeTimeout = 0 }, "device.handshake_timeout: 0s must be longer than 0"},
 		{"negative duration", func(c *Config) { c.Weather.Interval = Duration(-time.Minute) }, "weather.interval: -1m must be longer than 0"},
 		{"zero session ttl", func(c *Config) { c.Web.SessionTTL = 0 }, "web.session_ttl: 0s"},

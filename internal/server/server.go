@@ -21,6 +21,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/atomicfile"
+	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/backoff"
 	"github.com/cloudcloud/cloudcloud/internal/config"
 	"github.com/cloudcloud/cloudcloud/internal/connlimit"
@@ -69,6 +70,7 @@ type Server struct {
 	gateway *device.Gateway
 	poller  *weather.Poller
 	updates *rollout.Tracker
+	sched   *automation.Scheduler
 
 	maxLamps int      // device.max_connections, or what the open-file limit allows
 	closers  []func() // what Run closes last (the NATS connection)
@@ -147,6 +149,11 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	}
 	s.applyWeather(s.poller.Report())
 
+	scenes, err := s.newAutomation(data)
+	if err != nil {
+		return nil, err
+	}
+
 	registry := prometheus.NewRegistry()
 	fanout := metrics.NewFanout()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fanout, metrics.NewStorageCollector())
@@ -180,7 +187,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Proxies: proxies, DataDir: dir, Sessions: data, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
-	}, web.Deps{State: s.lamps, Lamps: s.lamps, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
+	}, web.Deps{State: s.lamps, Lamps: s.lamps, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates,
+		Scenes: scenes, Schedules: s.sched, LampList: func() any { return s.lamps.Lamps() }})
 	if err != nil {
 		s.gateway.Shutdown(context.Background())
 		return nil, err
@@ -197,6 +205,42 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.firmwareHandler = firmwareMux
 	built = true
 	return s, nil
+}
+
+// newAutomation opens the scenes and the scheduler on the lamp registry:
+// they set the shared state and each lamp's own.
+func (s *Server) newAutomation(data storage.Bucket) (*automation.Scenes, error) {
+	loc, err := s.cfg.Time.Location()
+	if err != nil {
+		return nil, fmt.Errorf("time.zone: %w", err)
+	}
+	lamps := automationLamps{s.lamps}
+	scenes, err := automation.OpenScenes(data, lamps, s.log.With("part", "scenes"))
+	if err != nil {
+		return nil, err
+	}
+	s.sched, err = automation.NewScheduler(automation.Options{
+		Records: data, Lamps: lamps, Scenes: scenes, Location: loc, Sun: s.sunLocation,
+		Logger: s.log.With("part", "schedules"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("schedules run in time zone "+loc.String(), "now", time.Now().In(loc).Format("2006-01-02 15:04 MST"))
+	return scenes, nil
+}
+
+// sunLocation is where sunrise and sunset are computed: weather.lat and
+// weather.lon (no API key needed), else the coordinates OpenWeatherMap
+// gave for weather.city or weather.city_id.
+func (s *Server) sunLocation() (lat, lon float64, ok bool) {
+	if w := s.cfg.Weather; w.Lat != nil && w.Lon != nil {
+		return *w.Lat, *w.Lon, true
+	}
+	if obs := s.poller.Report().Observation; obs != nil {
+		return obs.Lat, obs.Lon, true
+	}
+	return 0, 0, false
 }
 
 // backend is where the server keeps what it keeps: storage.dir
@@ -369,6 +413,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.poller.Run(runCtx) })
 	wg.Go(func() { s.updates.Run(runCtx) })
+	wg.Go(func() { s.sched.Run(runCtx) })
 	if s.opt.Ready != nil {
 		s.opt.Ready(addrs)
 	}

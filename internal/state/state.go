@@ -148,8 +148,9 @@ func (c Change) Empty() bool {
 }
 
 // With returns s with c applied and its packet derived, or the first
-// validation error (an *invalid.Error); s itself is never modified. The
-// lamp registry uses it for each lamp's own state.
+// validation error (an *invalid.Error); s itself is never modified: what a
+// store in state s would hold after Apply(c). The lamp registry keeps each
+// lamp's own state with it, and a fade computes where it goes.
 func (s State) With(c Change) (State, error) {
 	next, err := s.apply(c)
 	if err != nil {
@@ -210,3 +211,12 @@ func validateOverride(o Override) error {
 	}
 	return nil
 }
+
+// Validate checks c as Apply would, without applying it anywhere: scenes
+// and schedules keep changes to apply later and refuse a bad one when it is
+// saved, not when it is due.
+func Validate(c Change) error {
+	_, err := Default().apply(c)
+	return err
+}
+

@@ -1226,7 +1226,299 @@
     tickWeather();
     tickFirmware();
     tickPreview();
+    tickSchedules();
   }, 1000);
+
+
+  // ---------- scenes, schedules, sleep timer ----------
+
+  const auto = { scenes: [], schedules: [], editing: false, editId: null };
+  const SLEEP_ID = 'sleep-timer';
+  const SLEEP_FADE_MIN = 2; // the last minutes of a sleep timer fade to off
+  const DAY_NAMES = { sun: 'Sun', mon: 'Mon', tue: 'Tue', wed: 'Wed', thu: 'Thu', fri: 'Fri', sat: 'Sat' };
+
+  async function reloadScenes() {
+    if (!$('#scenes')) return;
+    try { auto.scenes = await api('GET', '/api/scenes'); } catch (e) { return; }
+    renderScenes();
+  }
+  async function reloadSchedules() {
+    if (!$('#schedules')) return;
+    try { auto.schedules = await api('GET', '/api/schedules'); } catch (e) { return; }
+    renderSchedules();
+  }
+
+  function renderScenes() {
+    const list = $('#scene-list');
+    if (!list) return;
+    list.replaceChildren(...auto.scenes.map((sc) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'button scene';
+      b.dataset.scene = sc.id;
+      b.textContent = sc.name;
+      return b;
+    }));
+    const sel = $('#schedule-form select[name="scene"]');
+    if (sel) sel.replaceChildren(...auto.scenes.map((sc) => new Option(sc.name, sc.id)));
+  }
+
+  // nextInWords says when a schedule runs next, in the server's zone:
+  // "today 06:30", "tomorrow 06:30", "Mon 06:30", or "in 12 min" soon.
+  function nextInWords(iso) {
+    if (!iso) return 'off';
+    const at = Date.parse(iso);
+    const left = at - serverNow();
+    if (left < 3600000) return 'in ' + humanDuration(Math.max(left, 0));
+    const m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)/.exec(iso);
+    const off = /([+-])(\d\d):(\d\d)$/.exec(iso);
+    const shift = off ? (off[1] === '-' ? -1 : 1) * (Number(off[2]) * 60 + Number(off[3])) * 60000 : 0;
+    const today = new Date(serverNow() + shift).toISOString().slice(0, 10);
+    const tomorrow = new Date(serverNow() + shift + 86400000).toISOString().slice(0, 10);
+    if (m[1] === today) return 'today ' + m[2];
+    if (m[1] === tomorrow) return 'tomorrow ' + m[2];
+    const wd = new Date(m[1] + 'T12:00:00Z').getUTCDay();
+    return Object.values(DAY_NAMES)[wd] + ' ' + m[1].slice(5).replace('-', '/') + ' ' + m[2];
+  }
+
+  function describeSchedule(sc) {
+    const days = sc.days && sc.days.length ? sc.days.map((d) => DAY_NAMES[d] || d).join(' ') : 'every day';
+    const what = sc.do.scene ? 'scene ' + ((auto.scenes.find((x) => x.id === sc.do.scene) || {}).name || sc.do.scene)
+      : sc.do.state.mode === 'off' ? 'off' : sc.do.state.mode === 'weather' ? 'weather' : (sc.do.state.color || 'colour');
+    return (sc.at || 'in ' + sc.in) + (sc.in ? '' : ', ' + days) + ' → ' + what + (sc.fade ? ', fade ' + sc.fade : '');
+  }
+
+  function renderSchedules() {
+    const list = $('#schedule-list');
+    if (!list) return;
+    const shown = auto.schedules.filter((sc) => sc.id !== SLEEP_ID);
+    list.replaceChildren(...shown.map((sc) => {
+      const li = document.createElement('li');
+      li.className = 'schedule';
+      li.dataset.schedule = sc.id;
+      const open = document.createElement('button');
+      open.type = 'button';
+      open.className = 'schedule-open';
+      const name = document.createElement('b');
+      name.textContent = sc.name;
+      const next = document.createElement('span');
+      next.className = 'schedule-next';
+      next.dataset.next = sc.next_run || '';
+      next.textContent = sc.enabled ? nextInWords(sc.next_run) : 'off';
+      const desc = document.createElement('span');
+      desc.className = 'muted small';
+      desc.textContent = describeSchedule(sc);
+      open.append(name, next, desc);
+      const toggle = document.createElement('input');
+      toggle.type = 'checkbox';
+      toggle.className = 'switch';
+      toggle.checked = sc.enabled;
+      toggle.setAttribute('aria-label', (sc.enabled ? 'Switch off ' : 'Switch on ') + sc.name);
+      li.append(open, toggle);
+      return li;
+    }));
+    $('#schedules-empty').hidden = shown.length > 0;
+    tickSleep();
+  }
+
+  function tickSchedules() {
+    if (!$('#schedules')) return;
+    $$('.schedule-next').forEach((el) => {
+      if (el.dataset.next) setText(el, nextInWords(el.dataset.next));
+    });
+    tickSleep();
+    // A schedule that ran has a new next run (or, a timer, is gone).
+    if (auto.schedules.some((sc) => sc.next_run && Date.parse(sc.next_run) < serverNow() - 2000)) reloadSchedules();
+  }
+
+  function tickSleep() {
+    const t = auto.schedules.find((sc) => sc.id === SLEEP_ID);
+    const left = $('#sleep-left');
+    if (!left) return;
+    left.hidden = !t;
+    $('#sleep-cancel').hidden = !t;
+    if (t && t.next_run) setText(left, 'Off in ' + humanDuration(Date.parse(t.next_run) + SLEEP_FADE_MIN * 60000 - serverNow()));
+  }
+
+  // A schedule as the API takes it, without the read-only next_run.
+  function scheduleBody(sc) {
+    const b = Object.assign({}, sc);
+    delete b.next_run;
+    return b;
+  }
+
+  function openEditor(sc) {
+    const dlg = $('#schedule-editor');
+    const f = $('#schedule-form');
+    auto.editId = sc ? sc.id : null;
+    f.reset();
+    $('#editor-error').hidden = true;
+    $('#editor-delete').hidden = !sc;
+    if (sc) {
+      f.name.value = sc.name;
+      const sun = /^(sunrise|sunset)(?:([+-])(?:(\d+)h)?(?:(\d+)m)?)?$/.exec(sc.at || '');
+      if (sun) {
+        f.querySelector('input[name="when"][value="' + sun[1] + '"]').checked = true;
+        const mins = (Number(sun[3] || 0) * 60 + Number(sun[4] || 0)) * (sun[2] === '-' ? -1 : 1);
+        f.offset.value = String(mins);
+      } else if (sc.at) {
+        f.time.value = sc.at;
+      }
+      $$('input[name="days"]', f).forEach((c) => { c.checked = (sc.days || []).includes(c.value); });
+      if (sc.do.scene) { f.do.value = 'scene'; f.scene.value = sc.do.scene; }
+      else {
+        f.do.value = sc.do.state.mode || 'manual';
+        if (sc.do.state.color) f.color.value = sc.do.state.color;
+      }
+      const fm = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(sc.fade || '');
+      f.fade.value = fm ? String(Number(fm[1] || 0) * 60 + Number(fm[2] || 0)) : '0';
+      f.lamps.value = (sc.lamps || []).join(', ');
+    }
+    syncEditor();
+    if (dlg.showModal) dlg.showModal(); else dlg.setAttribute('open', '');
+    f.name.focus();
+  }
+
+  function syncEditor() {
+    const f = $('#schedule-form');
+    const when = f.querySelector('input[name="when"]:checked').value;
+    f.querySelector('[data-when="time"]').hidden = when !== 'time';
+    f.querySelector('[data-when="sun"]').hidden = when === 'time';
+    f.querySelector('[data-do="manual"]').hidden = f.do.value !== 'manual';
+    f.querySelector('[data-do="scene"]').hidden = f.do.value !== 'scene';
+  }
+
+  function editorSchedule() {
+    const f = $('#schedule-form');
+    const when = f.querySelector('input[name="when"]:checked').value;
+    let at = f.time.value;
+    if (when !== 'time') {
+      const off = Math.round(Number(f.offset.value) || 0);
+      at = when + (off ? (off < 0 ? '-' : '+') + Math.abs(off) + 'm' : '');
+    }
+    const sc = { name: f.name.value.trim(), at, days: $$('input[name="days"]:checked', f).map((c) => c.value) };
+    const old = auto.schedules.find((x) => x.id === auto.editId);
+    sc.enabled = old ? old.enabled : true;
+    if (f.do.value === 'scene') sc.do = { scene: f.scene.value };
+    else if (f.do.value === 'manual') sc.do = { state: { mode: 'manual', color: f.color.value } };
+    else sc.do = { state: { mode: f.do.value } };
+    const fade = Math.round(Number(f.fade.value) || 0);
+    if (fade > 0) sc.fade = fade + 'm';
+    const lamps = f.lamps.value.split(',').map((x) => x.trim()).filter(Boolean);
+    if (lamps.length) sc.lamps = lamps;
+    return sc;
+  }
+
+  function closeEditor() {
+    const dlg = $('#schedule-editor');
+    if (dlg.close) dlg.close(); else dlg.removeAttribute('open');
+  }
+
+  function bindAutomation() {
+    if (!$('#scenes') || !$('#schedules')) return;
+    $('#scene-list').addEventListener('click', async (ev) => {
+      const b = ev.target.closest('[data-scene]');
+      if (!b) return;
+      if (longPressed) { longPressed = false; return; } // the press opened the editor
+      const sc = auto.scenes.find((x) => x.id === b.dataset.scene);
+      if (!sc) return;
+      if (auto.editing) { editScene(sc); return; }
+      try {
+        await api('POST', '/api/scenes/' + encodeURIComponent(sc.id) + '/apply');
+        toast(sc.name);
+      } catch (e) { toast(e.message, 'error'); }
+    });
+    // Long-press a scene to change it, as the Edit switch does.
+    let press = 0;
+    let longPressed = false;
+    $('#scene-list').addEventListener('pointerdown', (ev) => {
+      const b = ev.target.closest('[data-scene]');
+      if (!b) return;
+      press = setTimeout(() => { press = 0; longPressed = true; const sc = auto.scenes.find((x) => x.id === b.dataset.scene); if (sc) editScene(sc); }, 600);
+    });
+    ['pointerup', 'pointerleave', 'pointercancel'].forEach((t) => $('#scene-list').addEventListener(t, () => {
+      if (press) { clearTimeout(press); press = 0; }
+    }));
+    $('#scene-edit').addEventListener('click', () => {
+      auto.editing = !auto.editing;
+      $('#scene-edit').setAttribute('aria-pressed', String(auto.editing));
+      if (auto.editing) toast('Tap a scene to rename or delete it');
+    });
+    $('#scene-save').addEventListener('click', async () => {
+      const name = prompt('Name of the new scene (it keeps what the lamps show now)', '');
+      if (!name) return;
+      try {
+        const sc = await api('POST', '/api/scenes', { name, from_current: true });
+        toast('Saved ' + sc.name);
+        reloadScenes();
+      } catch (e) { toast(e.message, 'error'); }
+    });
+    $$('[data-sleep]').forEach((b) => b.addEventListener('click', async () => {
+      const mins = Number(b.dataset.sleep);
+      try {
+        await api('PUT', '/api/schedules/' + SLEEP_ID, { name: 'Sleep timer', in: (mins - SLEEP_FADE_MIN) + 'm', fade: SLEEP_FADE_MIN + 'm', do: { state: { mode: 'off' } } });
+        reloadSchedules();
+      } catch (e) { toast(e.message, 'error'); }
+    }));
+    $('#sleep-cancel').addEventListener('click', async () => {
+      try { await api('DELETE', '/api/schedules/' + SLEEP_ID); } catch (e) { toast(e.message, 'error'); }
+      reloadSchedules();
+    });
+
+    $('#schedule-add').addEventListener('click', () => openEditor(null));
+    $('#schedule-list').addEventListener('click', (ev) => {
+      const li = ev.target.closest('[data-schedule]');
+      if (!li || ev.target.classList.contains('switch')) return;
+      openEditor(auto.schedules.find((x) => x.id === li.dataset.schedule));
+    });
+    $('#schedule-list').addEventListener('change', async (ev) => {
+      if (!ev.target.classList.contains('switch')) return;
+      const sc = auto.schedules.find((x) => x.id === ev.target.closest('[data-schedule]').dataset.schedule);
+      if (!sc) return;
+      try {
+        await api('PUT', '/api/schedules/' + encodeURIComponent(sc.id), Object.assign(scheduleBody(sc), { enabled: ev.target.checked }));
+      } catch (e) { toast(e.message, 'error'); }
+      reloadSchedules();
+    });
+    const f = $('#schedule-form');
+    f.addEventListener('change', syncEditor);
+    f.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const sc = editorSchedule();
+      try {
+        if (auto.editId) await api('PUT', '/api/schedules/' + encodeURIComponent(auto.editId), sc);
+        else await api('POST', '/api/schedules', sc);
+        closeEditor();
+        reloadSchedules();
+      } catch (e) {
+        const err = $('#editor-error');
+        err.textContent = e.message;
+        err.hidden = false;
+      }
+    });
+    $('#editor-cancel').addEventListener('click', closeEditor);
+    $('#editor-delete').addEventListener('click', async () => {
+      if (!auto.editId || !confirm('Delete this schedule?')) return;
+      try { await api('DELETE', '/api/schedules/' + encodeURIComponent(auto.editId)); } catch (e) { toast(e.message, 'error'); }
+      closeEditor();
+      reloadSchedules();
+    });
+  }
+
+  // editScene renames or deletes a scene; its set-up stays as saved.
+  async function editScene(sc) {
+    const name = prompt('Rename "' + sc.name + '" (empty the name to delete the scene)', sc.name);
+    if (name === null) return;
+    try {
+      if (name.trim() === '') {
+        if (!confirm('Delete the scene "' + sc.name + '"?')) return;
+        await api('DELETE', '/api/scenes/' + encodeURIComponent(sc.id));
+      } else {
+        await api('PUT', '/api/scenes/' + encodeURIComponent(sc.id), { name: name.trim(), shared: sc.shared, lamps: sc.lamps });
+      }
+    } catch (e) { toast(e.message, 'error'); }
+    reloadScenes();
+  }
 
   // ---------- start ----------
 
@@ -1236,6 +1528,10 @@
   applyWeather(boot.weather);
   applyFirmware(boot.firmware);
   renderDevices();
+  if ($('#scenes')) {
+    bindAutomation();
+    reloadScenes().then(reloadSchedules);
+  }
   logBox.scrollTop = logBox.scrollHeight;
   connect();
 })();

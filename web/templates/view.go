@@ -179,6 +179,9 @@ type Index struct {
 	// FirmwarePanel is the firmware upload and status panel (FirmwareCard);
 	// nil, on a server without firmware updates, renders nothing.
 	FirmwarePanel templ.Component
+	// Automation shows the scenes, sleep timer and schedules cards (a
+	// server with scenes and schedules set up).
+	Automation bool
 	// Boot is the same data as JSON for the script, so it starts from what
 	// the page shows without waiting for the event stream.
 	Boot any
@@ -249,3 +252,7 @@ type Confirm struct {
 
 // Field is one hidden form field.
 type Field struct{ Name, Value string }
+
+// weekdays are the day chips of the schedule editor: the API's names and
+// what a person reads, Monday first.
+var weekdays = [][2]string{{"mon", "Mo"}, {"tue", "Tu"}, {"wed", "We"}, {"thu", "Th"}, {"fri", "Fr"}, {"sat", "Sa"}, {"sun", "Su"}}
