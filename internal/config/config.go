@@ -23,6 +23,7 @@ type Config struct {
 	Storage  Storage  `toml:"storage"`
 	Firmware Firmware `toml:"firmware"`
 	Log      Log      `toml:"log"`
+	MQTT     MQTT     `toml:"mqtt"`
 }
 
 // Web configures the UI and HTTP API.
@@ -33,6 +34,7 @@ type Web struct {
 	TrustedProxies []string `toml:"trusted_proxies" help:"comma-separated CIDRs or IPs of reverse proxies whose X-Forwarded-For is believed"`
 	SessionTTL     Duration `toml:"session_ttl" help:"how long a login cookie lasts"`
 	MaxConnections int      `toml:"max_connections" help:"most connections to the web port at once; 0: 100, kept within the open-file limit"`
+	PublicURL      string   `toml:"public_url" help:"the UI's address as people reach it, e.g. https://lamps.example.org; Home Assistant links to it"`
 }
 
 // NamedSecret is a per-lamp secret: a lamp that authenticates with it is
@@ -113,6 +115,17 @@ type Log struct {
 	Format string `toml:"format" help:"log format: text or json"`
 }
 
+// MQTT configures the MQTT bridge and Home Assistant discovery (MQTT.md).
+type MQTT struct {
+	URL             string `toml:"url" help:"broker, mqtt://host:1883 or mqtts://host:8883 for TLS; empty: MQTT is off"`
+	Username        string `toml:"username" help:"broker login name; empty: none"`
+	Password        string `toml:"password" help:"broker login password"`
+	ClientID        string `toml:"client_id" help:"MQTT client id; empty: cloudcloud-<hostname>"`
+	BaseTopic       string `toml:"base_topic" help:"prefix of every cloudcloud topic"`
+	Discovery       bool   `toml:"discovery" help:"publish Home Assistant discovery messages"`
+	DiscoveryPrefix string `toml:"discovery_prefix" help:"Home Assistant's discovery prefix"`
+}
+
 // Default returns the built-in configuration: what the server runs with when
 // no file, environment variable or flag says otherwise.
 func Default() Config {
@@ -147,5 +160,6 @@ func Default() Config {
 		Storage:  Storage{Dir: "data"},
 		Firmware: Firmware{MaxSize: firmware.DefaultMaxSize, DownloadAuth: true},
 		Log:      Log{Level: "info", Format: "text"},
+		MQTT:     MQTT{BaseTopic: "cloudcloud", Discovery: true, DiscoveryPrefix: "homeassistant"},
 	}
 }

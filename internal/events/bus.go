@@ -25,6 +25,7 @@ const (
 	TypeFirmwareStatus Type = "firmware_status" // firmware.Store: the current or previous image changed
 	TypeFavorites      Type = "favorites"       // favorites.Store: the favourite colours (a favorites.List)
 	TypePreview        Type = "preview"         // the web port: when the weather preview ends by itself
+	TypeMQTT           Type = "mqtt"            // mqtt.Bridge: the broker connection's status (an mqtt.Status)
 )
 
 // Event is one thing that happened. Data is a JSON-marshalable value that

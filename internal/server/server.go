@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -66,6 +68,7 @@ type Server struct {
 	gateway *device.Gateway
 	poller  *weather.Poller
 	updates *rollout.Tracker
+	mqtt    *mqtt.Bridge // nil unless mqtt.url is set
 
 	maxLamps int // device.max_connections, or what the open-file limit allows
 
@@ -142,6 +145,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// store's commit; see state.Store.Watch.
 	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
 	registry.MustRegister(metrics.NewDeviceCollector(s.gateway.Stats()), metrics.NewWeatherCollector(s.poller.Report))
+	if cfg.MQTT.URL != "" {
+		if s.mqtt, err = s.newMQTT(fw); err != nil {
+			s.gateway.Shutdown(context.Background())
+			return nil, err
+		}
+		registry.MustRegister(metrics.NewMQTTCollector(s.mqtt))
+	}
 
 	access := firmwareAccess(cfg, password, secret)
 	access.Logger = log.With("part", "firmware")
@@ -173,6 +183,29 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	firmwareMux.Handle("/firmware.bin", fwHandler)
 	s.firmwareHandler = firmwareMux
 	return s, nil
+}
+
+// newMQTT builds the MQTT bridge. Until lamps are individuals (issue 13)
+// its lamps are the gateway's connections showing the shared state.
+func (s *Server) newMQTT(fw *firmware.Store) (*mqtt.Bridge, error) {
+	m := s.cfg.MQTT
+	clientID := m.ClientID
+	if clientID == "" {
+		host, _ := os.Hostname()
+		clientID = "cloudcloud-" + host
+	}
+	shared := mqtt.StoreShared{Store: s.state}
+	b, err := mqtt.New(mqtt.Options{
+		URL: m.URL, Username: m.Username, Password: m.Password, ClientID: clientID,
+		BaseTopic: m.BaseTopic, Discovery: m.Discovery, DiscoveryPrefix: m.DiscoveryPrefix,
+		PublicURL: s.cfg.Web.PublicURL, Version: s.opt.Version,
+		Bus: s.bus, Shared: shared, Lamps: mqtt.GatewayLamps{Gateway: s.gateway, Shared: shared},
+		Firmware: fw, Weather: s.poller, Logger: s.log.With("part", "mqtt"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.url: %w", err)
+	}
+	return b, nil
 }
 
 // openFirmware opens the firmware store on the data directory's firmware/.
@@ -319,6 +352,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.poller.Run(runCtx) })
 	wg.Go(func() { s.updates.Run(runCtx) })
+	if s.mqtt != nil {
+		wg.Go(func() { _ = s.mqtt.Run(runCtx) })
+	}
 	if s.opt.Ready != nil {
 		s.opt.Ready(addrs)
 	}
