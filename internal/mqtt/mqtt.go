@@ -357,15 +357,16 @@ func (b *Bridge) syncLoop(ctx context.Context, cm *autopaho.ConnectionManager) {
 // and marks everything to be published again.
 func (b *Bridge) onConnect(ctx context.Context, cm *autopaho.ConnectionManager) {
 	t := b.topics
+	// QoS 1: a command sent while the connection blinks is not lost.
 	subs := []paho.SubscribeOptions{
-		{Topic: t.allSet()},
-		{Topic: t.lamp("+", "set")},
-		{Topic: t.lamp("+", "reboot")},
-		{Topic: t.lamp("+", "debug/set")},
-		{Topic: t.lamp("+", "update/install")},
+		{Topic: t.allSet(), QoS: 1},
+		{Topic: t.lamp("+", "set"), QoS: 1},
+		{Topic: t.lamp("+", "reboot"), QoS: 1},
+		{Topic: t.lamp("+", "debug/set"), QoS: 1},
+		{Topic: t.lamp("+", "update/install"), QoS: 1},
 	}
 	if b.opt.Discovery {
-		subs = append(subs, paho.SubscribeOptions{Topic: t.haStatus()})
+		subs = append(subs, paho.SubscribeOptions{Topic: t.haStatus(), QoS: 1})
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

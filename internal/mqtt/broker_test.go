@@ -1,0 +1,192 @@
+package mqtt
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// broker is a real mosquitto on a loopback port of its own.
+type broker struct {
+	t    *testing.T
+	addr string
+	conf string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+}
+
+// startBroker starts mosquitto, or skips when it is not installed (.ci/run
+// installs it).
+func startBroker(t *testing.T) *broker {
+	t.Helper()
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		t.Skip("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need a real broker")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	// Queues large enough for the flood test's 1,000 QoS 1 commands.
+	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &broker{t: t, addr: addr, conf: conf}
+	b.start(bin)
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *broker) url() string { return "mqtt://" + b.addr }
+
+func (b *broker) start(bin string) {
+	b.t.Helper()
+	b.out = new(bytes.Buffer)
+	b.cmd = exec.Command(bin, "-c", b.conf)
+	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
+	if err := b.cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", b.addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("mosquitto did not listen on %s: %v\n%s", b.addr, err, b.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// restart starts the broker again on the same port after stop.
+func (b *broker) restart() {
+	b.t.Helper()
+	b.start(b.cmd.Path)
+}
+
+func (b *broker) stop() {
+	if b.cmd == nil || b.cmd.Process == nil || b.cmd.ProcessState != nil {
+		return
+	}
+	_ = b.cmd.Process.Kill()
+	_ = b.cmd.Wait()
+}
+
+// observer is what Home Assistant sees: every message, and the retained
+// topics as they stand (an empty retained payload deletes a topic).
+type observer struct {
+	t      *testing.T
+	c      *paho.Client
+	mu     sync.Mutex
+	topics map[string][]byte
+	count  map[string]int
+	bytes  int
+	notify chan struct{}
+}
+
+func newObserver(t *testing.T, b *broker, filter string) *observer {
+	t.Helper()
+	o := &observer{t: t, topics: map[string][]byte{}, count: map[string]int{}, notify: make(chan struct{})}
+	conn, err := net.Dial("tcp", b.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.c = paho.NewClient(paho.ClientConfig{Conn: conn, OnPublishReceived: []func(paho.PublishReceived) (bool, error){
+		func(p paho.PublishReceived) (bool, error) {
+			o.mu.Lock()
+			if len(p.Packet.Payload) == 0 {
+				delete(o.topics, p.Packet.Topic)
+			} else {
+				o.topics[p.Packet.Topic] = bytes.Clone(p.Packet.Payload)
+			}
+			o.count[p.Packet.Topic]++
+			o.bytes += len(p.Packet.Topic) + len(p.Packet.Payload)
+			close(o.notify)
+			o.notify = make(chan struct{})
+			o.mu.Unlock()
+			return true, nil
+		}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := o.c.Connect(ctx, &paho.Connect{ClientID: "observer-" + strings.ReplaceAll(t.Name(), "/", "-"), CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = o.c.Disconnect(&paho.Disconnect{}) })
+	return o
+}
+
+// publish sends a command as Home Assistant would.
+func (o *observer) publish(topic, payload string, retain bool) {
+	o.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := o.c.Publish(ctx, &paho.Publish{Topic: topic, Payload: []byte(payload), QoS: 1, Retain: retain}); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+// wait returns the topic's payload once ok accepts it (nil payload: the
+// topic is absent), or fails after 10 s.
+func (o *observer) wait(topic string, what string, ok func(p []byte) bool) []byte {
+	o.t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		o.mu.Lock()
+		p := o.topics[topic]
+		n := o.notify
+		o.mu.Unlock()
+		if ok(p) {
+			return p
+		}
+		select {
+		case <-n:
+		case <-timeout:
+			o.t.Fatalf("%s: waited 10 s for %s; it is %q", topic, what, p)
+		}
+	}
+}
+
+// waitEq waits until topic holds want exactly.
+func (o *observer) waitEq(topic, want string) {
+	o.t.Helper()
+	o.wait(topic, fmt.Sprintf("%q", want), func(p []byte) bool { return string(p) == want })
+}
+
+// waitHas waits until topic holds a payload containing sub.
+func (o *observer) waitHas(topic, sub string) []byte {
+	o.t.Helper()
+	return o.wait(topic, fmt.Sprintf("a payload with %q", sub), func(p []byte) bool { return p != nil && bytes.Contains(p, []byte(sub)) })
+}
+
+// waitGone waits until topic has no retained message.
+func (o *observer) waitGone(topic string) {
+	o.t.Helper()
+	o.wait(topic, "to be cleared", func(p []byte) bool { return p == nil })
+}
+
+func (o *observer) get(topic string) []byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.topics[topic]
+}
