@@ -25,8 +25,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -143,6 +146,7 @@ type Bridge struct {
 	status  Status
 	cm      *autopaho.ConnectionManager
 	pending map[string][]byte     // command topic → latest payload
+	arrival []string              // the pending topics, in the order they first arrived
 	ids     map[string]string     // topic id → lamp id
 	lastOn  map[string]state.Mode // "all" or a lamp id → its mode before it was switched off
 
@@ -208,7 +212,10 @@ func BrokerURL(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("%q: put the login in mqtt.username and mqtt.password, not in the URL", redacted(u))
 	}
 	if u.Port() == "" {
-		u.Host += ":" + port
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+		return nil, fmt.Errorf("%q: port %q is not a number in range 1-65535", s, u.Port())
 	}
 	u.Path = ""
 	return u, nil
@@ -401,6 +408,9 @@ func (b *Bridge) receive(p paho.PublishReceived) (bool, error) {
 		b.log.Warn("MQTT command dropped: too many commands waiting", "topic", topic)
 		return true, nil
 	}
+	if _, ok := b.pending[topic]; !ok {
+		b.arrival = append(b.arrival, topic)
+	}
 	b.pending[topic] = bytes.Clone(payload)
 	b.mu.Unlock()
 	signal(b.wake)
@@ -408,7 +418,8 @@ func (b *Bridge) receive(p paho.PublishReceived) (bool, error) {
 }
 
 // commands applies the pending commands in rounds at most
-// CommandInterval apart; between rounds only the latest per topic is kept.
+// CommandInterval apart; between rounds only the latest per topic is kept,
+// and a round applies its topics in the order they first arrived.
 func (b *Bridge) commands(ctx context.Context) {
 	tick := b.opt.tick
 	if tick == nil {
@@ -423,10 +434,9 @@ func (b *Bridge) commands(ctx context.Context) {
 		case <-b.wake:
 		}
 		b.mu.Lock()
-		round := b.pending
-		b.pending = make(map[string][]byte)
+		round, topics := b.pending, b.arrival
+		b.pending, b.arrival = make(map[string][]byte), nil
 		b.mu.Unlock()
-		topics := slices.Sorted(mapsKeys(round))
 		for _, topic := range topics {
 			if err := b.apply(topic, round[topic]); err != nil {
 				b.log.Warn("MQTT command dropped; nothing was changed", "topic", topic, "payload", clip(round[topic]), "err", err)
@@ -437,16 +447,6 @@ func (b *Bridge) commands(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick:
-		}
-	}
-}
-
-func mapsKeys(m map[string][]byte) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
 		}
 	}
 }
@@ -544,7 +544,7 @@ func (b *Bridge) latest() string {
 // topics nothing publishes any more.
 func (b *Bridge) sync(ctx context.Context, cm *autopaho.ConnectionManager) {
 	want := b.desired()
-	order := slices.SortedFunc(mapsKeys(want), b.topics.order)
+	order := slices.SortedFunc(maps.Keys(want), b.topics.order)
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	publish := func(topic string, payload []byte) bool {
