@@ -14,6 +14,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/logtest"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt/mqtttest"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/protocol"
@@ -120,7 +121,7 @@ func (fakeWeather) Report() weather.Report {
 // harness is a bridge on a real broker with a real state.Store.
 type harness struct {
 	t      *testing.T
-	broker *broker
+	broker *mqtttest.Broker
 	bus    *events.Bus
 	store  *state.Store
 	lamps  *fakeLamps
@@ -131,7 +132,7 @@ type harness struct {
 
 func newHarness(t *testing.T, edit func(*Options)) *harness {
 	t.Helper()
-	h := &harness{t: t, broker: startBroker(t), bus: events.NewBus()}
+	h := &harness{t: t, broker: mqtttest.Start(t), bus: events.NewBus()}
 	dir, err := storage.OpenDir(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +145,7 @@ func newHarness(t *testing.T, edit func(*Options)) *harness {
 	h.lamps = &fakeLamps{bus: h.bus}
 	h.lamps.change("kitchen", func(l *Lamp) { l.Label, l.Firmware = "Kitchen", "1.4.2" })
 	o := Options{
-		URL: h.broker.url(), ClientID: "cloudcloud-test", Discovery: true,
+		URL: h.broker.URL(), ClientID: "cloudcloud-test", Discovery: true,
 		PublicURL: "http://lamps.example.org", Version: "test",
 		Bus: h.bus, Shared: StoreShared{Store: h.store}, Lamps: h.lamps,
 		Firmware: fakeFirmware{"1.5.0"}, Weather: fakeWeather{}, Logger: log,
@@ -178,10 +179,10 @@ func decode(t *testing.T, topic string, p []byte) map[string]any {
 // retained discovery and state messages key by key.
 func TestDiscoveryAsHomeAssistantReadsIt(t *testing.T) {
 	h := newHarness(t, nil)
-	first := newObserver(t, h.broker, "#")
-	first.waitEq("cloudcloud/status", "online")
-	first.waitHas("homeassistant/update/cloudcloud_kitchen/firmware/config", "firmware")
-	ha := newObserver(t, h.broker, "#")
+	first := mqtttest.NewObserver(t, h.broker, "#")
+	first.WaitEq("cloudcloud/status", "online")
+	first.WaitHas("homeassistant/update/cloudcloud_kitchen/firmware/config", "firmware")
+	ha := mqtttest.NewObserver(t, h.broker, "#")
 
 	configs := map[string]string{ // topic → component
 		"homeassistant/light/cloudcloud_server/all/config":        "light",
@@ -193,7 +194,7 @@ func TestDiscoveryAsHomeAssistantReadsIt(t *testing.T) {
 	}
 	unique := map[string]string{}
 	for topic, component := range configs {
-		c := decode(t, topic, ha.waitHas(topic, "unique_id"))
+		c := decode(t, topic, ha.WaitHas(topic, "unique_id"))
 		id, _ := c["unique_id"].(string)
 		if !strings.HasPrefix(id, "cloudcloud_") {
 			t.Errorf("%s: unique_id %q does not start with cloudcloud_", topic, id)
@@ -229,43 +230,43 @@ func TestDiscoveryAsHomeAssistantReadsIt(t *testing.T) {
 		// Every topic the entity reads must be published and retained.
 		for _, key := range []string{"state_topic", "json_attributes_topic"} {
 			if st, ok := c[key].(string); ok {
-				ha.waitHas(st, "")
+				ha.WaitHas(st, "")
 			}
 		}
 		for _, a := range availTopics {
-			ha.waitEq(a, "online")
+			ha.WaitEq(a, "online")
 		}
 		if component == "light" {
 			modes, _ := c["supported_color_modes"].([]any)
 			effects, _ := c["effect_list"].([]any)
 			if c["schema"] != "json" || len(modes) != 1 || modes[0] != "rgb" || c["brightness"] != true || c["effect"] != true ||
 				len(effects) != 11 || effects[0] != "Steady" || effects[1] != "Pulse 1" || effects[10] != "Weather" {
-				t.Errorf("%s: not a JSON schema rgb light with brightness and the effects Steady, Pulse 1-9, Weather: %s", topic, ha.get(topic))
+				t.Errorf("%s: not a JSON schema rgb light with brightness and the effects Steady, Pulse 1-9, Weather: %s", topic, ha.Get(topic))
 			}
 			if c["command_topic"] == nil {
 				t.Errorf("%s: no command_topic", topic)
 			}
 		}
 	}
-	if n := decode(t, "", ha.get("homeassistant/light/cloudcloud_server/all/config"))["name"]; n != "All lamps" {
+	if n := decode(t, "", ha.Get("homeassistant/light/cloudcloud_server/all/config"))["name"]; n != "All lamps" {
 		t.Errorf("server light named %v, want All lamps", n)
 	}
-	all := decode(t, "cloudcloud/all/state", ha.waitHas("cloudcloud/all/state", "state"))
+	all := decode(t, "cloudcloud/all/state", ha.WaitHas("cloudcloud/all/state", "state"))
 	if all["state"] != "OFF" || all["color_mode"] != "rgb" || all["effect"] != "Steady" {
 		t.Errorf("all/state = %v, want OFF, color_mode rgb, Steady (the default state)", all)
 	}
 	if _, ok := all["brightness"]; ok {
 		t.Errorf("all/state carries a brightness while OFF: %v", all)
 	}
-	upd := decode(t, "", ha.waitHas("cloudcloud/lamp/kitchen/update/state", "latest_version"))
+	upd := decode(t, "", ha.WaitHas("cloudcloud/lamp/kitchen/update/state", "latest_version"))
 	if upd["installed_version"] != "1.4.2" || upd["latest_version"] != "1.5.0" || upd["in_progress"] != false {
 		t.Errorf("update/state = %v", upd)
 	}
-	w := decode(t, "", ha.waitHas("cloudcloud/weather/state", "description"))
+	w := decode(t, "", ha.WaitHas("cloudcloud/weather/state", "description"))
 	if w["description"] != "broken clouds" || w["code"] != float64(protocol.WeatherCloudy) || w["status"] != "ok" {
 		t.Errorf("weather/state = %v", w)
 	}
-	ha.waitEq("cloudcloud/lamp/kitchen/debug/state", "OFF")
+	ha.WaitEq("cloudcloud/lamp/kitchen/debug/state", "OFF")
 }
 
 // TestUnknownVersionsAreLeftOut: Home Assistant drops an update message
@@ -273,9 +274,9 @@ func TestDiscoveryAsHomeAssistantReadsIt(t *testing.T) {
 func TestUnknownVersionsAreLeftOut(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Firmware = fakeFirmware{} })
 	h.lamps.change("kitchen", func(l *Lamp) { l.Firmware = "" })
-	ha := newObserver(t, h.broker, "#")
-	ha.waitEq("cloudcloud/lamp/kitchen/update/state", `{"in_progress":false}`)
-	dev := decode(t, "", ha.waitHas("homeassistant/light/cloudcloud_kitchen/light/config", "device"))["device"].(map[string]any)
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/lamp/kitchen/update/state", `{"in_progress":false}`)
+	dev := decode(t, "", ha.WaitHas("homeassistant/light/cloudcloud_kitchen/light/config", "device"))["device"].(map[string]any)
 	if _, ok := dev["sw_version"]; ok {
 		t.Errorf("device %v has a sw_version for an unknown version", dev)
 	}

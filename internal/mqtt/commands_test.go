@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt/mqtttest"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
@@ -27,45 +28,45 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // sees changes made elsewhere (as through the API) on the state topics.
 func TestCommandsBothWays(t *testing.T) {
 	h := newHarness(t, nil)
-	ha := newObserver(t, h.broker, "#")
-	ha.waitEq("cloudcloud/status", "online")
-	ha.waitHas("cloudcloud/lamp/kitchen/availability", "online")
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/status", "online")
+	ha.WaitHas("cloudcloud/lamp/kitchen/availability", "online")
 
-	ha.publish("cloudcloud/all/set", `{"state": "ON", "color": {"r": 10, "g": 20, "b": 30}, "brightness": 255}`, false)
+	ha.Publish("cloudcloud/all/set", `{"state": "ON", "color": {"r": 10, "g": 20, "b": 30}, "brightness": 255}`, false)
 	waitFor(t, "the store in manual #0a141e", func() bool {
 		s := h.store.Get()
 		return s.Mode == state.ModeManual && s.Color == protocol.RGB{R: 10, G: 20, B: 30}
 	})
-	ha.waitEq("cloudcloud/all/state", `{"state":"ON","color_mode":"rgb","color":{"r":10,"g":20,"b":30},"brightness":255,"effect":"Steady"}`)
+	ha.WaitEq("cloudcloud/all/state", `{"state":"ON","color_mode":"rgb","color":{"r":10,"g":20,"b":30},"brightness":255,"effect":"Steady"}`)
 
 	// A change made elsewhere (the API goes through the same Store).
 	pulse, weatherMode := 3, state.ModeWeather
 	if _, err := h.store.Apply(state.Change{Pulse: &pulse}); err != nil {
 		t.Fatal(err)
 	}
-	ha.waitHas("cloudcloud/all/state", `"effect":"Pulse 3"`)
+	ha.WaitHas("cloudcloud/all/state", `"effect":"Pulse 3"`)
 	if _, err := h.store.Apply(state.Change{Mode: &weatherMode}); err != nil {
 		t.Fatal(err)
 	}
-	ha.waitHas("cloudcloud/all/state", `"effect":"Weather"`)
+	ha.WaitHas("cloudcloud/all/state", `"effect":"Weather"`)
 
 	// OFF, then a bare ON brings back weather mode.
-	ha.publish("cloudcloud/all/set", `{"state": "OFF"}`, false)
-	ha.waitHas("cloudcloud/all/state", `"state":"OFF"`)
-	ha.publish("cloudcloud/all/set", `{"state": "ON"}`, false)
-	ha.waitHas("cloudcloud/all/state", `"effect":"Weather"`)
+	ha.Publish("cloudcloud/all/set", `{"state": "OFF"}`, false)
+	ha.WaitHas("cloudcloud/all/state", `"state":"OFF"`)
+	ha.Publish("cloudcloud/all/set", `{"state": "ON"}`, false)
+	ha.WaitHas("cloudcloud/all/state", `"effect":"Weather"`)
 	if m := h.store.Get().Mode; m != state.ModeWeather {
 		t.Fatalf("after OFF and ON the mode is %s, want weather", m)
 	}
 
 	// The lamp's own light: brightness 128 of 255 is 50 %.
-	ha.publish("cloudcloud/lamp/kitchen/set", `{"state": "ON", "brightness": 128, "effect": "Pulse 2"}`, false)
-	ha.waitHas("cloudcloud/lamp/kitchen/state", `"brightness":128`)
-	ha.waitHas("cloudcloud/lamp/kitchen/state", `"effect":"Pulse 2"`)
-	ha.publish("cloudcloud/lamp/kitchen/reboot", "PRESS", false)
-	ha.publish("cloudcloud/lamp/kitchen/debug/set", "ON", false)
-	ha.waitEq("cloudcloud/lamp/kitchen/debug/state", "ON")
-	ha.publish("cloudcloud/lamp/kitchen/update/install", "install", false)
+	ha.Publish("cloudcloud/lamp/kitchen/set", `{"state": "ON", "brightness": 128, "effect": "Pulse 2"}`, false)
+	ha.WaitHas("cloudcloud/lamp/kitchen/state", `"brightness":128`)
+	ha.WaitHas("cloudcloud/lamp/kitchen/state", `"effect":"Pulse 2"`)
+	ha.Publish("cloudcloud/lamp/kitchen/reboot", "PRESS", false)
+	ha.Publish("cloudcloud/lamp/kitchen/debug/set", "ON", false)
+	ha.WaitEq("cloudcloud/lamp/kitchen/debug/state", "ON")
+	ha.Publish("cloudcloud/lamp/kitchen/update/install", "install", false)
 	want := []string{"apply kitchen manual #ff41ae 50", "reboot kitchen", "debug kitchen true", "update kitchen"}
 	waitFor(t, "the lamp commands", func() bool { return slices.Equal(h.lamps.asked(), want) })
 }
@@ -74,9 +75,9 @@ func TestCommandsBothWays(t *testing.T) {
 // good command after them still works.
 func TestBadCommandsChangeNothing(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.Firmware = fakeFirmware{} })
-	ha := newObserver(t, h.broker, "#")
-	ha.waitEq("cloudcloud/status", "online")
-	ha.waitHas("cloudcloud/lamp/kitchen/availability", "online")
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/status", "online")
+	ha.WaitHas("cloudcloud/lamp/kitchen/availability", "online")
 	before := h.store.Get()
 	bad := []struct{ topic, payload, log string }{
 		{"cloudcloud/all/set", `{"state": "ON", "color": {"r": 300, "g": 0, "b": 0}}`, "color.r"},
@@ -91,7 +92,7 @@ func TestBadCommandsChangeNothing(t *testing.T) {
 		{"cloudcloud/lamp/nosuch/set", `{"state": "ON"}`, "nosuch"},
 	}
 	for _, b := range bad {
-		ha.publish(b.topic, b.payload, false)
+		ha.Publish(b.topic, b.payload, false)
 		waitFor(t, "the log to say why "+b.payload+" was dropped", func() bool {
 			return strings.Contains(h.logs.String(), b.log)
 		})
@@ -102,7 +103,7 @@ func TestBadCommandsChangeNothing(t *testing.T) {
 	if got := h.lamps.asked(); len(got) != 0 {
 		t.Errorf("bad commands reached the lamp: %v", got)
 	}
-	ha.publish("cloudcloud/all/set", `{"effect": "Weather"}`, false)
+	ha.Publish("cloudcloud/all/set", `{"effect": "Weather"}`, false)
 	waitFor(t, "weather mode", func() bool { return h.store.Get().Mode == state.ModeWeather })
 }
 
@@ -112,12 +113,12 @@ func TestBadCommandsChangeNothing(t *testing.T) {
 func TestAvailabilityFollowsLampsAndServer(t *testing.T) {
 	h := newHarness(t, nil)
 	h.lamps.change("hall", nil)
-	ha := newObserver(t, h.broker, "#")
-	ha.waitEq("cloudcloud/lamp/hall/availability", "online")
-	ha.waitHas("homeassistant/light/cloudcloud_hall/light/config", "cloudcloud_hall_light")
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/lamp/hall/availability", "online")
+	ha.WaitHas("homeassistant/light/cloudcloud_hall/light/config", "cloudcloud_hall_light")
 
 	h.lamps.change("hall", func(l *Lamp) { l.Online = false })
-	ha.waitEq("cloudcloud/lamp/hall/availability", "offline")
+	ha.WaitEq("cloudcloud/lamp/hall/availability", "offline")
 
 	h.lamps.forget("hall")
 	for _, topic := range []string{
@@ -125,9 +126,9 @@ func TestAvailabilityFollowsLampsAndServer(t *testing.T) {
 		"homeassistant/switch/cloudcloud_hall/debug/config", "homeassistant/update/cloudcloud_hall/firmware/config",
 		"cloudcloud/lamp/hall/state", "cloudcloud/lamp/hall/availability",
 	} {
-		ha.waitGone(topic)
+		ha.WaitGone(topic)
 	}
-	if ha.get("homeassistant/light/cloudcloud_kitchen/light/config") == nil {
+	if ha.Get("homeassistant/light/cloudcloud_kitchen/light/config") == nil {
 		t.Fatal("forgetting hall cleared kitchen")
 	}
 
@@ -137,11 +138,11 @@ func TestAvailabilityFollowsLampsAndServer(t *testing.T) {
 	cm := h.bridge.cm
 	h.bridge.mu.Unlock()
 	cm.TerminateConnectionForTest()
-	ha.waitEq("cloudcloud/status", "offline")
-	ha.waitEq("cloudcloud/status", "online")
+	ha.WaitEq("cloudcloud/status", "offline")
+	ha.WaitEq("cloudcloud/status", "online")
 
 	h.stop()
-	ha.waitEq("cloudcloud/status", "offline")
+	ha.WaitEq("cloudcloud/status", "offline")
 }
 
 // TestBrokerGoesAwayAndComesBack: the status says so, changes made
@@ -151,11 +152,11 @@ func TestBrokerGoesAwayAndComesBack(t *testing.T) {
 	h := newHarness(t, nil)
 	status := h.bus.Subscribe(64, events.TypeMQTT)
 	defer status.Close()
-	ha := newObserver(t, h.broker, "#")
-	ha.waitEq("cloudcloud/status", "online")
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/status", "online")
 	waitFor(t, "connected", h.bridge.Connected)
 
-	h.broker.stop()
+	h.broker.Stop()
 	waitFor(t, "the bridge to notice", func() bool { return !h.bridge.Connected() })
 	if st := h.bridge.Status(); st.Error == "" || !st.Enabled {
 		t.Errorf("status while the broker is away = %+v, want enabled with an error", st)
@@ -174,34 +175,28 @@ func TestBrokerGoesAwayAndComesBack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h.broker.restart()
+	h.broker.Restart()
 	waitFor(t, "the bridge to reconnect", h.bridge.Connected)
-	again := newObserver(t, h.broker, "#")
-	again.waitEq("cloudcloud/status", "online")
-	again.waitHas("cloudcloud/all/state", `"color":{"r":1,"g":2,"b":3}`)
-	again.waitHas("homeassistant/light/cloudcloud_kitchen/light/config", "cloudcloud_kitchen_light")
-	again.waitEq("cloudcloud/lamp/kitchen/availability", "online")
+	again := mqtttest.NewObserver(t, h.broker, "#")
+	again.WaitEq("cloudcloud/status", "online")
+	again.WaitHas("cloudcloud/all/state", `"color":{"r":1,"g":2,"b":3}`)
+	again.WaitHas("homeassistant/light/cloudcloud_kitchen/light/config", "cloudcloud_kitchen_light")
+	again.WaitEq("cloudcloud/lamp/kitchen/availability", "online")
 	// Commands work on the new connection.
-	again.publish("cloudcloud/all/set", `{"state": "OFF"}`, false)
-	again.waitHas("cloudcloud/all/state", `"state":"OFF"`)
+	again.Publish("cloudcloud/all/set", `{"state": "OFF"}`, false)
+	again.WaitHas("cloudcloud/all/state", `"state":"OFF"`)
 }
 
 // TestHomeAssistantBirthRepublishes: Home Assistant's online message gets
 // every discovery message again (it may have lost them).
 func TestHomeAssistantBirthRepublishes(t *testing.T) {
 	h := newHarness(t, nil)
-	ha := newObserver(t, h.broker, "#")
-	ha.waitHas("homeassistant/light/cloudcloud_kitchen/light/config", "cloudcloud_kitchen_light")
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitHas("homeassistant/light/cloudcloud_kitchen/light/config", "cloudcloud_kitchen_light")
 	topic := "homeassistant/light/cloudcloud_kitchen/light/config"
-	ha.mu.Lock()
-	before := ha.count[topic]
-	ha.mu.Unlock()
-	ha.publish("homeassistant/status", "online", false)
-	waitFor(t, "the discovery message again", func() bool {
-		ha.mu.Lock()
-		defer ha.mu.Unlock()
-		return ha.count[topic] > before
-	})
+	before := ha.Count(topic)
+	ha.Publish("homeassistant/status", "online", false)
+	waitFor(t, "the discovery message again", func() bool { return ha.Count(topic) > before })
 }
 
 // TestFloodIsCoalesced: 1,000 commands in a burst reach the store and the
@@ -210,18 +205,18 @@ func TestHomeAssistantBirthRepublishes(t *testing.T) {
 func TestFloodIsCoalesced(t *testing.T) {
 	tick := make(chan time.Time)
 	h := newHarness(t, func(o *Options) { o.tick = tick })
-	ha := newObserver(t, h.broker, "#")
-	ha.waitEq("cloudcloud/status", "online")
-	ha.waitHas("cloudcloud/lamp/kitchen/availability", "online")
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/status", "online")
+	ha.WaitHas("cloudcloud/lamp/kitchen/availability", "online")
 	changes := h.bus.Subscribe(2000, events.TypeState)
 	defer changes.Close()
 	in, _ := h.bridge.Counters()
 	const n = 1000
 	for i := range n {
 		if i%2 == 0 {
-			ha.publish("cloudcloud/all/set", `{"color": {"r": `+itoa(i%256)+`, "g": 0, "b": 0}}`, false)
+			ha.Publish("cloudcloud/all/set", `{"color": {"r": `+itoa(i%256)+`, "g": 0, "b": 0}}`, false)
 		} else {
-			ha.publish("cloudcloud/lamp/kitchen/set", `{"brightness": `+itoa(i%256)+`}`, false)
+			ha.Publish("cloudcloud/lamp/kitchen/set", `{"brightness": `+itoa(i%256)+`}`, false)
 		}
 	}
 	waitFor(t, "all 1,000 commands to arrive", func() bool { got, _ := h.bridge.Counters(); return got-in >= n })

@@ -1,4 +1,6 @@
-package mqtt
+// Package mqtttest runs a real mosquitto for tests and watches it as Home
+// Assistant would.
+package mqtttest
 
 import (
 	"bytes"
@@ -16,8 +18,8 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 )
 
-// broker is a real mosquitto on a loopback port of its own.
-type broker struct {
+// Broker is a real mosquitto on a loopback port of its own.
+type Broker struct {
 	t    *testing.T
 	addr string
 	conf string
@@ -25,9 +27,9 @@ type broker struct {
 	out  *bytes.Buffer
 }
 
-// startBroker starts mosquitto, or skips when it is not installed (.ci/run
+// Start starts mosquitto, or skips when it is not installed (.ci/run
 // installs it).
-func startBroker(t *testing.T) *broker {
+func Start(t *testing.T) *Broker {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -46,15 +48,15 @@ func startBroker(t *testing.T) *broker {
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := &broker{t: t, addr: addr, conf: conf}
+	b := &Broker{t: t, addr: addr, conf: conf}
 	b.start(bin)
-	t.Cleanup(b.stop)
+	t.Cleanup(b.Stop)
 	return b
 }
 
-func (b *broker) url() string { return "mqtt://" + b.addr }
+func (b *Broker) URL() string { return "mqtt://" + b.addr }
 
-func (b *broker) start(bin string) {
+func (b *Broker) start(bin string) {
 	b.t.Helper()
 	b.out = new(bytes.Buffer)
 	b.cmd = exec.Command(bin, "-c", b.conf)
@@ -76,13 +78,13 @@ func (b *broker) start(bin string) {
 	}
 }
 
-// restart starts the broker again on the same port after stop.
-func (b *broker) restart() {
+// Restart starts the broker again on the same port after stop.
+func (b *Broker) Restart() {
 	b.t.Helper()
 	b.start(b.cmd.Path)
 }
 
-func (b *broker) stop() {
+func (b *Broker) Stop() {
 	if b.cmd == nil || b.cmd.Process == nil || b.cmd.ProcessState != nil {
 		return
 	}
@@ -90,9 +92,9 @@ func (b *broker) stop() {
 	_ = b.cmd.Wait()
 }
 
-// observer is what Home Assistant sees: every message, and the retained
+// Observer is what Home Assistant sees: every message, and the retained
 // topics as they stand (an empty retained payload deletes a topic).
-type observer struct {
+type Observer struct {
 	t      *testing.T
 	c      *paho.Client
 	mu     sync.Mutex
@@ -102,9 +104,9 @@ type observer struct {
 	notify chan struct{}
 }
 
-func newObserver(t *testing.T, b *broker, filter string) *observer {
+func NewObserver(t *testing.T, b *Broker, filter string) *Observer {
 	t.Helper()
-	o := &observer{t: t, topics: map[string][]byte{}, count: map[string]int{}, notify: make(chan struct{})}
+	o := &Observer{t: t, topics: map[string][]byte{}, count: map[string]int{}, notify: make(chan struct{})}
 	conn, err := net.Dial("tcp", b.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -136,8 +138,8 @@ func newObserver(t *testing.T, b *broker, filter string) *observer {
 	return o
 }
 
-// publish sends a command as Home Assistant would.
-func (o *observer) publish(topic, payload string, retain bool) {
+// Publish sends a command as Home Assistant would.
+func (o *Observer) Publish(topic, payload string, retain bool) {
 	o.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -146,9 +148,9 @@ func (o *observer) publish(topic, payload string, retain bool) {
 	}
 }
 
-// wait returns the topic's payload once ok accepts it (nil payload: the
+// Wait returns the topic's payload once ok accepts it (nil payload: the
 // topic is absent), or fails after 10 s.
-func (o *observer) wait(topic string, what string, ok func(p []byte) bool) []byte {
+func (o *Observer) Wait(topic string, what string, ok func(p []byte) bool) []byte {
 	o.t.Helper()
 	timeout := time.After(10 * time.Second)
 	for {
@@ -167,25 +169,43 @@ func (o *observer) wait(topic string, what string, ok func(p []byte) bool) []byt
 	}
 }
 
-// waitEq waits until topic holds want exactly.
-func (o *observer) waitEq(topic, want string) {
+// WaitEq waits until topic holds want exactly.
+func (o *Observer) WaitEq(topic, want string) {
 	o.t.Helper()
-	o.wait(topic, fmt.Sprintf("%q", want), func(p []byte) bool { return string(p) == want })
+	o.Wait(topic, fmt.Sprintf("%q", want), func(p []byte) bool { return string(p) == want })
 }
 
-// waitHas waits until topic holds a payload containing sub.
-func (o *observer) waitHas(topic, sub string) []byte {
+// WaitHas waits until topic holds a payload containing sub.
+func (o *Observer) WaitHas(topic, sub string) []byte {
 	o.t.Helper()
-	return o.wait(topic, fmt.Sprintf("a payload with %q", sub), func(p []byte) bool { return p != nil && bytes.Contains(p, []byte(sub)) })
+	return o.Wait(topic, fmt.Sprintf("a payload with %q", sub), func(p []byte) bool { return p != nil && bytes.Contains(p, []byte(sub)) })
 }
 
-// waitGone waits until topic has no retained message.
-func (o *observer) waitGone(topic string) {
+// WaitGone waits until topic has no retained message.
+func (o *Observer) WaitGone(topic string) {
 	o.t.Helper()
-	o.wait(topic, "to be cleared", func(p []byte) bool { return p == nil })
+	o.Wait(topic, "to be cleared", func(p []byte) bool { return p == nil })
 }
 
-func (o *observer) get(topic string) []byte {
+// Count is how many messages topic has had.
+func (o *Observer) Count(topic string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count[topic]
+}
+
+// Bytes is the topic and payload bytes of every message so far.
+func (o *Observer) Bytes() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.bytes
+}
+
+// Addr is the broker's host:port.
+func (b *Broker) Addr() string { return b.addr }
+
+// Get is topic's retained payload, nil when it has none.
+func (o *Observer) Get(topic string) []byte {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.topics[topic]
