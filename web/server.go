@@ -26,6 +26,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 	"github.com/cloudcloud/cloudcloud/internal/sessions"
@@ -56,6 +57,11 @@ type DeviceService interface {
 type WeatherService interface {
 	Report() weather.Report
 	Refresh()
+}
+
+// MQTTService is the MQTT bridge (mqtt.Bridge).
+type MQTTService interface {
+	Status() mqtt.Status
 }
 
 // FirmwareService keeps the image lamps download (firmware.Store).
@@ -124,6 +130,8 @@ type Deps struct {
 	Firmware FirmwareService
 	// Rollout may be nil: the panel then lists no lamp updates.
 	Rollout RolloutService
+	// MQTT may be nil: MQTT is off (mqtt.url unset) and the page says nothing of it.
+	MQTT MQTTService
 }
 
 // Server is the web port. Create it with New and serve Handler.

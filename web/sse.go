@@ -66,6 +66,9 @@ func (s *Server) events(c echo.Context) error {
 	if s.deps.Firmware != nil {
 		snapshot = append(snapshot, snapshotEvent{string(events.TypeFirmwareStatus), s.firmwareStatus()})
 	}
+	if s.deps.MQTT != nil {
+		snapshot = append(snapshot, snapshotEvent{string(events.TypeMQTT), s.deps.MQTT.Status()})
+	}
 	for _, e := range snapshot {
 		if err := writeEvent(&buf, e.name, e.data); err != nil {
 			return err

@@ -167,7 +167,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Proxies: proxies, DataDir: dir, Sessions: data, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
-	}, web.Deps{State: s.state, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates})
+	}, s.webDeps(web.Deps{State: s.state, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates}))
 	if err != nil {
 		s.gateway.Shutdown(context.Background())
 		return nil, err
@@ -183,6 +183,15 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	firmwareMux.Handle("/firmware.bin", fwHandler)
 	s.firmwareHandler = firmwareMux
 	return s, nil
+}
+
+// webDeps adds the MQTT bridge, when there is one: a nil *mqtt.Bridge in
+// the interface would not read as "off".
+func (s *Server) webDeps(d web.Deps) web.Deps {
+	if s.mqtt != nil {
+		d.MQTT = s.mqtt
+	}
+	return d
 }
 
 // newMQTT builds the MQTT bridge. Until lamps are individuals (issue 13)

@@ -179,6 +179,8 @@ type Index struct {
 	// FirmwarePanel is the firmware upload and status panel (FirmwareCard);
 	// nil, on a server without firmware updates, renders nothing.
 	FirmwarePanel templ.Component
+	// MQTT is the broker status line; "" while MQTT is off.
+	MQTT string
 	// Boot is the same data as JSON for the script, so it starts from what
 	// the page shows without waiting for the event stream.
 	Boot any
