@@ -1,7 +1,7 @@
 // Package events is the in-process event bus: state changes, lamps coming and
 // going, debug lines, weather and firmware news. Producers publish without
 // blocking; consumers (the web UI's SSE stream, the firmware rollout tracker,
-// a future MQTT bridge or multi-server backplane) subscribe the same way.
+// the MQTT bridge, a future multi-server backplane) subscribe the same way.
 package events
 
 import (

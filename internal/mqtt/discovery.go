@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"encoding/json"
+	"maps"
 	"strings"
 
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -27,7 +28,7 @@ func (t topics) config(component, node, object string) string {
 // order publishes discovery messages before states, so Home Assistant has
 // the entity when its state arrives, and otherwise sorts by name.
 func (t topics) order(a, b string) int {
-	ca, cb := strings.HasPrefix(a, t.discovery+"/"), strings.HasPrefix(b, t.discovery+"/")
+	ca, cb := t.isConfig(a), t.isConfig(b)
 	if ca != cb {
 		if ca {
 			return -1
@@ -35,6 +36,11 @@ func (t topics) order(a, b string) int {
 		return 1
 	}
 	return strings.Compare(a, b)
+}
+
+func (t topics) isConfig(topic string) bool {
+	rest, ok := strings.CutPrefix(topic, t.discovery)
+	return ok && strings.HasPrefix(rest, "/")
 }
 
 // serverID is the server device's identifier; lamps name it as via_device.
@@ -45,7 +51,11 @@ const serverID = "cloudcloud_server"
 // commands use.
 func (b *Bridge) desired() map[string][]byte {
 	t := b.topics
-	want := make(map[string][]byte)
+	n := 0
+	if b.opt.Lamps != nil {
+		n = len(b.configs)
+	}
+	want := make(map[string][]byte, 8+8*n)
 	all := b.opt.Shared.Get()
 	want[t.allState()] = stateJSON(all)
 	lastOn := map[string]state.Mode{}
@@ -77,6 +87,7 @@ func (b *Bridge) desired() map[string][]byte {
 		lamps = b.opt.Lamps.List()
 	}
 	latest := b.latest()
+	cache := make(map[string]cachedConfigs, len(lamps))
 	for _, l := range lamps {
 		tid := topicID(l.ID)
 		if other, taken := ids[tid]; taken {
@@ -91,49 +102,73 @@ func (b *Bridge) desired() map[string][]byte {
 		want[avail] = []byte(map[bool]string{true: "online", false: "offline"}[l.Online])
 		want[t.lamp(tid, "state")] = stateJSON(l.Light)
 		want[t.lamp(tid, "debug/state")] = []byte(map[bool]string{true: "ON", false: "OFF"}[l.Debug])
-		update := map[string]any{"in_progress": l.Updating}
-		if l.Firmware != "" {
-			update["installed_version"] = l.Firmware
+		want[t.lamp(tid, "update/state")] = mustJSON(updateState{Installed: l.Firmware, Latest: latest, InProgress: l.Updating})
+		if b.opt.Discovery {
+			maps.Copy(want, b.lampConfigs(l, tid, cache))
 		}
-		if latest != "" {
-			update["latest_version"] = latest
-		}
-		want[t.lamp(tid, "update/state")] = mustJSON(update)
-		if !b.opt.Discovery {
-			continue
-		}
-		node := "cloudcloud_" + tid
-		label := l.Label
-		if label == "" {
-			label = l.ID
-		}
-		dev := b.device(node, label, "cloud lamp", l.Firmware, true)
-		av := []map[string]string{{"topic": t.status()}, {"topic": avail}}
-		// name null: the light is the device's main entity and takes its name.
-		want[t.config("light", node, "light")] = mustJSON(b.lightConfig(nil, node+"_light", t.lamp(tid, "state"), t.lamp(tid, "set"), dev, av))
-		common := func(m map[string]any) []byte {
-			m["device"], m["origin"], m["availability"], m["availability_mode"] = dev, b.origin(), av, "all"
-			return mustJSON(m)
-		}
-		want[t.config("button", node, "reboot")] = common(map[string]any{
-			"name": "Reboot", "unique_id": node + "_reboot", "device_class": "restart", "entity_category": "config",
-			"command_topic": t.lamp(tid, "reboot"), "payload_press": "PRESS",
-		})
-		want[t.config("switch", node, "debug")] = common(map[string]any{
-			"name": "Debug log", "unique_id": node + "_debug", "entity_category": "config", "icon": "mdi:bug",
-			"state_topic": t.lamp(tid, "debug/state"), "command_topic": t.lamp(tid, "debug/set"),
-			"payload_on": "ON", "payload_off": "OFF",
-		})
-		want[t.config("update", node, "firmware")] = common(map[string]any{
-			"name": "Firmware", "unique_id": node + "_firmware", "device_class": "firmware", "entity_category": "config",
-			"state_topic": t.lamp(tid, "update/state"), "command_topic": t.lamp(tid, "update/install"),
-			"payload_install": "install",
-		})
 	}
+	b.configs = cache
 	b.mu.Lock()
 	b.ids, b.lastOn = ids, mergeModes(b.lastOn, lastOn, ids)
 	b.mu.Unlock()
 	return want
+}
+
+// updateState is the update entity's state JSON. A version that is not
+// known is left out: Home Assistant drops a message with a null one.
+type updateState struct {
+	Installed  string `json:"installed_version,omitempty"`
+	Latest     string `json:"latest_version,omitempty"`
+	InProgress bool   `json:"in_progress"`
+}
+
+// cachedConfigs are a lamp's discovery messages and what they were made
+// from: building them is most of a sync's work with many lamps, and they
+// change only with a lamp's label or firmware version.
+type cachedConfigs struct {
+	label, firmware string
+	msgs            map[string][]byte
+}
+
+// lampConfigs are the discovery messages of lamp l (topic id tid), from
+// the previous sync's b.configs when l has not changed; next gets them.
+func (b *Bridge) lampConfigs(l Lamp, tid string, next map[string]cachedConfigs) map[string][]byte {
+	if c, ok := b.configs[tid]; ok && c.label == l.Label && c.firmware == l.Firmware {
+		next[tid] = c
+		return c.msgs
+	}
+	t := b.topics
+	node := "cloudcloud_" + tid
+	label := l.Label
+	if label == "" {
+		label = l.ID
+	}
+	dev := b.device(node, label, "cloud lamp", l.Firmware, true)
+	av := []map[string]string{{"topic": t.status()}, {"topic": t.lamp(tid, "availability")}}
+	common := func(m map[string]any) []byte {
+		m["device"], m["origin"], m["availability"], m["availability_mode"] = dev, b.origin(), av, "all"
+		return mustJSON(m)
+	}
+	msgs := map[string][]byte{
+		// name null: the light is the device's main entity and takes its name.
+		t.config("light", node, "light"): mustJSON(b.lightConfig(nil, node+"_light", t.lamp(tid, "state"), t.lamp(tid, "set"), dev, av)),
+		t.config("button", node, "reboot"): common(map[string]any{
+			"name": "Reboot", "unique_id": node + "_reboot", "device_class": "restart", "entity_category": "config",
+			"command_topic": t.lamp(tid, "reboot"), "payload_press": "PRESS",
+		}),
+		t.config("switch", node, "debug"): common(map[string]any{
+			"name": "Debug log", "unique_id": node + "_debug", "entity_category": "config", "icon": "mdi:bug",
+			"state_topic": t.lamp(tid, "debug/state"), "command_topic": t.lamp(tid, "debug/set"),
+			"payload_on": "ON", "payload_off": "OFF",
+		}),
+		t.config("update", node, "firmware"): common(map[string]any{
+			"name": "Firmware", "unique_id": node + "_firmware", "device_class": "firmware", "entity_category": "config",
+			"state_topic": t.lamp(tid, "update/state"), "command_topic": t.lamp(tid, "update/install"),
+			"payload_install": "install",
+		}),
+	}
+	next[tid] = cachedConfigs{label: l.Label, firmware: l.Firmware, msgs: msgs}
+	return msgs
 }
 
 // mergeModes keeps the remembered mode of lights that are off now and

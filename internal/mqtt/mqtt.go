@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -151,7 +150,8 @@ type Bridge struct {
 	lastOn  map[string]state.Mode // "all" or a lamp id → its mode before it was switched off
 
 	// Owned by the sync goroutine.
-	sent map[string][]byte // retained topic → payload as last published; nil payload: publish again
+	sent    map[string][]byte        // retained topic → payload as last published; nil payload: publish again
+	configs map[string]cachedConfigs // topic id → that lamp's discovery messages
 }
 
 // New checks o and returns a Bridge; nothing connects before Run.
@@ -544,7 +544,13 @@ func (b *Bridge) latest() string {
 // topics nothing publishes any more.
 func (b *Bridge) sync(ctx context.Context, cm *autopaho.ConnectionManager) {
 	want := b.desired()
-	order := slices.SortedFunc(maps.Keys(want), b.topics.order)
+	var changed []string
+	for topic, p := range want {
+		if old, ok := b.sent[topic]; !ok || old == nil || !bytes.Equal(old, p) {
+			changed = append(changed, topic)
+		}
+	}
+	slices.SortFunc(changed, b.topics.order)
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	publish := func(topic string, payload []byte) bool {
@@ -561,11 +567,8 @@ func (b *Bridge) sync(ctx context.Context, cm *autopaho.ConnectionManager) {
 			delete(b.sent, topic)
 		}
 	}
-	for _, topic := range order {
+	for _, topic := range changed {
 		p := want[topic]
-		if old, ok := b.sent[topic]; ok && old != nil && bytes.Equal(old, p) {
-			continue
-		}
 		if !publish(topic, p) {
 			return
 		}

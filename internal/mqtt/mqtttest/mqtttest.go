@@ -20,7 +20,7 @@ import (
 
 // Broker is a real mosquitto on a loopback port of its own.
 type Broker struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	conf string
 	cmd  *exec.Cmd
@@ -29,7 +29,7 @@ type Broker struct {
 
 // Start starts mosquitto, or skips when it is not installed (.ci/run
 // installs it).
-func Start(t *testing.T) *Broker {
+func Start(t testing.TB) *Broker {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -95,7 +95,7 @@ func (b *Broker) Stop() {
 // Observer is what Home Assistant sees: every message, and the retained
 // topics as they stand (an empty retained payload deletes a topic).
 type Observer struct {
-	t      *testing.T
+	t      testing.TB
 	c      *paho.Client
 	mu     sync.Mutex
 	topics map[string][]byte
@@ -104,7 +104,7 @@ type Observer struct {
 	notify chan struct{}
 }
 
-func NewObserver(t *testing.T, b *Broker, filter string) *Observer {
+func NewObserver(t testing.TB, b *Broker, filter string) *Observer {
 	t.Helper()
 	o := &Observer{t: t, topics: map[string][]byte{}, count: map[string]int{}, notify: make(chan struct{})}
 	conn, err := net.Dial("tcp", b.addr)
@@ -192,6 +192,17 @@ func (o *Observer) Count(topic string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.count[topic]
+}
+
+// Messages is how many messages arrived so far.
+func (o *Observer) Messages() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for _, c := range o.count {
+		n += c
+	}
+	return n
 }
 
 // Bytes is the topic and payload bytes of every message so far.
