@@ -281,3 +281,22 @@ func TestUnknownVersionsAreLeftOut(t *testing.T) {
 		t.Errorf("device %v has a sw_version for an unknown version", dev)
 	}
 }
+
+// TestDiscoveryFollowsLabelAndFirmware: a renamed or updated lamp gets
+// its discovery messages again, and a newer image shows as an update.
+func TestDiscoveryFollowsLabelAndFirmware(t *testing.T) {
+	h := newHarness(t, nil)
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitHas("homeassistant/light/cloudcloud_kitchen/light/config", `"name":"Kitchen"`)
+	h.lamps.change("kitchen", func(l *Lamp) { l.Label, l.Firmware = "Kitchen window", "1.5.0" })
+	for _, topic := range []string{
+		"homeassistant/light/cloudcloud_kitchen/light/config", "homeassistant/button/cloudcloud_kitchen/reboot/config",
+		"homeassistant/switch/cloudcloud_kitchen/debug/config", "homeassistant/update/cloudcloud_kitchen/firmware/config",
+	} {
+		ha.WaitHas(topic, `"name":"Kitchen window"`)
+		ha.WaitHas(topic, `"sw_version":"1.5.0"`)
+	}
+	ha.WaitEq("cloudcloud/lamp/kitchen/update/state", `{"installed_version":"1.5.0","latest_version":"1.5.0","in_progress":false}`)
+	h.lamps.change("kitchen", func(l *Lamp) { l.Updating = true })
+	ha.WaitEq("cloudcloud/lamp/kitchen/update/state", `{"installed_version":"1.5.0","latest_version":"1.5.0","in_progress":true}`)
+}

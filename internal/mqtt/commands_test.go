@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"crypto/tls"
 	"slices"
 	"strconv"
 	"strings"
@@ -241,3 +242,17 @@ func TestFloodIsCoalesced(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestTLS: mqtts:// dials TLS and checks the broker's certificate.
+func TestTLS(t *testing.T) {
+	broker, roots := mqtttest.StartTLS(t)
+	untrusted := newHarness(t, func(o *Options) { o.URL = broker.URL() })
+	waitFor(t, "a certificate error", func() bool { return strings.Contains(untrusted.bridge.Status().Error, "certificate") })
+	untrusted.stop()
+
+	h := newHarness(t, func(o *Options) { o.URL, o.TLS = broker.URL(), &tls.Config{RootCAs: roots} })
+	ha := mqtttest.NewObserver(t, broker, "#")
+	ha.WaitEq("cloudcloud/status", "online")
+	ha.Publish("cloudcloud/all/set", `{"effect": "Weather"}`, false)
+	waitFor(t, "weather mode", func() bool { return h.store.Get().Mode == state.ModeWeather })
+}

@@ -5,10 +5,19 @@ package mqtttest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,16 +29,71 @@ import (
 
 // Broker is a real mosquitto on a loopback port of its own.
 type Broker struct {
-	t    testing.TB
-	addr string
-	conf string
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	t     testing.TB
+	addr  string
+	conf  string
+	cmd   *exec.Cmd
+	out   *bytes.Buffer
+	tls   bool
+	roots *x509.CertPool // with tls: trusts the broker's certificate
 }
 
 // Start starts mosquitto, or skips when it is not installed (.ci/run
 // installs it).
 func Start(t testing.TB) *Broker {
+	t.Helper()
+	return start(t, "")
+}
+
+// StartTLS starts mosquitto with TLS only, under a certificate for
+// 127.0.0.1 from a fresh CA; roots trusts that CA.
+func StartTLS(t testing.TB) (b *Broker, roots *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cloudcloud test broker"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	// Started as root, mosquitto reads the certificate after switching to
+	// its "user"; keep it as whoever runs the test, who owns the files.
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = start(t, fmt.Sprintf("user %s\ncertfile %s\nkeyfile %s\n", me.Username, certFile, keyFile))
+	b.tls, b.roots = true, roots
+	return b, roots
+}
+
+func start(t testing.TB, extra string) *Broker {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -44,19 +108,25 @@ func Start(t testing.TB) *Broker {
 	_, port, _ := net.SplitHostPort(addr)
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	// Queues large enough for the flood test's 1,000 QoS 1 commands.
-	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port)
+	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port) + extra
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b := &Broker{t: t, addr: addr, conf: conf}
-	b.start(bin)
+	b.run(bin)
 	t.Cleanup(b.Stop)
 	return b
 }
 
-func (b *Broker) URL() string { return "mqtt://" + b.addr }
+// URL is the broker's mqtt:// (or, from StartTLS, mqtts://) address.
+func (b *Broker) URL() string {
+	if b.tls {
+		return "mqtts://" + b.addr
+	}
+	return "mqtt://" + b.addr
+}
 
-func (b *Broker) start(bin string) {
+func (b *Broker) run(bin string) {
 	b.t.Helper()
 	b.out = new(bytes.Buffer)
 	b.cmd = exec.Command(bin, "-c", b.conf)
@@ -81,7 +151,7 @@ func (b *Broker) start(bin string) {
 // Restart starts the broker again on the same port after stop.
 func (b *Broker) Restart() {
 	b.t.Helper()
-	b.start(b.cmd.Path)
+	b.run(b.cmd.Path)
 }
 
 func (b *Broker) Stop() {
@@ -107,7 +177,13 @@ type Observer struct {
 func NewObserver(t testing.TB, b *Broker, filter string) *Observer {
 	t.Helper()
 	o := &Observer{t: t, topics: map[string][]byte{}, count: map[string]int{}, notify: make(chan struct{})}
-	conn, err := net.Dial("tcp", b.addr)
+	var conn net.Conn
+	var err error
+	if b.tls {
+		conn, err = tls.Dial("tcp", b.addr, &tls.Config{RootCAs: b.roots})
+	} else {
+		conn, err = net.Dial("tcp", b.addr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
