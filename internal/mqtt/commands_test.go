@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,4 +256,53 @@ func TestTLS(t *testing.T) {
 	ha.WaitEq("cloudcloud/status", "online")
 	ha.Publish("cloudcloud/all/set", `{"effect": "Weather"}`, false)
 	waitFor(t, "weather mode", func() bool { return h.store.Get().Mode == state.ModeWeather })
+}
+
+// fakeScenes is the scenes of issue 14 as this package sees them.
+type fakeScenes struct {
+	bus     *events.Bus
+	mu      sync.Mutex
+	list    []Scene
+	applied []string
+}
+
+func (f *fakeScenes) List() []Scene {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.list)
+}
+
+func (f *fakeScenes) Apply(id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = append(f.applied, id)
+	return nil
+}
+
+// TestScenes: each scene is a Home Assistant scene of the server device;
+// activating it applies it, and a deleted one is cleared.
+func TestScenes(t *testing.T) {
+	scenes := &fakeScenes{list: []Scene{{ID: "evening", Name: "Evening"}, {ID: "night light", Name: "Night light"}}}
+	h := newHarness(t, func(o *Options) { o.Scenes = scenes; o.MoreEvents = []events.Type{"scenes"} })
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	c := ha.WaitHas("homeassistant/scene/cloudcloud_server/scene_night_light/config", `"name":"Night light"`)
+	for _, want := range []string{`"unique_id":"cloudcloud_server_scene_night_light"`, `"command_topic":"cloudcloud/scene/night_light/set"`, `"payload_on":"ON"`, `"identifiers":["cloudcloud_server"]`} {
+		if !strings.Contains(string(c), want) {
+			t.Errorf("scene config lacks %s: %s", want, c)
+		}
+	}
+	ha.Publish("cloudcloud/scene/night_light/set", "OFF", false)
+	waitFor(t, "the log to say why OFF was dropped", func() bool { return strings.Contains(h.logs.String(), "send ON") })
+	ha.Publish("cloudcloud/scene/night_light/set", "ON", false)
+	waitFor(t, "the scene to be applied", func() bool {
+		scenes.mu.Lock()
+		defer scenes.mu.Unlock()
+		return slices.Equal(scenes.applied, []string{"night light"})
+	})
+	scenes.mu.Lock()
+	scenes.list = scenes.list[:1]
+	scenes.mu.Unlock()
+	h.bus.Publish(events.Event{Type: "scenes"})
+	ha.WaitGone("homeassistant/scene/cloudcloud_server/scene_night_light/config")
+	ha.WaitHas("homeassistant/scene/cloudcloud_server/scene_evening/config", "Evening")
 }

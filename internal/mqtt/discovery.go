@@ -20,6 +20,9 @@ func (t topics) haStatus() string     { return t.discovery + "/status" }
 // lamp is cloudcloud/lamp/<tid>/<leaf>; tid is already a topic id (or +).
 func (t topics) lamp(tid, leaf string) string { return t.base + "/lamp/" + tid + "/" + leaf }
 
+// scene is cloudcloud/scene/<tid>/set.
+func (t topics) scene(tid string) string { return t.base + "/scene/" + tid + "/set" }
+
 // config is a discovery topic: <prefix>/<component>/<node>/<object>/config.
 func (t topics) config(component, node, object string) string {
 	return t.discovery + "/" + component + "/" + node + "/" + object + "/config"
@@ -81,6 +84,24 @@ func (b *Bridge) desired() map[string][]byte {
 			})
 		}
 	}
+	scenes := map[string]string{}
+	if b.opt.Scenes != nil {
+		for _, sc := range b.opt.Scenes.List() {
+			tid := topicID(sc.ID)
+			if _, taken := scenes[tid]; taken {
+				b.log.Warn("two scene ids share one MQTT topic id; the second is left out of MQTT", "topic_id", tid, "second", sc.ID)
+				continue
+			}
+			scenes[tid] = sc.ID
+			if b.opt.Discovery {
+				want[t.config("scene", serverID, "scene_"+tid)] = mustJSON(map[string]any{
+					"name": sc.Name, "unique_id": serverID + "_scene_" + tid,
+					"command_topic": t.scene(tid), "payload_on": "ON",
+					"device": b.device(serverID, "cloudcloud", "lamp server", b.opt.Version, false), "origin": b.origin(), "availability": serverAvail,
+				})
+			}
+		}
+	}
 	ids := map[string]string{}
 	var lamps []Lamp
 	if b.opt.Lamps != nil {
@@ -109,7 +130,7 @@ func (b *Bridge) desired() map[string][]byte {
 	}
 	b.configs = cache
 	b.mu.Lock()
-	b.ids, b.lastOn = ids, mergeModes(b.lastOn, lastOn, ids)
+	b.ids, b.scenes, b.lastOn = ids, scenes, mergeModes(b.lastOn, lastOn, ids)
 	b.mu.Unlock()
 	return want
 }

@@ -81,6 +81,18 @@ type Weather interface {
 	Report() weather.Report
 }
 
+// Scene is a saved scene (issue 14), a Home Assistant scene.
+type Scene struct {
+	ID   string
+	Name string
+}
+
+// Scenes are the saved scenes.
+type Scenes interface {
+	List() []Scene
+	Apply(id string) error // as the API applies a scene
+}
+
 // Options configure a Bridge.
 type Options struct {
 	URL             string // mqtt://host[:1883] or mqtts://host[:8883]
@@ -99,9 +111,11 @@ type Options struct {
 	Lamps    Lamps    // nil: no lamp devices
 	Firmware Firmware // nil: no image is ever "latest"
 	Weather  Weather  // nil: no weather sensor
-	// LampEvents are the bus events that may change a lamp besides device
-	// connections (events.TypeDevice), e.g. the registry's lamp events.
-	LampEvents []events.Type
+	Scenes   Scenes   // nil: no scenes
+	// MoreEvents are bus events that change what is published, besides
+	// state, device, weather and firmware_status: the lamp registry's and
+	// the scenes' events.
+	MoreEvents []events.Type
 	Logger     *slog.Logger
 
 	// CommandInterval is the shortest time between two rounds of commands;
@@ -147,6 +161,7 @@ type Bridge struct {
 	pending map[string][]byte     // command topic → latest payload
 	arrival []string              // the pending topics, in the order they first arrived
 	ids     map[string]string     // topic id → lamp id
+	scenes  map[string]string     // topic id → scene id
 	lastOn  map[string]state.Mode // "all" or a lamp id → its mode before it was switched off
 
 	// Owned by the sync goroutine.
@@ -186,6 +201,7 @@ func New(o Options) (*Bridge, error) {
 		reset:   make(chan struct{}, 1),
 		pending: make(map[string][]byte),
 		ids:     make(map[string]string),
+		scenes:  make(map[string]string),
 		lastOn:  make(map[string]state.Mode),
 		sent:    make(map[string][]byte),
 	}
@@ -324,7 +340,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 // follow turns bus events into syncs, resubscribing when it lags.
 func (b *Bridge) follow(ctx context.Context) {
-	types := append([]events.Type{events.TypeState, events.TypeDevice, events.TypeWeather, events.TypeFirmwareStatus}, b.opt.LampEvents...)
+	types := append([]events.Type{events.TypeState, events.TypeDevice, events.TypeWeather, events.TypeFirmwareStatus}, b.opt.MoreEvents...)
 	for ctx.Err() == nil {
 		sub := b.opt.Bus.Subscribe(256, types...)
 		signal(b.dirty) // anything missed while (re)subscribing
@@ -371,6 +387,7 @@ func (b *Bridge) onConnect(ctx context.Context, cm *autopaho.ConnectionManager) 
 		{Topic: t.lamp("+", "reboot"), QoS: 1},
 		{Topic: t.lamp("+", "debug/set"), QoS: 1},
 		{Topic: t.lamp("+", "update/install"), QoS: 1},
+		{Topic: t.scene("+"), QoS: 1},
 	}
 	if b.opt.Discovery {
 		subs = append(subs, paho.SubscribeOptions{Topic: t.haStatus(), QoS: 1})
@@ -470,6 +487,19 @@ func (b *Bridge) apply(topic string, payload []byte) error {
 		}
 		_, err = b.opt.Shared.Apply(c)
 		return err
+	}
+	if rest, ok := strings.CutPrefix(topic, t.base+"/scene/"); ok {
+		tid, _, _ := strings.Cut(rest, "/")
+		b.mu.Lock()
+		id, known := b.scenes[tid]
+		b.mu.Unlock()
+		switch {
+		case !known || b.opt.Scenes == nil:
+			return fmt.Errorf("no scene %q", tid)
+		case string(payload) != "ON":
+			return fmt.Errorf("payload %q: send ON", clip(payload))
+		}
+		return b.opt.Scenes.Apply(id)
 	}
 	rest, ok := strings.CutPrefix(topic, t.base+"/lamp/")
 	if !ok {
