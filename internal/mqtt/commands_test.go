@@ -306,3 +306,24 @@ func TestScenes(t *testing.T) {
 	ha.WaitGone("homeassistant/scene/cloudcloud_server/scene_night_light/config")
 	ha.WaitHas("homeassistant/scene/cloudcloud_server/scene_evening/config", "Evening")
 }
+
+// TestRetainedCommandsAreIgnored: a command left retained on the broker
+// would run again at every connection; it is not applied at all.
+func TestRetainedCommandsAreIgnored(t *testing.T) {
+	h := newHarness(t, nil)
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/lamp/kitchen/availability", "online")
+	// Live, it is a command like any other (the broker clears the retain
+	// flag for subscribers already there); a reconnect then delivers it
+	// retained, as at every restart.
+	ha.Publish("cloudcloud/lamp/kitchen/reboot", "PRESS", true)
+	waitFor(t, "the live command", func() bool { return len(h.lamps.asked()) == 1 })
+	h.bridge.mu.Lock()
+	cm := h.bridge.cm
+	h.bridge.mu.Unlock()
+	cm.TerminateConnectionForTest()
+	waitFor(t, "the log to say the retained command was ignored", func() bool { return strings.Contains(h.logs.String(), "retained message") })
+	if got := h.lamps.asked(); len(got) != 1 {
+		t.Errorf("the retained command reached the lamp again: %v", got)
+	}
+}

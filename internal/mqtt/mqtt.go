@@ -153,7 +153,8 @@ type Bridge struct {
 
 	wake  chan struct{} // commands are pending
 	dirty chan struct{} // something may have changed: sync
-	reset chan struct{} // connected, or Home Assistant came online: publish everything
+	reset chan struct{} // connected: subscribe, say online, publish everything
+	again chan struct{} // Home Assistant came online: publish everything
 
 	mu      sync.Mutex
 	status  Status
@@ -199,6 +200,7 @@ func New(o Options) (*Bridge, error) {
 		wake:    make(chan struct{}, 1),
 		dirty:   make(chan struct{}, 1),
 		reset:   make(chan struct{}, 1),
+		again:   make(chan struct{}, 1),
 		pending: make(map[string][]byte),
 		ids:     make(map[string]string),
 		scenes:  make(map[string]string),
@@ -368,6 +370,8 @@ func (b *Bridge) syncLoop(ctx context.Context, cm *autopaho.ConnectionManager) {
 			return
 		case <-b.reset:
 			b.onConnect(ctx, cm)
+		case <-b.again:
+			b.publishAgain()
 		case <-b.dirty:
 		}
 		if b.Status().Connected {
@@ -402,6 +406,11 @@ func (b *Bridge) onConnect(ctx context.Context, cm *autopaho.ConnectionManager) 
 	} else {
 		b.published.Add(1)
 	}
+	b.publishAgain()
+}
+
+// publishAgain makes the next sync publish every retained topic.
+func (b *Bridge) publishAgain() {
 	for k := range b.sent {
 		b.sent[k] = nil
 	}
@@ -415,8 +424,14 @@ func (b *Bridge) receive(p paho.PublishReceived) (bool, error) {
 	if topic == b.topics.haStatus() {
 		if string(payload) == "online" {
 			b.log.Info("Home Assistant came online; publishing discovery and state again")
-			signal(b.reset)
+			signal(b.again)
 		}
+		return true, nil
+	}
+	if p.Packet.Retain {
+		// A command someone published retained would otherwise run again
+		// at every connection (a reboot at every restart).
+		b.log.Warn("MQTT command ignored: it is a retained message; publish commands without retain", "topic", topic)
 		return true, nil
 	}
 	b.mu.Lock()
