@@ -300,3 +300,18 @@ func TestDiscoveryFollowsLabelAndFirmware(t *testing.T) {
 	h.lamps.change("kitchen", func(l *Lamp) { l.Updating = true })
 	ha.WaitEq("cloudcloud/lamp/kitchen/update/state", `{"installed_version":"1.5.0","latest_version":"1.5.0","in_progress":true}`)
 }
+
+// TestDiscoveryOff: mqtt.discovery = false publishes the state topics and
+// no discovery message.
+func TestDiscoveryOff(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.Discovery = false })
+	ha := mqtttest.NewObserver(t, h.broker, "#")
+	ha.WaitEq("cloudcloud/lamp/kitchen/availability", "online")
+	ha.WaitHas("cloudcloud/lamp/kitchen/update/state", "latest_version")
+	ha.WaitHas("cloudcloud/all/state", "color_mode")
+	for _, topic := range []string{"homeassistant/light/cloudcloud_server/all/config", "homeassistant/light/cloudcloud_kitchen/light/config"} {
+		if p := ha.Get(topic); p != nil {
+			t.Errorf("%s published with discovery off: %s", topic, p)
+		}
+	}
+}
