@@ -17,6 +17,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/sessions"
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -74,6 +75,8 @@ type bootData struct {
 	// Words is the server's vocabulary the script reads events with, so
 	// that it is written once, by the packages that own it.
 	Words words `json:"words"`
+	// MQTT is the broker connection; absent while MQTT is off.
+	MQTT *mqtt.Status `json:"mqtt,omitempty"`
 }
 
 // words are the names the script needs: the weather codes' names (index =
@@ -146,8 +149,22 @@ func (s *Server) indexPage(c echo.Context) error {
 		}
 		d.FirmwarePanel = templates.FirmwareCard(panel)
 	}
+	if s.deps.MQTT != nil {
+		st := s.deps.MQTT.Status()
+		boot.MQTT = &st
+		d.MQTT = mqttText(st)
+	}
 	d.Boot = boot
 	return s.renderPage(c, http.StatusOK, templates.IndexPage(d))
+}
+
+// mqttText is the MQTT status line of the lamps card; app.js words it
+// the same way when an mqtt event arrives.
+func mqttText(st mqtt.Status) string {
+	if st.Connected {
+		return "MQTT: connected to " + st.Broker + "; Home Assistant finds the lamps by itself."
+	}
+	return "MQTT: not connected to " + st.Broker + " (" + st.Error + "); retrying."
 }
 
 // logLamps lists the lamps the log can be filtered by: connected ones and

@@ -28,6 +28,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 	"github.com/cloudcloud/cloudcloud/internal/sessions"
@@ -70,6 +71,11 @@ type DeviceService interface {
 type WeatherService interface {
 	Report() weather.Report
 	Refresh()
+}
+
+// MQTTService is the MQTT bridge (mqtt.Bridge).
+type MQTTService interface {
+	Status() mqtt.Status
 }
 
 // FirmwareService keeps the image lamps download (firmware.Store).
@@ -165,6 +171,8 @@ type Deps struct {
 	// LampList, when set, is every lamp as GET /api/lamps lists them: the
 	// answer of applying a scene. Without it that answer lists none.
 	LampList func() any
+	// MQTT may be nil: MQTT is off (mqtt.url unset) and the page says nothing of it.
+	MQTT MQTTService
 }
 
 // Server is the web port. Create it with New and serve Handler.

@@ -31,7 +31,7 @@ const sseCoalesce = 250 * time.Millisecond
 // to the bus must be added to one of the two.
 var streamedTypes = []events.Type{
 	events.TypeState, events.TypeLog, events.TypeWeather,
-	events.TypeFirmware, events.TypeFirmwareStatus, events.TypeFavorites,
+	events.TypeFirmware, events.TypeFirmwareStatus, events.TypeFavorites, events.TypeMQTT,
 }
 
 // burstKey names what a device or lamp event is about.
@@ -99,6 +99,9 @@ func (s *Server) events(c echo.Context) error {
 	}
 	if s.deps.Firmware != nil {
 		snapshot = append(snapshot, snapshotEvent{string(events.TypeFirmwareStatus), s.firmwareStatus()})
+	}
+	if s.deps.MQTT != nil {
+		snapshot = append(snapshot, snapshotEvent{string(events.TypeMQTT), s.deps.MQTT.Status()})
 	}
 	for _, e := range snapshot {
 		if err := writeEvent(&buf, e.name, e.data); err != nil {

@@ -28,6 +28,7 @@ type Config struct {
 	Log      Log      `toml:"log"`
 	Time     Time     `toml:"time"`
 	Cluster  Cluster  `toml:"cluster"`
+	MQTT     MQTT     `toml:"mqtt"`
 }
 
 // Web configures the UI and HTTP API.
@@ -38,6 +39,7 @@ type Web struct {
 	TrustedProxies []string `toml:"trusted_proxies" help:"comma-separated CIDRs or IPs of reverse proxies whose X-Forwarded-For is believed"`
 	SessionTTL     Duration `toml:"session_ttl" help:"how long a login cookie lasts"`
 	MaxConnections int      `toml:"max_connections" help:"most connections to the web port at once; 0: 100, kept within the open-file limit"`
+	PublicURL      string   `toml:"public_url" help:"the UI's address as people reach it, e.g. https://lamps.example.org; Home Assistant links to it"`
 }
 
 // NamedSecret is a per-lamp secret: a lamp that authenticates with it is
@@ -145,6 +147,17 @@ type Log struct {
 	Format string `toml:"format" help:"log format: text or json"`
 }
 
+// MQTT configures the MQTT bridge and Home Assistant discovery (MQTT.md).
+type MQTT struct {
+	URL             string `toml:"url" help:"broker, mqtt://host:1883 or mqtts://host:8883 for TLS; empty: MQTT is off"`
+	Username        string `toml:"username" help:"broker login name; empty: none"`
+	Password        string `toml:"password" help:"broker login password"`
+	ClientID        string `toml:"client_id" help:"MQTT client id; empty: cloudcloud-<hostname>"`
+	BaseTopic       string `toml:"base_topic" help:"prefix of every cloudcloud topic"`
+	Discovery       bool   `toml:"discovery" help:"publish Home Assistant discovery messages"`
+	DiscoveryPrefix string `toml:"discovery_prefix" help:"Home Assistant's discovery prefix"`
+}
+
 // Default returns the built-in configuration: what the server runs with when
 // no file, environment variable or flag says otherwise.
 func Default() Config {
@@ -180,5 +193,6 @@ func Default() Config {
 		Firmware: Firmware{MaxSize: firmware.DefaultMaxSize, DownloadAuth: true},
 		Log:      Log{Level: "info", Format: "text"},
 		Cluster:  Cluster{Replicas: 1},
+		MQTT:     MQTT{BaseTopic: "cloudcloud", Discovery: true, DiscoveryPrefix: "homeassistant"},
 	}
 }

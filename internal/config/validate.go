@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 )
 
 // Allowed values of the keys that take one of a list.
@@ -65,6 +66,7 @@ func (c Config) Validate() error {
 		p.add("time.zone", "%v", err)
 	}
 	c.validateCluster(&p)
+	c.validateMQTT(&p)
 	if !slices.Contains(logLevels, c.Log.Level) {
 		p.add("log.level", "%q is not a log level; use one of %s", c.Log.Level, strings.Join(logLevels, ", "))
 	}
@@ -292,4 +294,30 @@ func redactURL(s string) string {
 		return u.String()
 	}
 	return s
+}
+
+// validateMQTT checks the broker URL and the topic prefixes, and
+// web.public_url, which Home Assistant links to.
+func (c Config) validateMQTT(p *problems) {
+	m := c.MQTT
+	if m.URL != "" {
+		if _, err := mqtt.BrokerURL(m.URL); err != nil {
+			p.add("mqtt.url", "%v; or leave it empty to turn MQTT off", err)
+		}
+	}
+	for _, t := range []struct{ key, value string }{{"mqtt.base_topic", m.BaseTopic}, {"mqtt.discovery_prefix", m.DiscoveryPrefix}} {
+		switch {
+		case t.value == "":
+			p.add(t.key, "is empty; write a topic prefix such as %q", map[string]string{"mqtt.base_topic": "cloudcloud", "mqtt.discovery_prefix": "homeassistant"}[t.key])
+		case strings.ContainsAny(t.value, "+#\x00"):
+			p.add(t.key, "%q contains + or # (MQTT wildcards) or a NUL; topics cannot", t.value)
+		case strings.HasPrefix(t.value, "/") || strings.HasSuffix(t.value, "/") || strings.Contains(t.value, "//"):
+			p.add(t.key, "%q has an empty topic level; write levels separated by single slashes, e.g. home/cloudcloud", t.value)
+		}
+	}
+	if u := c.Web.PublicURL; u != "" {
+		if parsed, err := url.Parse(u); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			p.add("web.public_url", "%q is not an http:// or https:// address; write the UI's address as people open it, e.g. https://lamps.example.org", u)
+		}
+	}
 }

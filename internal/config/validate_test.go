@@ -36,6 +36,11 @@ func TestValidateAccepts(t *testing.T) {
 		}},
 		{"open downloads", func(c *Config) { c.Firmware.DownloadAuth = false }},
 		{"a time zone", func(c *Config) { c.Time.Zone = "Europe/Berlin" }},
+		{"mqtt", func(c *Config) {
+			c.MQTT.URL, c.MQTT.Username, c.MQTT.Password, c.MQTT.BaseTopic = "mqtt://broker.lan", "ha", "pw", "home/cloudcloud"
+			c.Web.PublicURL = "https://lamps.example.org/"
+		}},
+		{"mqtts with a port", func(c *Config) { c.MQTT.URL = "mqtts://[::1]:8884" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,6 +60,13 @@ func TestValidateRejects(t *testing.T) {
 		want   string // the key and the value, at least
 	}{
 		{"listen without port", func(c *Config) { c.Web.Listen = "8000" }, `web.listen: "8000" is not host:port`},
+		{"mqtt scheme", func(c *Config) { c.MQTT.URL = "tcp://broker:1883" }, `mqtt.url: "tcp://broker:1883": use mqtt://host:1883, or mqtts://host:8883 for TLS`},
+		{"mqtt without host", func(c *Config) { c.MQTT.URL = "mqtt://:1883" }, `mqtt.url: "mqtt://:1883" has no host`},
+		{"mqtt login in the URL", func(c *Config) { c.MQTT.URL = "mqtt://me:secret@broker" }, `mqtt.url: "mqtt://me:xxxxx@broker": put the login in mqtt.username`},
+		{"mqtt wildcard topic", func(c *Config) { c.MQTT.BaseTopic = "cloud/#" }, `mqtt.base_topic: "cloud/#" contains + or #`},
+		{"mqtt empty level", func(c *Config) { c.MQTT.DiscoveryPrefix = "homeassistant/" }, `mqtt.discovery_prefix: "homeassistant/" has an empty topic level`},
+		{"mqtt empty prefix", func(c *Config) { c.MQTT.BaseTopic = "" }, `mqtt.base_topic: is empty`},
+		{"public url without scheme", func(c *Config) { c.Web.PublicURL = "lamps.example.org" }, `web.public_url: "lamps.example.org" is not an http:// or https:// address`},
 		{"listen port out of range", func(c *Config) { c.Device.Listen = ":70000" }, `device.listen: port "70000" in ":70000" is not a number in range 1-65535`},
 		{"listen port by name", func(c *Config) { c.Web.Listen = ":http" }, `web.listen: port "http"`},
 		{"listeners collide", func(c *Config) { c.Device.Listen = "0.0.0.0:8000" }, `device.listen: "0.0.0.0:8000" uses the same port as web.listen ":8000"`},

@@ -1,7 +1,7 @@
 // Package events is the in-process event bus: state changes, lamps coming and
 // going, debug lines, weather and firmware news. Producers publish without
 // blocking; consumers (the web UI's SSE stream, the firmware rollout tracker,
-// a future MQTT bridge or multi-server backplane) subscribe the same way.
+// the MQTT bridge, a future multi-server backplane) subscribe the same way.
 package events
 
 import (
@@ -26,6 +26,7 @@ const (
 	TypeFirmware       Type = "firmware"        // rollout.Tracker: one lamp's step through an update
 	TypeFirmwareStatus Type = "firmware_status" // firmware.Store: the current or previous image changed
 	TypeFavorites      Type = "favorites"       // favorites.Store: the favourite colours (a favorites.List)
+	TypeMQTT           Type = "mqtt"            // mqtt.Bridge: the broker connection's status (an mqtt.Status)
 )
 
 // Event is one thing that happened. Data is a JSON-marshalable value that

@@ -263,3 +263,47 @@ func (c *StorageCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(atomicfile.Failures(k)), string(k))
 	}
 }
+
+// MQTTSource is the MQTT bridge as the collector reads it.
+type MQTTSource interface {
+	Connected() bool
+	Counters() (received, published uint64)
+}
+
+// MQTTCollector exports the MQTT bridge's connection and traffic.
+type MQTTCollector struct {
+	src                            MQTTSource
+	connected, received, published *prometheus.Desc
+}
+
+// NewMQTTCollector reads src at every scrape.
+func NewMQTTCollector(src MQTTSource) *MQTTCollector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "mqtt", name), help, nil, nil)
+	}
+	return &MQTTCollector{
+		src:       src,
+		connected: d("connected", "1 while connected to the MQTT broker (mqtt.url), else 0."),
+		received:  d("messages_received_total", "MQTT messages received: commands and Home Assistant's status."),
+		published: d("messages_published_total", "MQTT messages published: states, availability and discovery."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *MQTTCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.connected
+	ch <- c.received
+	ch <- c.published
+}
+
+// Collect implements prometheus.Collector.
+func (c *MQTTCollector) Collect(ch chan<- prometheus.Metric) {
+	connected := 0.0
+	if c.src.Connected() {
+		connected = 1
+	}
+	in, out := c.src.Counters()
+	ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, connected)
+	ch <- prometheus.MustNewConstMetric(c.received, prometheus.CounterValue, float64(in))
+	ch <- prometheus.MustNewConstMetric(c.published, prometheus.CounterValue, float64(out))
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/metrics"
+	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -71,6 +73,7 @@ type Server struct {
 	poller  *weather.Poller
 	updates *rollout.Tracker
 	sched   *automation.Scheduler
+	mqtt    *mqtt.Bridge // nil unless mqtt.url is set
 
 	maxLamps int      // device.max_connections, or what the open-file limit allows
 	closers  []func() // what Run closes last (the NATS connection)
@@ -168,6 +171,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
 	s.lamps.Attach(s.gateway)
 	registry.MustRegister(metrics.NewDeviceCollector(s.gateway.Stats()), metrics.NewWeatherCollector(s.poller.Report))
+	if cfg.MQTT.URL != "" {
+		if s.mqtt, err = s.newMQTT(fw, scenes); err != nil {
+			s.gateway.Shutdown(context.Background())
+			return nil, err
+		}
+		registry.MustRegister(metrics.NewMQTTCollector(s.mqtt))
+	}
 
 	access := firmwareAccess(cfg, password, secret)
 	access.Logger = log.With("part", "firmware")
@@ -187,8 +197,8 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Proxies: proxies, DataDir: dir, Sessions: data, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
-	}, web.Deps{State: s.lamps, Lamps: s.lamps, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates,
-		Scenes: scenes, Schedules: s.sched, LampList: func() any { return s.lamps.Lamps() }})
+	}, s.webDeps(web.Deps{State: s.lamps, Lamps: s.lamps, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates,
+		Scenes: scenes, Schedules: s.sched, LampList: func() any { return s.lamps.Lamps() }}))
 	if err != nil {
 		s.gateway.Shutdown(context.Background())
 		return nil, err
@@ -265,6 +275,40 @@ func (s *Server) openStorage() (backend, error) {
 	s.closers = append(s.closers, js.Close)
 	s.log.Info("state kept in NATS JetStream, shared with the other nodes", "nats", s.cfg.Cluster.NATSURL, "replicas", s.cfg.Cluster.Replicas)
 	return js, nil
+}
+
+// webDeps adds the MQTT bridge, when there is one: a nil *mqtt.Bridge in
+// the interface would not read as "off".
+func (s *Server) webDeps(d web.Deps) web.Deps {
+	if s.mqtt != nil {
+		d.MQTT = s.mqtt
+	}
+	return d
+}
+
+// newMQTT builds the MQTT bridge on the lamp registry.
+func (s *Server) newMQTT(fw *firmware.Store, scenes *automation.Scenes) (*mqtt.Bridge, error) {
+	m := s.cfg.MQTT
+	clientID := m.ClientID
+	if clientID == "" {
+		host, _ := os.Hostname()
+		clientID = "cloudcloud-" + host
+	}
+	shared := mqtt.StoreShared{Store: s.lamps}
+	b, err := mqtt.New(mqtt.Options{
+		URL: m.URL, Username: m.Username, Password: m.Password, ClientID: clientID,
+		BaseTopic: m.BaseTopic, Discovery: m.Discovery, DiscoveryPrefix: m.DiscoveryPrefix,
+		PublicURL: s.cfg.Web.PublicURL, Version: s.opt.Version,
+		Bus: s.bus, Shared: shared, Lamps: mqttLamps{r: s.lamps, gw: s.gateway},
+		Firmware: fw, Weather: s.poller, Scenes: mqttScenes{scenes},
+		// A lamp's own state and label, and lamps appearing or forgotten.
+		MoreEvents: []events.Type{events.TypeLamp},
+		Logger:     s.log.With("part", "mqtt"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mqtt.url: %w", err)
+	}
+	return b, nil
 }
 
 // openFirmware opens the firmware store on the firmware bucket and objects.
@@ -414,6 +458,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.poller.Run(runCtx) })
 	wg.Go(func() { s.updates.Run(runCtx) })
 	wg.Go(func() { s.sched.Run(runCtx) })
+	if s.mqtt != nil {
+		wg.Go(func() { _ = s.mqtt.Run(runCtx) })
+	}
 	if s.opt.Ready != nil {
 		s.opt.Ready(addrs)
 	}

@@ -219,4 +219,3 @@ func Validate(c Change) error {
 	_, err := Default().apply(c)
 	return err
 }
-

@@ -801,6 +801,15 @@
 
   // ---------- weather ----------
 
+  // The MQTT status line, worded as web/pages.go mqttText does.
+  function applyMQTT(st) {
+    const el = $('#mqtt-status');
+    if (!el || !st) return;
+    el.textContent = st.connected
+      ? 'MQTT: connected to ' + st.broker + '; Home Assistant finds the lamps by itself.'
+      : 'MQTT: not connected to ' + st.broker + ' (' + st.error + '); retrying.';
+  }
+
   function applyWeather(r) {
     app.weather = r;
     if (!r) return;
@@ -1208,6 +1217,7 @@
     on('favorites', (f) => renderFavorites(f.colors || []));
     on('firmware', onFirmwareUpdate);
     on('firmware_status', applyFirmware);
+    on('mqtt', applyMQTT);
   }
 
   window.addEventListener('online', connect);

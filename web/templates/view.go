@@ -182,6 +182,8 @@ type Index struct {
 	// Automation shows the scenes, sleep timer and schedules cards (a
 	// server with scenes and schedules set up).
 	Automation bool
+	// MQTT is the broker status line; "" while MQTT is off.
+	MQTT string
 	// Boot is the same data as JSON for the script, so it starts from what
 	// the page shows without waiting for the event stream.
 	Boot any
