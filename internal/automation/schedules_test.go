@@ -11,16 +11,6 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/state"
 )
 
-func countPrefix(list []string, prefix string) int {
-	n := 0
-	for _, s := range list {
-		if strings.HasPrefix(s, prefix) {
-			n++
-		}
-	}
-	return n
-}
-
 func TestScheduleRunsAtItsTimeOnItsDays(t *testing.T) {
 	// 2026-11-30 is a Monday.
 	e := newEnv(t, "", time.Date(2026, 11, 29, 20, 0, 0, 0, berlin(t)))
@@ -200,7 +190,7 @@ func TestManualChangeStopsFade(t *testing.T) {
 		t.Fatalf("fading %v at 06:40, want the shared state", f)
 	}
 	mid := e.lamps.Shared()
-	if mid.Mode != state.ModeManual || mid.Color.R == 0 || mid.Color.R >= 255 {
+	if mid.Mode != state.ModeManual || mid.Color.R == 0 || mid.Color.R == 255 {
 		t.Fatalf("at 06:40 the lamps show %s, want part-way to #ffb36b", mid.Packet)
 	}
 	weather := state.ModeWeather

@@ -260,7 +260,6 @@ func TestTLS(t *testing.T) {
 
 // fakeScenes is the scenes of issue 14 as this package sees them.
 type fakeScenes struct {
-	bus     *events.Bus
 	mu      sync.Mutex
 	list    []Scene
 	applied []string

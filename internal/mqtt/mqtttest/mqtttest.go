@@ -288,9 +288,6 @@ func (o *Observer) Bytes() int {
 	return o.bytes
 }
 
-// Addr is the broker's host:port.
-func (b *Broker) Addr() string { return b.addr }
-
 // Get is topic's retained payload, nil when it has none.
 func (o *Observer) Get(topic string) []byte {
 	o.mu.Lock()
