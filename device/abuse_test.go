@@ -68,7 +68,11 @@ func TestHandshakesPerAddressAreCapped(t *testing.T) {
 	}
 	// A connection that leaves gives its slot back.
 	silent[0].Close()
-	waitFor(t, "a slot to be free", func() bool { return ts.gw.Stats().Connections.Load() == 5 })
+	waitFor(t, "a slot to be free", func() bool {
+		ts.gw.handshakeMu.Lock()
+		defer ts.gw.handshakeMu.Unlock()
+		return ts.gw.handshaking["127.0.0.1"] == 1
+	})
 	ts.lamp(t, secret, "[cc:0:?:?]")
 	// Once authenticated, a connection no longer takes a handshake slot.
 	ts.lamp(t, secret, "[cc:0:?:?]")
