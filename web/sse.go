@@ -32,6 +32,7 @@ const sseCoalesce = 250 * time.Millisecond
 var streamedTypes = []events.Type{
 	events.TypeState, events.TypeLog, events.TypeWeather,
 	events.TypeFirmware, events.TypeFirmwareStatus, events.TypeFavorites, events.TypeMQTT,
+	events.TypeScenes, events.TypeSchedules,
 }
 
 // burstKey names what a device or lamp event is about.

@@ -84,7 +84,8 @@ func uniqueID(name string, taken func(string) bool) string {
 	return id
 }
 
-const scenePrefix = "scenes/"
+// ScenePrefix starts the key of every scene record.
+const ScenePrefix = "scenes/"
 
 // Scenes keeps the scenes in the storage bucket, one record each
 // ("scenes/<id>").
@@ -103,7 +104,7 @@ func OpenScenes(records storage.Bucket, lamps Lamps, log *slog.Logger) (*Scenes,
 		log = slog.Default()
 	}
 	s := &Scenes{records: records, lamps: lamps, log: log, all: map[string]Scene{}}
-	keys, err := records.Keys(scenePrefix)
+	keys, err := records.Keys(ScenePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list scenes: %w", err)
 	}
@@ -113,7 +114,7 @@ func OpenScenes(records storage.Bucket, lamps Lamps, log *slog.Logger) (*Scenes,
 		if err != nil {
 			return nil, err
 		}
-		if found && scenePrefix+sc.ID == key {
+		if found && ScenePrefix+sc.ID == key {
 			s.all[sc.ID] = sc
 		}
 	}
@@ -197,7 +198,7 @@ func (s *Scenes) Put(sc Scene) (Scene, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := storage.PutJSON(s.records, scenePrefix+sc.ID, sc); err != nil {
+	if _, err := storage.PutJSON(s.records, ScenePrefix+sc.ID, sc); err != nil {
 		return Scene{}, fmt.Errorf("save scene %s (nothing was changed): %w", sc.ID, err)
 	}
 	s.all[sc.ID] = sc
@@ -233,7 +234,7 @@ func (s *Scenes) Delete(id string) error {
 	if _, ok := s.all[id]; !ok {
 		return &UnknownSceneError{ID: id}
 	}
-	if err := s.records.Delete(scenePrefix + id); err != nil {
+	if err := s.records.Delete(ScenePrefix + id); err != nil {
 		return fmt.Errorf("delete scene %s (nothing was changed): %w", id, err)
 	}
 	delete(s.all, id)

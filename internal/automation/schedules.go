@@ -56,7 +56,8 @@ type record struct {
 	fade time.Duration
 }
 
-const schedulePrefix = "schedules/"
+// SchedulePrefix starts the key of every schedule record.
+const SchedulePrefix = "schedules/"
 
 // lookBack is how far back a start looks for occurrences it missed: a
 // weekly schedule missed during a week away still counts.
@@ -109,7 +110,7 @@ func NewScheduler(o Options) (*Scheduler, error) {
 		o.Logger = slog.Default()
 	}
 	s := &Scheduler{o: o, log: o.Logger, wake: make(chan struct{}, 1), all: map[string]*record{}, fades: map[string]*fade{}}
-	keys, err := o.Records.Keys(schedulePrefix)
+	keys, err := o.Records.Keys(SchedulePrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list schedules: %w", err)
 	}
@@ -119,7 +120,7 @@ func NewScheduler(o Options) (*Scheduler, error) {
 		if err != nil {
 			return nil, err
 		}
-		if found && schedulePrefix+r.ID == key {
+		if found && SchedulePrefix+r.ID == key {
 			s.all[r.ID] = &r
 		}
 	}
@@ -288,7 +289,7 @@ func (s *Scheduler) Put(sc Schedule) (Schedule, error) {
 }
 
 func (s *Scheduler) save(r *record) error {
-	if _, err := storage.PutJSON(s.o.Records, schedulePrefix+r.ID, r); err != nil {
+	if _, err := storage.PutJSON(s.o.Records, SchedulePrefix+r.ID, r); err != nil {
 		return fmt.Errorf("save schedule %s (nothing was changed): %w", r.ID, err)
 	}
 	return nil
@@ -302,7 +303,7 @@ func (s *Scheduler) Delete(id string) error {
 	if _, ok := s.all[id]; !ok {
 		return &UnknownScheduleError{ID: id}
 	}
-	if err := s.o.Records.Delete(schedulePrefix + id); err != nil {
+	if err := s.o.Records.Delete(SchedulePrefix + id); err != nil {
 		return fmt.Errorf("delete schedule %s (nothing was changed): %w", id, err)
 	}
 	delete(s.all, id)
@@ -452,7 +453,7 @@ func (s *Scheduler) run(r *record, at, now time.Time) {
 	log.Info("schedule ran", "fade", r.Fade)
 	r.LastRun = at
 	if r.In != "" {
-		if err := s.o.Records.Delete(schedulePrefix + r.ID); err != nil {
+		if err := s.o.Records.Delete(SchedulePrefix + r.ID); err != nil {
 			log.Error("could not remove a timer that ran", "err", err)
 		}
 		delete(s.all, r.ID)

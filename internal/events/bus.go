@@ -27,6 +27,8 @@ const (
 	TypeFirmwareStatus Type = "firmware_status" // firmware.Store: the current or previous image changed
 	TypeFavorites      Type = "favorites"       // favorites.Store: the favourite colours (a favorites.List)
 	TypeMQTT           Type = "mqtt"            // mqtt.Bridge: the broker connection's status (an mqtt.Status)
+	TypeScenes         Type = "scenes"          // a scene was saved or removed, on any node ({"id"})
+	TypeSchedules      Type = "schedules"       // a schedule was saved, ran or was removed, on any node ({"id"})
 )
 
 // Event is one thing that happened. Data is a JSON-marshalable value that

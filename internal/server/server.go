@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,6 +156,13 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	scenes, err := s.newAutomation(data)
 	if err != nil {
 		return nil, err
+	}
+	// Scenes and schedules are records: their changes, made here or on
+	// another node, reach the open pages from the storage's watch.
+	for prefix, t := range map[string]events.Type{automation.ScenePrefix: events.TypeScenes, automation.SchedulePrefix: events.TypeSchedules} {
+		data.Watch(prefix, func(e storage.Entry) {
+			s.bus.Publish(events.Event{Type: t, Data: map[string]string{"id": strings.TrimPrefix(e.Key, prefix)}})
+		})
 	}
 
 	registry := prometheus.NewRegistry()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -274,5 +275,55 @@ func TestPortInUseIsAClearError(t *testing.T) {
 	err = srv.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "device.listen") {
 		t.Errorf("Run on a busy port: %v", err)
+	}
+}
+
+// TestScenesAndSchedulesReachOpenPages: a scene or schedule saved through
+// the API is announced on the event stream, so another phone's lists
+// follow without a reload.
+func TestScenesAndSchedulesReachOpenPages(t *testing.T) {
+	r := start(t, t.TempDir(), func(c *config.Config) { c.Web.Password = "pages-password" })
+	req, _ := http.NewRequest(http.MethodGet, "http://"+r.addrs.Web+"/api/events", nil)
+	req.SetBasicAuth("admin", "pages-password")
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	lines := make(chan string, 256)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stream.Body)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	for _, call := range []struct{ path, body, event string }{
+		{"/api/scenes", `{"name": "Evening", "from_current": true}`, "event: scenes"},
+		{"/api/schedules", `{"name": "Night", "at": "23:00", "do": {"state": {"mode": "off"}}}`, "event: schedules"},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+r.addrs.Web+call.path, strings.NewReader(call.body))
+		req.SetBasicAuth("admin", "pages-password")
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode/100 != 2 {
+			t.Fatalf("POST %s: %s", call.path, res.Status)
+		}
+		deadline := time.After(5 * time.Second)
+		for found := false; !found; {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatal("the event stream ended")
+				}
+				found = l == call.event
+			case <-deadline:
+				t.Fatalf("no %q on the stream after POST %s", call.event, call.path)
+			}
+		}
 	}
 }

@@ -1218,6 +1218,10 @@
     on('firmware', onFirmwareUpdate);
     on('firmware_status', applyFirmware);
     on('mqtt', applyMQTT);
+    // A scene or schedule saved elsewhere (another phone, a schedule that
+    // ran): read the lists again.
+    on('scenes', () => reloadScenes());
+    on('schedules', () => reloadSchedules());
   }
 
   window.addEventListener('online', connect);
