@@ -327,3 +327,63 @@ func TestScenesAndSchedulesReachOpenPages(t *testing.T) {
 		}
 	}
 }
+
+// TestASceneRestoresEachLampsOwnState: through the real wiring (lamp
+// registry, scenes, gateway), a scene saved from what the lamps show keeps
+// a lamp's own state, and applying it later gives that lamp its own packet
+// again while the other lamp gets the shared one.
+func TestASceneRestoresEachLampsOwnState(t *testing.T) {
+	r := start(t, t.TempDir(), func(c *config.Config) { c.Web.Password = "scene-password" })
+	call := func(method, path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+r.addrs.Web+path, strings.NewReader(body))
+		req.SetBasicAuth("admin", "scene-password")
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode/100 != 2 {
+			t.Fatalf("%s %s: %s", method, path, res.Status)
+		}
+	}
+	dialLamp := func(id string) *websocket.Conn {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+r.addrs.Device+"/?lamp="+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.WriteMessage(websocket.TextMessage, []byte(r.creds.DeviceSecret))
+		return c
+	}
+	bedroom, kitchen := dialLamp("bedroom"), dialLamp("kitchen")
+	waitFor := func(c *websocket.Conn, want string) {
+		t.Helper()
+		var seen []string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			c.SetReadDeadline(deadline)
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				t.Fatalf("waiting for %s: %v (saw %q)", want, err, seen)
+			}
+			if string(b) == want {
+				return
+			}
+			seen = append(seen, string(b))
+		}
+		t.Fatalf("never got %s (saw %q)", want, seen)
+	}
+	waitFor(bedroom, "ok")
+	waitFor(kitchen, "ok")
+	call(http.MethodPut, "/api/state", `{"mode": "manual", "color": "#0000ff"}`)
+	call(http.MethodPut, "/api/lamps/bedroom/state", `{"mode": "manual", "color": "#ff0000", "brightness": 50}`)
+	waitFor(bedroom, "[cc:2:128,0,0:0]")
+	call(http.MethodPost, "/api/scenes", `{"name": "Evening", "from_current": true}`)
+	call(http.MethodPut, "/api/state", `{"mode": "off"}`)
+	waitFor(bedroom, "[cc:0:?:?]")
+	waitFor(kitchen, "[cc:0:?:?]")
+	call(http.MethodPost, "/api/scenes/evening/apply", "")
+	waitFor(kitchen, "[cc:2:0,0,255:0]")
+	waitFor(bedroom, "[cc:2:128,0,0:0]")
+}
