@@ -272,12 +272,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tooMany(w, time.Second, fmt.Sprintf("more than %d connections from your address are waiting to give the secret", g.opt.MaxHandshakes))
 		return
 	}
-	handshaking := true
-	defer func() {
-		if handshaking {
-			g.endHandshake(ip)
-		}
-	}()
+	// The slot is given back once: when the secret is accepted (an
+	// authenticated lamp no longer waits to give it), or when the
+	// connection ends first.
+	freeSlot := sync.OnceFunc(func() { g.endHandshake(ip) })
+	defer freeSlot()
 	if n := g.stats.Connections.Add(1); g.opt.MaxConnections > 0 && n > int64(g.opt.MaxConnections) {
 		g.stats.Connections.Add(-1)
 		g.stats.Refused.Add(1)
@@ -298,7 +297,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The HTTP server's deadlines stay on a hijacked connection; from here
 	// on the gateway sets its own.
 	_ = raw.SetDeadline(time.Time{})
-	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
+	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true, freeSlot: freeSlot}
 	params := ParseLampParams(r.URL.RawQuery)
 	for _, p := range params.Ignored {
 		g.log.Info("lamp URL parameter ignored", "remote", remote, "reason", p)
@@ -324,8 +323,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// lamp's long-lived reader then starts on a fresh, small one. With
 	// thousands of idle lamps, that stack is most of what a lamp costs.
 	reason := l.handshake()
-	g.endHandshake(ip)
-	handshaking = false
+	freeSlot()
 	if reason != "" {
 		l.end(0, "", reason)
 		return
@@ -485,6 +483,9 @@ func (l *lamp) handshake() string {
 		return refuse(websocket.ClosePolicyViolation, "wrong secret")
 	}
 	g.refusals.Succeed(ip)
+	if l.freeSlot != nil {
+		l.freeSlot() // before "ok": a lamp that has it waits for nothing
+	}
 	if name != "" {
 		l.name.Store(&name)
 		l.lampID.Store(&name)
