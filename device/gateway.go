@@ -297,7 +297,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The HTTP server's deadlines stay on a hijacked connection; from here
 	// on the gateway sets its own.
 	_ = raw.SetDeadline(time.Time{})
-	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true, freeSlot: freeSlot}
+	l := &lamp{gw: g, raw: raw, remote: remote, connectedAt: time.Now().UTC(), hubIndex: -1, flushing: true}
 	params := ParseLampParams(r.URL.RawQuery)
 	for _, p := range params.Ignored {
 		g.log.Info("lamp URL parameter ignored", "remote", remote, "reason", p)
@@ -322,7 +322,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The handshake runs here, on the handler's already grown stack; the
 	// lamp's long-lived reader then starts on a fresh, small one. With
 	// thousands of idle lamps, that stack is most of what a lamp costs.
-	reason := l.handshake()
+	reason := l.handshake(freeSlot)
 	freeSlot()
 	if reason != "" {
 		l.end(0, "", reason)
@@ -450,7 +450,7 @@ func (g *Gateway) Offline() []Info {
 
 // handshake reads the secret and answers "ok"; it returns "" on success or
 // why the lamp was refused.
-func (l *lamp) handshake() string {
+func (l *lamp) handshake(freeSlot func()) string {
 	g := l.gw
 	// A refused lamp is closed at once: its address's back-off is enforced
 	// at its next upgrade (see ServeHTTP), not by holding this connection.
@@ -483,9 +483,7 @@ func (l *lamp) handshake() string {
 		return refuse(websocket.ClosePolicyViolation, "wrong secret")
 	}
 	g.refusals.Succeed(ip)
-	if l.freeSlot != nil {
-		l.freeSlot() // before "ok": a lamp that has it waits for nothing
-	}
+	freeSlot() // before "ok": a lamp that has it waits for nothing
 	if name != "" {
 		l.name.Store(&name)
 		l.lampID.Store(&name)

@@ -86,7 +86,6 @@ type command struct {
 type lamp struct {
 	gw          *Gateway
 	raw         net.Conn
-	freeSlot    func()          // gives back its address's handshake slot; once
 	rc          syscall.RawConn // for epoll and non-blocking writes; nil if unavailable
 	id          string
 	remote      string
