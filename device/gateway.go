@@ -449,7 +449,8 @@ func (g *Gateway) Offline() []Info {
 }
 
 // handshake reads the secret and answers "ok"; it returns "" on success or
-// why the lamp was refused.
+// why the lamp was refused. freeSlot gives back the address's handshake
+// slot, which it does as soon as the secret is accepted.
 func (l *lamp) handshake(freeSlot func()) string {
 	g := l.gw
 	// A refused lamp is closed at once: its address's back-off is enforced
