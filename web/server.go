@@ -54,6 +54,7 @@ type LampService interface {
 	Forget(id string) error
 	StateOf(id string) (state.State, error)
 	SetState(id string, c state.Change) (state.State, error)
+	Follow(id string) (lamps.Lamp, error)
 }
 
 // DeviceService is the lamp gateway (device.Gateway).
@@ -345,6 +346,7 @@ func (s *Server) routes() *echo.Echo {
 	api.DELETE("/lamps/:id", s.deleteLamp)
 	api.GET("/lamps/:id/state", s.getLampState)
 	api.PUT("/lamps/:id/state", s.putLampState)
+	api.DELETE("/lamps/:id/state", s.followShared)
 	api.GET("/devices", s.getDevices)
 	api.POST("/commands", s.postCommand)
 	api.GET("/logs", s.getLogs)
