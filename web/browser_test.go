@@ -26,9 +26,11 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/weather"
@@ -864,6 +866,102 @@ func TestBrowser(t *testing.T) {
 		b.noHorizontalScroll(t, ctx, "360 px, scenes and schedules")
 		b.shotElement(t, ctx, "scenes-360-light", "#scenes")
 		b.shotElement(t, ctx, "schedules-360-light", "#schedules")
+	})
+
+	t.Run("each lamp on its own at 360 px", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, false)
+		defer b.viewport(t, ctx, 390, 844, false)
+		if res := e.call(t, http.MethodPut, "/api/state", `{"mode": "manual", "color": "#ffa000", "pulse": 0, "brightness": 100}`); res.status != http.StatusOK {
+			t.Fatalf("PUT /api/state: %d %s", res.status, res.body)
+		}
+		shared := e.store.Get().Packet
+		bedroom, hall := e.namedLamp(t, "bedroom"), e.namedLamp(t, "hall")
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		card := `.lamp-card[data-lamp="bedroom"]`
+		b.waitJS(t, ctx, "the lamp cards", `!!document.querySelector('`+card+`') && !!document.querySelector('.lamp-card[data-lamp="hall"]')`)
+		if open := evalJS[bool](t, ctx, `document.querySelector('`+card+` details').open`); open {
+			t.Error("a lamp card is open before it is tapped")
+		}
+		b.click(t, ctx, card+` summary`)
+		b.waitJS(t, ctx, "the card open", `document.querySelector('`+card+` details').open`)
+
+		// Manual with a colour, for the bedroom only.
+		b.click(t, ctx, card+` [data-lamp-mode="manual"]`)
+		b.do(t, ctx, "pick green", chromedp.Evaluate[chromedp.Void](`(() => { const i = document.querySelector('`+card+` [data-lamp-input="color"]'); i.value = '#00ff00'; i.dispatchEvent(new Event('change', {bubbles: true})); })()`))
+		const green = "[cc:2:0,255,0:0]"
+		bedroom.waitFor(t, green)
+		// The hall gets nothing of it: a packet for the hall afterwards
+		// comes with nothing green before it.
+		if res := e.call(t, http.MethodPut, "/api/lamps/hall/state", `{"mode": "off"}`); res.status != http.StatusOK {
+			t.Fatalf("PUT /api/lamps/hall/state: %d %s", res.status, res.body)
+		}
+		if seen := hall.waitFor(t, "[cc:0:?:?]"); slices.Contains(seen, green) {
+			t.Errorf("the hall lamp got the bedroom's colour too: %q", seen)
+		}
+		if res := e.call(t, http.MethodDelete, "/api/lamps/hall/state", ""); res.status != http.StatusOK {
+			t.Fatalf("DELETE /api/lamps/hall/state: %d %s", res.status, res.body)
+		}
+		hall.waitFor(t, shared)
+		if got := e.store.Get().Packet; got != shared {
+			t.Errorf("one lamp's colour changed the shared state to %s", got)
+		}
+
+		// The card and the top card say that the bedroom shows its own.
+		b.waitJS(t, ctx, "the card says so", `document.querySelector('`+card+` [data-field="lamp-shows"]').textContent === 'Own colour #00ff00'`)
+		var online, following int
+		for _, l := range e.lamps.Lamps() {
+			if l.Online {
+				online++
+				if l.FollowsShared {
+					following++
+				}
+			}
+		}
+		want := fmt.Sprintf("%d of %d lamps show this", following, online)
+		b.waitJS(t, ctx, "the top card says "+want, fmt.Sprintf(`document.querySelector('#synced').textContent === %q`, want))
+		b.noHorizontalScroll(t, ctx, "360 px, a lamp card open")
+		b.shotElement(t, ctx, "lamp-card-360-light", card)
+
+		// Renamed in place.
+		b.do(t, ctx, "type a name", chromedp.Evaluate[chromedp.Void](`document.querySelector('`+card+` input[name="label"]').value = 'Bedroom shelf'`))
+		b.click(t, ctx, card+` .lamp-rename button`)
+		waitFor(t, "the new label in GET /api/lamps", func() bool {
+			for _, l := range decode[[]lamps.Lamp](t, e.call(t, http.MethodGet, "/api/lamps", "")) {
+				if l.ID == "bedroom" {
+					return l.Label == "Bedroom shelf"
+				}
+			}
+			return false
+		})
+		b.waitJS(t, ctx, "the new label on the card", `document.querySelector('`+card+` [data-field="lamp-label"]').textContent === 'Bedroom shelf'`)
+
+		// Follow all lamps: the shared packet again.
+		b.click(t, ctx, card+` [data-lamp-action="follow"]`)
+		bedroom.waitFor(t, shared)
+		b.waitJS(t, ctx, "the card follows", `document.querySelector('`+card+` [data-field="lamp-shows"]').textContent === 'Follows all lamps'`)
+		if l, err := e.lamps.Lamp("bedroom"); err != nil || !l.FollowsShared {
+			t.Errorf("after Follow all lamps the bedroom lamp is %+v (%v)", l, err)
+		}
+		b.waitJS(t, ctx, "the top card", `/^(\d+ lamps?|1 lamp) shows? this$/.test(document.querySelector('#synced').textContent)`)
+
+		// Fifty lamps (they were seen and are offline now), one with a long
+		// name, still fit a 360 px phone, closed and open.
+		for i := range 50 {
+			id := fmt.Sprintf("lamp-%02d", i)
+			e.lamps.Seen(device.LampSeen{Lamp: id, Addr: "127.0.0.1", Online: true, FirmwareVersion: "1.4.2", Time: time.Now()})
+			e.lamps.Seen(device.LampSeen{Lamp: id, Addr: "127.0.0.1", Online: false, Time: time.Now()})
+		}
+		if _, err := e.lamps.SetLabel("lamp-07", "The lamp on the windowsill of the upstairs bathroom, left"); err != nil {
+			t.Fatal(err)
+		}
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, ctx, "52 lamp cards", `document.querySelectorAll('.lamp-card').length >= 52`)
+		b.noHorizontalScroll(t, ctx, "360 px, 50 lamps")
+		b.click(t, ctx, `.lamp-card[data-lamp="lamp-07"] summary`)
+		b.noHorizontalScroll(t, ctx, "360 px, 50 lamps, one open")
+		b.shotElement(t, ctx, "lamps-50-360-light", "#lamps")
+		b.viewport(t, ctx, 360, 740, true)
+		b.shotElement(t, ctx, "lamp-card-open-360-dark", `.lamp-card[data-lamp="lamp-07"]`)
 	})
 
 	t.Run("layout and access at 360 px", func(t *testing.T) {

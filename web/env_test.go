@@ -343,8 +343,9 @@ func (l *testLamp) next(t *testing.T) string {
 }
 
 // waitFor reads frames until want arrives (display packets may be
-// coalesced, so earlier ones can be skipped), within 10 seconds.
-func (l *testLamp) waitFor(t *testing.T, want string) {
+// coalesced, so earlier ones can be skipped), within 10 seconds. It
+// returns the frames that came before.
+func (l *testLamp) waitFor(t *testing.T, want string) []string {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	var seen []string
@@ -355,7 +356,7 @@ func (l *testLamp) waitFor(t *testing.T, want string) {
 				t.Fatalf("lamp connection closed waiting for %q (saw %q)", want, seen)
 			}
 			if f == want {
-				return
+				return seen
 			}
 			seen = append(seen, f)
 		case <-deadline:

@@ -17,6 +17,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/sessions"
@@ -77,6 +78,8 @@ type bootData struct {
 	Words words `json:"words"`
 	// MQTT is the broker connection; absent while MQTT is off.
 	MQTT *mqtt.Status `json:"mqtt,omitempty"`
+	// Lamps is GET /api/lamps; absent on a server that keeps no lamps.
+	Lamps []lamps.Lamp `json:"lamps,omitempty"`
 }
 
 // words are the names the script needs: the weather codes' names (index =
@@ -123,9 +126,9 @@ func (s *Server) indexPage(c echo.Context) error {
 	for _, f := range favs.Colors {
 		d.Favorites = append(d.Favorites, f.Hex())
 	}
-	lamps := s.withOffline(devs)
+	rows := s.withOffline(devs)
 	haveImage := s.haveFirmware()
-	for _, dev := range lamps {
+	for _, dev := range rows {
 		v := deviceView(dev, now)
 		v.NoFirmware = !haveImage
 		d.Devices = append(d.Devices, v)
@@ -135,7 +138,7 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Words: pageWords}
+	boot := bootData{State: st, Devices: rows, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Words: pageWords}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}
@@ -148,6 +151,9 @@ func (s *Server) indexPage(c echo.Context) error {
 			panel.Flash, panel.FlashKind = f.Message, string(f.Kind)
 		}
 		d.FirmwarePanel = templates.FirmwareCard(panel)
+	}
+	if s.deps.Lamps != nil {
+		boot.Lamps = s.deps.Lamps.Lamps()
 	}
 	if s.deps.MQTT != nil {
 		st := s.deps.MQTT.Status()
