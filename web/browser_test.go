@@ -972,6 +972,9 @@ func TestBrowser(t *testing.T) {
 			b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
 			b.waitJS(t, ctx, "live", `document.querySelector('#conn').dataset.conn === "live"`)
 			b.noHorizontalScroll(t, ctx, "360 px "+theme)
+			// One lamp card open, so its controls are checked too.
+			b.do(t, ctx, "open a lamp card", chromedp.Evaluate[chromedp.Void](`document.querySelector('.lamp-card details').open = true`))
+			b.noHorizontalScroll(t, ctx, "360 px "+theme+", a lamp card open")
 
 			// The colour controls are on the first screen.
 			if top := evalJS[float64](t, ctx, `(() => { const r = document.querySelector('#wheel').getBoundingClientRect(); return r.top + r.height / 2; })()`); top > 740 {
@@ -980,13 +983,13 @@ func TestBrowser(t *testing.T) {
 
 			// Text contrast (WCAG AA: 4.5, large text 3) of what Lighthouse
 			// flagged, computed from the styles the page really has.
-			bad := evalJS[[]string](t, ctx, contrastJS+`(['.pill', '.button.toggle[aria-pressed="true"]', '.alert', '.hint', '.muted', '.slider-label', '.chip', '.conn', '.subhead', '.device-facts dt', '.session-meta', '.footer a', '.button', '.empty p'])`)
+			bad := evalJS[[]string](t, ctx, contrastJS+`(['.pill', '.button.toggle[aria-pressed="true"]', '.alert', '.hint', '.muted', '.slider-label', '.chip', '.conn', '.subhead', '.device-facts dt', '.session-meta', '.footer a', '.button', '.empty p', '.lamp-card-name', '.lamp-card-shows', '.lamp-mode', '.lamp-card .slider-value'])`)
 			for _, msg := range bad {
 				t.Errorf("%s: contrast %s", theme, msg)
 			}
 
 			// Tap targets at least 44 px, as --tap intends.
-			small := evalJS[[]string](t, ctx, `[...document.querySelectorAll('.chip, .device .button, .range, #fw-copy, .swatch, .icon-button, .mode, .button, summary')].filter(el => el.offsetParent !== null).map(el => [el, el.getBoundingClientRect()]).filter(([el, r]) => r.width < 43.5 || r.height < 43.5).slice(0, 10).map(([el, r]) => (el.id || el.className || el.tagName) + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
+			small := evalJS[[]string](t, ctx, `[...document.querySelectorAll('.chip, .device .button, .range, #fw-copy, .swatch, .icon-button, .mode, .button, summary, .lamp-mode, .lamp-colour, .lamp-card input')].filter(el => el.offsetParent !== null).map(el => [el, el.getBoundingClientRect()]).filter(([el, r]) => r.width < 43.5 || r.height < 43.5).slice(0, 10).map(([el, r]) => (el.id || el.className || el.tagName) + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
 			for _, msg := range small {
 				t.Errorf("%s: tap target smaller than 44 px: %s", theme, msg)
 			}

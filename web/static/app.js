@@ -771,7 +771,6 @@
     const keep = (el) => document.activeElement === el;
     const colour = card.querySelector('[data-lamp-input="color"]');
     if (!keep(colour) && st.color) colour.value = st.color;
-    setText(field(card, 'lamp-colour'), st.color || '');
     const bright = card.querySelector('[data-lamp-input="brightness"]');
     if (!keep(bright) && st.brightness !== undefined) bright.value = String(st.brightness);
     setText(field(card, 'lamp-brightness'), bright.value + ' %');
