@@ -898,10 +898,13 @@ func TestBrowser(t *testing.T) {
 		if seen := hall.waitFor(t, "[cc:0:?:?]"); slices.Contains(seen, green) {
 			t.Errorf("the hall lamp got the bedroom's colour too: %q", seen)
 		}
+		hallShows := `document.querySelector('.lamp-card[data-lamp="hall"] [data-field="lamp-shows"]').textContent`
+		b.waitJS(t, ctx, "the hall's card, from the stream", hallShows+` === 'Own: Off'`)
 		if res := e.call(t, http.MethodDelete, "/api/lamps/hall/state", ""); res.status != http.StatusOK {
 			t.Fatalf("DELETE /api/lamps/hall/state: %d %s", res.status, res.body)
 		}
 		hall.waitFor(t, shared)
+		b.waitJS(t, ctx, "the hall's card follows again", hallShows+` === 'Follows all lamps'`)
 		if got := e.store.Get().Packet; got != shared {
 			t.Errorf("one lamp's colour changed the shared state to %s", got)
 		}
