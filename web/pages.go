@@ -154,6 +154,9 @@ func (s *Server) indexPage(c echo.Context) error {
 	}
 	if s.deps.Lamps != nil {
 		boot.Lamps = s.deps.Lamps.Lamps()
+		for _, l := range boot.Lamps {
+			d.Lamps = append(d.Lamps, lampView(l, now))
+		}
 	}
 	if s.deps.MQTT != nil {
 		st := s.deps.MQTT.Status()
@@ -309,6 +312,14 @@ func changeFromForm(f url.Values) (state.Change, error) {
 		}
 		ch.Color = &c
 	}
+	if f.Has("brightness") {
+		v := strings.TrimSpace(f.Get("brightness"))
+		b, err := strconv.Atoi(v)
+		if err != nil {
+			return ch, &invalid.Error{Field: "brightness", Message: fmt.Sprintf("%q is not a whole number; use 0-100 (per cent)", v)}
+		}
+		ch.Brightness = &b
+	}
 	if f.Has("pulse") {
 		v := strings.TrimSpace(f.Get("pulse"))
 		p, err := strconv.Atoi(v)
@@ -342,7 +353,7 @@ func changeFromForm(f url.Values) (state.Change, error) {
 		ch.WeatherOverride = state.OverrideChange{Set: true, Value: &state.Override{Code: code, Intensity: intensity}}
 	}
 	if ch.Empty() {
-		return ch, errorf(http.StatusBadRequest, "nothing to change: the form sent none of mode, color, pulse, override")
+		return ch, errorf(http.StatusBadRequest, "nothing to change: the form sent none of mode, color, brightness, pulse, override")
 	}
 	return ch, nil
 }
@@ -360,6 +371,40 @@ func (s *Server) formState(c echo.Context) error {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/")
+}
+
+// formLamp is a lamp card's forms without the script: its state
+// (the fields of /ui/state), action=rename with a label, action=follow.
+func (s *Server) formLamp(c echo.Context) error {
+	ls, err := s.lampService()
+	if err != nil {
+		return err
+	}
+	f, err := readForm(c)
+	if err != nil {
+		return err
+	}
+	id := strings.TrimSpace(f.Get("lamp"))
+	if id == "" {
+		return errorf(http.StatusBadRequest, "the form names no lamp: send lamp=<id> as GET /api/lamps lists them")
+	}
+	switch action := f.Get("action"); action {
+	case "rename":
+		_, err = ls.SetLabel(id, f.Get("label"))
+	case "follow":
+		_, err = ls.Follow(id)
+	case "":
+		var ch state.Change
+		if ch, err = changeFromForm(f); err == nil {
+			_, err = ls.SetState(id, ch)
+		}
+	default:
+		err = errorf(http.StatusBadRequest, "action %q is not known; use rename, follow, or none to change the lamp's state", action)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/#lamps")
 }
 
 func (s *Server) formCommand(c echo.Context) error {

@@ -329,6 +329,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/logs.txt", s.logsText)
 	e.POST("/ui/state", s.formState)
 	e.POST("/ui/command", s.formCommand)
+	e.POST("/ui/lamp", s.formLamp)
 	e.POST("/ui/favorites", s.formFavorites)
 	e.POST("/ui/weather/refresh", s.formWeatherRefresh)
 	e.POST("/ui/sessions", s.formSessions)

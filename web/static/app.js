@@ -765,8 +765,8 @@
     setText(field(card, 'lamp-label'), lampLabel(l));
     setText(field(card, 'lamp-shows'), lampShows(l));
     setText(field(card, 'lamp-status'), l.online ? 'Online' : 'Offline');
-    const sw = field(card, 'lamp-swatch');
-    sw.style.background = st.mode === 'manual' ? st.color : '';
+    if (st.color) field(card, 'lamp-swatch').setAttribute('fill', st.color);
+    $$('input[data-bind="lamp"]', card).forEach((el) => { el.value = l.id; });
     card.querySelectorAll('[data-lamp-mode]').forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.lampMode === st.mode)));
     const keep = (el) => document.activeElement === el;
     const colour = card.querySelector('[data-lamp-input="color"]');
@@ -832,15 +832,6 @@
   const lampOf = (el) => el.closest('.lamp-card').dataset.lamp;
   if ($('#lamp-cards')) {
     const list = $('#lamp-cards');
-    list.addEventListener('click', (ev) => {
-      const mode = ev.target.closest('[data-lamp-mode]');
-      if (mode) { changeLamp(lampOf(mode), { mode: mode.dataset.lampMode }); return; }
-      const follow = ev.target.closest('[data-lamp-action="follow"]');
-      if (follow) {
-        const id = lampOf(follow);
-        lampCall(id, 'DELETE', '/state').then((l) => { if (l && l.id) onLamp(l); });
-      }
-    });
     list.addEventListener('input', (ev) => {
       const el = ev.target.closest('[data-lamp-input]');
       if (!el) return;
@@ -857,10 +848,19 @@
       else changeLamp(id, { [kind]: Number(el.value) });
     });
     list.addEventListener('submit', (ev) => {
-      const form = ev.target.closest('form[data-lamp-form="rename"]');
+      const form = ev.target.closest('form[data-lamp-form]');
       if (!form) return;
       ev.preventDefault();
       const id = lampOf(form);
+      if (form.dataset.lampForm === 'state') {
+        const mode = ev.submitter && ev.submitter.dataset.lampMode;
+        if (mode) changeLamp(id, { mode });
+        return;
+      }
+      if (form.dataset.lampForm === 'follow') {
+        lampCall(id, 'DELETE', '/state').then((l) => { if (l && l.id) onLamp(l); });
+        return;
+      }
       const label = form.label.value.trim();
       lampCall(id, 'PATCH', '', { label }).then((l) => {
         if (!l || !l.id) return;
