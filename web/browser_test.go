@@ -656,6 +656,36 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("after the jump the Lamps heading is %.0f px under the sticky bar", -gap)
 		}
 		b.shot(t, plain, "nojs-lamps-360-light")
+
+		// The lamp's own card: a mode of its own, then Follow all lamps.
+		var id string
+		for _, l := range e.lamps.Lamps() {
+			for _, d := range l.Devices {
+				if d.ID == lamp.id {
+					id = l.ID
+				}
+			}
+		}
+		shared := e.store.Get()
+		mode, packet := "off", "[cc:0:?:?]"
+		if shared.Mode == state.ModeOff {
+			mode, packet = "weather", "[cc:1:"
+		}
+		card := fmt.Sprintf(`.lamp-card[data-lamp="%s"]`, id)
+		b.do(t, plain, "mark this page", chromedp.Evaluate[chromedp.Void](`document.documentElement.dataset.before = '1'`))
+		b.click(t, plain, card+` summary`)
+		b.click(t, plain, card+fmt.Sprintf(` button[data-lamp-mode="%s"]`, mode))
+		waitFor(t, "the lamp's own state", func() bool { l, err := e.lamps.Lamp(id); return err == nil && !l.FollowsShared })
+		b.waitJS(t, plain, "back on the lamps card", `location.pathname === "/" && location.hash === "#lamps" && document.readyState === "complete" && !document.documentElement.dataset.before`)
+		own, err := e.lamps.Lamp(id)
+		if err != nil || own.FollowsShared || string(own.State.Mode) != mode || !strings.HasPrefix(own.State.Packet, packet) {
+			t.Fatalf("after %s on its card the lamp is %+v (%v)", mode, own, err)
+		}
+		lamp.waitFor(t, own.State.Packet)
+		b.click(t, plain, card+` summary`)
+		b.click(t, plain, card+` [data-lamp-action="follow"]`)
+		lamp.waitFor(t, shared.Packet)
+		b.waitJS(t, plain, "the card follows", fmt.Sprintf(`document.querySelector('%s [data-field="lamp-shows"]').textContent === 'Follows all lamps'`, card))
 	})
 
 	t.Run("debug lines appear in the log", func(t *testing.T) {
