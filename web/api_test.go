@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 )
 
@@ -539,5 +540,35 @@ func TestErrorsForPeople(t *testing.T) {
 	}
 	if !strings.Contains(body.Error, "POST /api/firmware") || strings.Contains(body.Message, "/api/") || !strings.HasPrefix(body.Message, "No firmware image") {
 		t.Errorf("error %q, message %q", body.Error, body.Message)
+	}
+}
+
+// TestLampFollowsSharedAgain: DELETE /api/lamps/<id>/state gives one lamp
+// the shared packet again and leaves the others' own states alone.
+func TestLampFollowsSharedAgain(t *testing.T) {
+	e := newEnv(t)
+	bedroom, hall := e.namedLamp(t, "bedroom"), e.namedLamp(t, "hall")
+	shared := e.store.Get().Packet
+	for _, id := range []string{"bedroom", "hall"} {
+		if res := e.call(t, http.MethodPut, "/api/lamps/"+id+"/state", `{"mode": "manual", "color": "#0000ff"}`); res.status != http.StatusOK {
+			t.Fatalf("PUT %s state: %d %s", id, res.status, res.body)
+		}
+	}
+	bedroom.waitFor(t, "[cc:2:0,0,255:0]")
+	hall.waitFor(t, "[cc:2:0,0,255:0]")
+
+	res := e.call(t, http.MethodDelete, "/api/lamps/bedroom/state", "")
+	if res.status != http.StatusOK {
+		t.Fatalf("DELETE /api/lamps/bedroom/state: %d %s", res.status, res.body)
+	}
+	if l := decode[lamps.Lamp](t, res); l.ID != "bedroom" || !l.FollowsShared || l.State.Packet != shared {
+		t.Errorf("DELETE answered %+v", l)
+	}
+	bedroom.waitFor(t, shared)
+	if l := decode[lamps.Lamp](t, e.call(t, http.MethodGet, "/api/lamps/hall", "")); l.FollowsShared {
+		t.Errorf("the hall follows the shared state too: %+v", l)
+	}
+	if res := e.call(t, http.MethodDelete, "/api/lamps/attic/state", ""); res.status != http.StatusNotFound || !strings.Contains(res.body, "attic") {
+		t.Errorf("DELETE of an unknown lamp's state: %d %s", res.status, res.body)
 	}
 }

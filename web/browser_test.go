@@ -26,9 +26,11 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/gorilla/websocket"
 
+	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
 	"github.com/cloudcloud/cloudcloud/weather"
@@ -654,6 +656,36 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("after the jump the Lamps heading is %.0f px under the sticky bar", -gap)
 		}
 		b.shot(t, plain, "nojs-lamps-360-light")
+
+		// The lamp's own card: a mode of its own, then Follow all lamps.
+		var id string
+		for _, l := range e.lamps.Lamps() {
+			for _, d := range l.Devices {
+				if d.ID == lamp.id {
+					id = l.ID
+				}
+			}
+		}
+		shared := e.store.Get()
+		mode, packet := "off", "[cc:0:?:?]"
+		if shared.Mode == state.ModeOff {
+			mode, packet = "weather", "[cc:1:"
+		}
+		card := fmt.Sprintf(`.lamp-card[data-lamp="%s"]`, id)
+		b.do(t, plain, "mark this page", chromedp.Evaluate[chromedp.Void](`document.documentElement.dataset.before = '1'`))
+		b.click(t, plain, card+` summary`)
+		b.click(t, plain, card+fmt.Sprintf(` button[data-lamp-mode="%s"]`, mode))
+		waitFor(t, "the lamp's own state", func() bool { l, err := e.lamps.Lamp(id); return err == nil && !l.FollowsShared })
+		b.waitJS(t, plain, "back on the lamps card", `location.pathname === "/" && location.hash === "#lamps" && document.readyState === "complete" && !document.documentElement.dataset.before`)
+		own, err := e.lamps.Lamp(id)
+		if err != nil || own.FollowsShared || string(own.State.Mode) != mode || !strings.HasPrefix(own.State.Packet, packet) {
+			t.Fatalf("after %s on its card the lamp is %+v (%v)", mode, own, err)
+		}
+		lamp.waitFor(t, own.State.Packet)
+		b.click(t, plain, card+` summary`)
+		b.click(t, plain, card+` [data-lamp-action="follow"]`)
+		lamp.waitFor(t, shared.Packet)
+		b.waitJS(t, plain, "the card follows", fmt.Sprintf(`document.querySelector('%s [data-field="lamp-shows"]').textContent === 'Follows all lamps'`, card))
 	})
 
 	t.Run("debug lines appear in the log", func(t *testing.T) {
@@ -866,6 +898,105 @@ func TestBrowser(t *testing.T) {
 		b.shotElement(t, ctx, "schedules-360-light", "#schedules")
 	})
 
+	t.Run("each lamp on its own at 360 px", func(t *testing.T) {
+		b.viewport(t, ctx, 360, 740, false)
+		defer b.viewport(t, ctx, 390, 844, false)
+		if res := e.call(t, http.MethodPut, "/api/state", `{"mode": "manual", "color": "#ffa000", "pulse": 0, "brightness": 100}`); res.status != http.StatusOK {
+			t.Fatalf("PUT /api/state: %d %s", res.status, res.body)
+		}
+		shared := e.store.Get().Packet
+		bedroom, hall := e.namedLamp(t, "bedroom"), e.namedLamp(t, "hall")
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		card := `.lamp-card[data-lamp="bedroom"]`
+		b.waitJS(t, ctx, "the lamp cards", `!!document.querySelector('`+card+`') && !!document.querySelector('.lamp-card[data-lamp="hall"]')`)
+		if open := evalJS[bool](t, ctx, `document.querySelector('`+card+` details').open`); open {
+			t.Error("a lamp card is open before it is tapped")
+		}
+		b.click(t, ctx, card+` summary`)
+		b.waitJS(t, ctx, "the card open", `document.querySelector('`+card+` details').open`)
+
+		// Manual with a colour, for the bedroom only.
+		b.click(t, ctx, card+` [data-lamp-mode="manual"]`)
+		b.do(t, ctx, "pick green", chromedp.Evaluate[chromedp.Void](`(() => { const i = document.querySelector('`+card+` [data-lamp-input="color"]'); i.value = '#00ff00'; i.dispatchEvent(new Event('change', {bubbles: true})); })()`))
+		const green = "[cc:2:0,255,0:0]"
+		bedroom.waitFor(t, green)
+		// The hall gets nothing of it: a packet for the hall afterwards
+		// comes with nothing green before it.
+		if res := e.call(t, http.MethodPut, "/api/lamps/hall/state", `{"mode": "off"}`); res.status != http.StatusOK {
+			t.Fatalf("PUT /api/lamps/hall/state: %d %s", res.status, res.body)
+		}
+		if seen := hall.waitFor(t, "[cc:0:?:?]"); slices.Contains(seen, green) {
+			t.Errorf("the hall lamp got the bedroom's colour too: %q", seen)
+		}
+		hallShows := `document.querySelector('.lamp-card[data-lamp="hall"] [data-field="lamp-shows"]').textContent`
+		b.waitJS(t, ctx, "the hall's card, from the stream", hallShows+` === 'Own: Off'`)
+		if res := e.call(t, http.MethodDelete, "/api/lamps/hall/state", ""); res.status != http.StatusOK {
+			t.Fatalf("DELETE /api/lamps/hall/state: %d %s", res.status, res.body)
+		}
+		hall.waitFor(t, shared)
+		b.waitJS(t, ctx, "the hall's card follows again", hallShows+` === 'Follows all lamps'`)
+		if got := e.store.Get().Packet; got != shared {
+			t.Errorf("one lamp's colour changed the shared state to %s", got)
+		}
+
+		// The card and the top card say that the bedroom shows its own.
+		b.waitJS(t, ctx, "the card says so", `document.querySelector('`+card+` [data-field="lamp-shows"]').textContent === 'Own colour #00ff00'`)
+		var online, following int
+		for _, l := range e.lamps.Lamps() {
+			if l.Online {
+				online++
+				if l.FollowsShared {
+					following++
+				}
+			}
+		}
+		want := fmt.Sprintf("%d of %d lamps show this", following, online)
+		b.waitJS(t, ctx, "the top card says "+want, fmt.Sprintf(`document.querySelector('#synced').textContent === %q`, want))
+		b.noHorizontalScroll(t, ctx, "360 px, a lamp card open")
+		b.shotElement(t, ctx, "lamp-card-360-light", card)
+
+		// Renamed in place.
+		b.do(t, ctx, "type a name", chromedp.Evaluate[chromedp.Void](`document.querySelector('`+card+` input[name="label"]').value = 'Bedroom shelf'`))
+		b.click(t, ctx, card+` .lamp-rename button`)
+		waitFor(t, "the new label in GET /api/lamps", func() bool {
+			for _, l := range decode[[]lamps.Lamp](t, e.call(t, http.MethodGet, "/api/lamps", "")) {
+				if l.ID == "bedroom" {
+					return l.Label == "Bedroom shelf"
+				}
+			}
+			return false
+		})
+		b.waitJS(t, ctx, "the new label on the card", `document.querySelector('`+card+` [data-field="lamp-label"]').textContent === 'Bedroom shelf'`)
+
+		// Follow all lamps: the shared packet again.
+		b.click(t, ctx, card+` [data-lamp-action="follow"]`)
+		bedroom.waitFor(t, shared)
+		b.waitJS(t, ctx, "the card follows", `document.querySelector('`+card+` [data-field="lamp-shows"]').textContent === 'Follows all lamps'`)
+		if l, err := e.lamps.Lamp("bedroom"); err != nil || !l.FollowsShared {
+			t.Errorf("after Follow all lamps the bedroom lamp is %+v (%v)", l, err)
+		}
+		b.waitJS(t, ctx, "the top card", `/^(\d+ lamps?|1 lamp) shows? this$/.test(document.querySelector('#synced').textContent)`)
+
+		// Fifty lamps (they were seen and are offline now), one with a long
+		// name, still fit a 360 px phone, closed and open.
+		for i := range 50 {
+			id := fmt.Sprintf("lamp-%02d", i)
+			e.lamps.Seen(device.LampSeen{Lamp: id, Addr: "127.0.0.1", Online: true, FirmwareVersion: "1.4.2", Time: time.Now()})
+			e.lamps.Seen(device.LampSeen{Lamp: id, Addr: "127.0.0.1", Online: false, Time: time.Now()})
+		}
+		if _, err := e.lamps.SetLabel("lamp-07", "The lamp on the windowsill of the upstairs bathroom, left"); err != nil {
+			t.Fatal(err)
+		}
+		b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
+		b.waitJS(t, ctx, "52 lamp cards", `document.querySelectorAll('.lamp-card').length >= 52`)
+		b.noHorizontalScroll(t, ctx, "360 px, 50 lamps")
+		b.click(t, ctx, `.lamp-card[data-lamp="lamp-07"] summary`)
+		b.noHorizontalScroll(t, ctx, "360 px, 50 lamps, one open")
+		b.shotElement(t, ctx, "lamps-50-360-light", "#lamps")
+		b.viewport(t, ctx, 360, 740, true)
+		b.shotElement(t, ctx, "lamp-card-open-360-dark", `.lamp-card[data-lamp="lamp-07"]`)
+	})
+
 	t.Run("layout and access at 360 px", func(t *testing.T) {
 		e.login(t) // another device signed in, for the sessions card
 		for _, dark := range []bool{false, true} {
@@ -874,6 +1005,9 @@ func TestBrowser(t *testing.T) {
 			b.do(t, ctx, "reload", chromedp.Navigate(e.web.URL+"/"))
 			b.waitJS(t, ctx, "live", `document.querySelector('#conn').dataset.conn === "live"`)
 			b.noHorizontalScroll(t, ctx, "360 px "+theme)
+			// One lamp card open, so its controls are checked too.
+			b.do(t, ctx, "open a lamp card", chromedp.Evaluate[chromedp.Void](`document.querySelector('.lamp-card details').open = true`))
+			b.noHorizontalScroll(t, ctx, "360 px "+theme+", a lamp card open")
 
 			// The colour controls are on the first screen.
 			if top := evalJS[float64](t, ctx, `(() => { const r = document.querySelector('#wheel').getBoundingClientRect(); return r.top + r.height / 2; })()`); top > 740 {
@@ -882,13 +1016,13 @@ func TestBrowser(t *testing.T) {
 
 			// Text contrast (WCAG AA: 4.5, large text 3) of what Lighthouse
 			// flagged, computed from the styles the page really has.
-			bad := evalJS[[]string](t, ctx, contrastJS+`(['.pill', '.button.toggle[aria-pressed="true"]', '.alert', '.hint', '.muted', '.slider-label', '.chip', '.conn', '.subhead', '.device-facts dt', '.session-meta', '.footer a', '.button', '.empty p'])`)
+			bad := evalJS[[]string](t, ctx, contrastJS+`(['.pill', '.button.toggle[aria-pressed="true"]', '.alert', '.hint', '.muted', '.slider-label', '.chip', '.conn', '.subhead', '.device-facts dt', '.session-meta', '.footer a', '.button', '.empty p', '.lamp-card-name', '.lamp-card-shows', '.lamp-mode', '.lamp-card .slider-value'])`)
 			for _, msg := range bad {
 				t.Errorf("%s: contrast %s", theme, msg)
 			}
 
 			// Tap targets at least 44 px, as --tap intends.
-			small := evalJS[[]string](t, ctx, `[...document.querySelectorAll('.chip, .device .button, .range, #fw-copy, .swatch, .icon-button, .mode, .button, summary')].filter(el => el.offsetParent !== null).map(el => [el, el.getBoundingClientRect()]).filter(([el, r]) => r.width < 43.5 || r.height < 43.5).slice(0, 10).map(([el, r]) => (el.id || el.className || el.tagName) + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
+			small := evalJS[[]string](t, ctx, `[...document.querySelectorAll('.chip, .device .button, .range, #fw-copy, .swatch, .icon-button, .mode, .button, summary, .lamp-mode, .lamp-colour, .lamp-card input')].filter(el => el.offsetParent !== null).map(el => [el, el.getBoundingClientRect()]).filter(([el, r]) => r.width < 43.5 || r.height < 43.5).slice(0, 10).map(([el, r]) => (el.id || el.className || el.tagName) + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
 			for _, msg := range small {
 				t.Errorf("%s: tap target smaller than 44 px: %s", theme, msg)
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
@@ -91,6 +92,7 @@ type env struct {
 	favs    *favorites.Store
 	bus     *events.Bus
 	gw      *device.Gateway
+	lamps   *lamps.Registry // every lamp ever seen, each with its own state
 	lampURL string
 	lampSrv *httptest.Server // the device port: lamps, and /firmware.bin when firmware is set up
 	dir     string
@@ -120,21 +122,28 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if e.favs, err = favorites.Open(e.records, e.bus, quiet); err != nil {
 		t.Fatal(err)
 	}
+	if e.lamps, err = lamps.Open(lamps.Options{Records: e.records, Shared: e.store, Bus: e.bus, Logger: quiet}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.lamps.Close)
 	e.gw, err = device.New(device.Options{
 		Secret: lampSecret, Named: []device.NamedSecret{{Name: "kitchen", Secret: kitchenSecret}},
-		Bus: e.bus, Logger: quiet, AuthBackoff: time.Millisecond,
+		Bus: e.bus, Logger: quiet, AuthBackoff: time.Millisecond, OnLamp: e.lamps.Seen,
 	}, e.store.Get().DisplayPacket())
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As server.go wires them: the store drives the shared packet, the
+	// registry each lamp's own.
 	e.store.Watch(func(st state.State) { _ = e.gw.SetDisplay(st.DisplayPacket()) })
+	e.lamps.Attach(e.gw)
 
 	opt := Options{
 		Username: testUser, Password: testPassword,
 		SessionKey: []byte("0123456789abcdef0123456789abcdef"),
 		Sessions:   e.data, Logger: quiet, Registry: e.reg, Version: "test",
 	}
-	deps := Deps{State: e.store, Devices: e.gw, Favorites: e.favs, Weather: e.weather, Events: e.bus}
+	deps := Deps{State: e.lamps, Lamps: e.lamps, Devices: e.gw, Favorites: e.favs, Weather: e.weather, Events: e.bus}
 	for _, o := range opts {
 		o(&opt, &deps)
 	}
@@ -268,7 +277,19 @@ type testLamp struct {
 
 func (e *env) lamp(t *testing.T) *testLamp {
 	t.Helper()
-	c, _, err := websocket.DefaultDialer.Dial(e.lampURL, nil)
+	return e.lampAt(t, e.lampURL)
+}
+
+// namedLamp is a lamp that connects with ?lamp=<id>, so it is lamp id in
+// the registry.
+func (e *env) namedLamp(t *testing.T, id string) *testLamp {
+	t.Helper()
+	return e.lampAt(t, e.lampURL+"?lamp="+id)
+}
+
+func (e *env) lampAt(t *testing.T, url string) *testLamp {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,8 +343,9 @@ func (l *testLamp) next(t *testing.T) string {
 }
 
 // waitFor reads frames until want arrives (display packets may be
-// coalesced, so earlier ones can be skipped), within 10 seconds.
-func (l *testLamp) waitFor(t *testing.T, want string) {
+// coalesced, so earlier ones can be skipped), within 10 seconds. It
+// returns the frames that came before.
+func (l *testLamp) waitFor(t *testing.T, want string) []string {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	var seen []string
@@ -334,7 +356,7 @@ func (l *testLamp) waitFor(t *testing.T, want string) {
 				t.Fatalf("lamp connection closed waiting for %q (saw %q)", want, seen)
 			}
 			if f == want {
-				return
+				return seen
 			}
 			seen = append(seen, f)
 		case <-deadline:

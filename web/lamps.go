@@ -109,6 +109,20 @@ func (s *Server) putLampState(c echo.Context) error {
 	return noStoreJSON(c, http.StatusOK, st)
 }
 
+// followShared drops a lamp's own state: it shows the shared one again.
+// It answers the lamp object.
+func (s *Server) followShared(c echo.Context) error {
+	ls, err := s.lampService()
+	if err != nil {
+		return err
+	}
+	l, err := ls.Follow(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return noStoreJSON(c, http.StatusOK, l)
+}
+
 // lampTargets checks the lamps of POST /api/commands: each must be known.
 func (s *Server) lampTargets(ids []string) error {
 	if len(ids) == 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/sessions"
@@ -77,6 +78,8 @@ type bootData struct {
 	Words words `json:"words"`
 	// MQTT is the broker connection; absent while MQTT is off.
 	MQTT *mqtt.Status `json:"mqtt,omitempty"`
+	// Lamps is GET /api/lamps; absent on a server that keeps no lamps.
+	Lamps []lamps.Lamp `json:"lamps,omitempty"`
 }
 
 // words are the names the script needs: the weather codes' names (index =
@@ -123,9 +126,9 @@ func (s *Server) indexPage(c echo.Context) error {
 	for _, f := range favs.Colors {
 		d.Favorites = append(d.Favorites, f.Hex())
 	}
-	lamps := s.withOffline(devs)
+	rows := s.withOffline(devs)
 	haveImage := s.haveFirmware()
-	for _, dev := range lamps {
+	for _, dev := range rows {
 		v := deviceView(dev, now)
 		v.NoFirmware = !haveImage
 		d.Devices = append(d.Devices, v)
@@ -135,7 +138,7 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.Logs = append(d.Logs, logView(l))
 	}
 	d.LogLamps = logLamps(devs, logs, filter)
-	boot := bootData{State: st, Devices: lamps, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Words: pageWords}
+	boot := bootData{State: st, Devices: rows, Favorites: favs, LogFilter: filter, ServerTime: now.UTC(), Words: pageWords}
 	if s.deps.Weather != nil {
 		boot.Weather = s.deps.Weather.Report()
 	}
@@ -148,6 +151,12 @@ func (s *Server) indexPage(c echo.Context) error {
 			panel.Flash, panel.FlashKind = f.Message, string(f.Kind)
 		}
 		d.FirmwarePanel = templates.FirmwareCard(panel)
+	}
+	if s.deps.Lamps != nil {
+		boot.Lamps = s.deps.Lamps.Lamps()
+		for _, l := range boot.Lamps {
+			d.Lamps = append(d.Lamps, lampView(l, now))
+		}
 	}
 	if s.deps.MQTT != nil {
 		st := s.deps.MQTT.Status()
@@ -303,6 +312,14 @@ func changeFromForm(f url.Values) (state.Change, error) {
 		}
 		ch.Color = &c
 	}
+	if f.Has("brightness") {
+		v := strings.TrimSpace(f.Get("brightness"))
+		b, err := strconv.Atoi(v)
+		if err != nil {
+			return ch, &invalid.Error{Field: "brightness", Message: fmt.Sprintf("%q is not a whole number; use 0-100 (per cent)", v)}
+		}
+		ch.Brightness = &b
+	}
 	if f.Has("pulse") {
 		v := strings.TrimSpace(f.Get("pulse"))
 		p, err := strconv.Atoi(v)
@@ -336,7 +353,7 @@ func changeFromForm(f url.Values) (state.Change, error) {
 		ch.WeatherOverride = state.OverrideChange{Set: true, Value: &state.Override{Code: code, Intensity: intensity}}
 	}
 	if ch.Empty() {
-		return ch, errorf(http.StatusBadRequest, "nothing to change: the form sent none of mode, color, pulse, override")
+		return ch, errorf(http.StatusBadRequest, "nothing to change: the form sent none of mode, color, brightness, pulse, override")
 	}
 	return ch, nil
 }
@@ -354,6 +371,40 @@ func (s *Server) formState(c echo.Context) error {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/")
+}
+
+// formLamp is a lamp card's forms without the script: its state
+// (the fields of /ui/state), action=rename with a label, action=follow.
+func (s *Server) formLamp(c echo.Context) error {
+	ls, err := s.lampService()
+	if err != nil {
+		return err
+	}
+	f, err := readForm(c)
+	if err != nil {
+		return err
+	}
+	id := strings.TrimSpace(f.Get("lamp"))
+	if id == "" {
+		return errorf(http.StatusBadRequest, "the form names no lamp: send lamp=<id> as GET /api/lamps lists them")
+	}
+	switch action := f.Get("action"); action {
+	case "rename":
+		_, err = ls.SetLabel(id, f.Get("label"))
+	case "follow":
+		_, err = ls.Follow(id)
+	case "":
+		var ch state.Change
+		if ch, err = changeFromForm(f); err == nil {
+			_, err = ls.SetState(id, ch)
+		}
+	default:
+		err = errorf(http.StatusBadRequest, "action %q is not known; use rename, follow, or none to change the lamp's state", action)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/#lamps")
 }
 
 func (s *Server) formCommand(c echo.Context) error {

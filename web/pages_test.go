@@ -421,3 +421,41 @@ func TestFormCommandAsksFirst(t *testing.T) {
 	}
 	lamp.waitFor(t, "[cc:r:?:?]")
 }
+
+// TestLampFormsWithoutScript: a lamp card's forms work without the script:
+// its own colour reaches that lamp only, a rename, Follow all lamps; the
+// page lists the lamp with what it shows.
+func TestLampFormsWithoutScript(t *testing.T) {
+	e := newEnv(t)
+	bedroom := e.namedLamp(t, "bedroom")
+	post := func(v url.Values) {
+		t.Helper()
+		if res := e.form(t, "/ui/lamp", v); res.status != http.StatusSeeOther || res.header.Get("Location") != "/#lamps" {
+			t.Fatalf("POST /ui/lamp %v: %d %s", v, res.status, res.body)
+		}
+	}
+	post(url.Values{"lamp": {"bedroom"}, "mode": {"manual"}, "color": {"#00ff00"}, "brightness": {"50"}, "pulse": {"0"}})
+	bedroom.waitFor(t, "[cc:2:0,128,0:0]")
+	post(url.Values{"lamp": {"bedroom"}, "action": {"rename"}, "label": {"Bedroom shelf"}})
+	page := e.call(t, http.MethodGet, "/", "").body
+	for _, want := range []string{`data-lamp="bedroom"`, "Bedroom shelf", "Own colour #00ff00", `action="/ui/lamp"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	post(url.Values{"lamp": {"bedroom"}, "action": {"follow"}})
+	bedroom.waitFor(t, e.store.Get().Packet)
+	if l, err := e.lamps.Lamp("bedroom"); err != nil || !l.FollowsShared || l.Label != "Bedroom shelf" {
+		t.Errorf("bedroom after the forms: %+v, %v", l, err)
+	}
+	for _, v := range []url.Values{
+		{"action": {"follow"}},
+		{"lamp": {"attic"}, "action": {"follow"}},
+		{"lamp": {"bedroom"}, "action": {"paint"}},
+		{"lamp": {"bedroom"}, "brightness": {"lots"}},
+	} {
+		if res := e.form(t, "/ui/lamp", v); res.status < 400 {
+			t.Errorf("POST /ui/lamp %v: %d, want an error", v, res.status)
+		}
+	}
+}

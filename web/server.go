@@ -54,6 +54,7 @@ type LampService interface {
 	Forget(id string) error
 	StateOf(id string) (state.State, error)
 	SetState(id string, c state.Change) (state.State, error)
+	Follow(id string) (lamps.Lamp, error)
 }
 
 // DeviceService is the lamp gateway (device.Gateway).
@@ -328,6 +329,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/logs.txt", s.logsText)
 	e.POST("/ui/state", s.formState)
 	e.POST("/ui/command", s.formCommand)
+	e.POST("/ui/lamp", s.formLamp)
 	e.POST("/ui/favorites", s.formFavorites)
 	e.POST("/ui/weather/refresh", s.formWeatherRefresh)
 	e.POST("/ui/sessions", s.formSessions)
@@ -345,6 +347,7 @@ func (s *Server) routes() *echo.Echo {
 	api.DELETE("/lamps/:id", s.deleteLamp)
 	api.GET("/lamps/:id/state", s.getLampState)
 	api.PUT("/lamps/:id/state", s.putLampState)
+	api.DELETE("/lamps/:id/state", s.followShared)
 	api.GET("/devices", s.getDevices)
 	api.POST("/commands", s.postCommand)
 	api.GET("/logs", s.getLogs)

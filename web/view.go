@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/realip"
 	"github.com/cloudcloud/cloudcloud/internal/rollout"
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -135,6 +136,59 @@ func deviceView(i device.Info, now time.Time) templates.Device {
 		}
 	}
 	return v
+}
+
+// lampView is a lamp's card; keep the words in step with app.js
+// renderLamp.
+func lampView(l lamps.Lamp, now time.Time) templates.Lamp {
+	v := templates.Lamp{
+		ID: l.ID, Label: l.Label, Status: "offline", StatusText: "Offline", Follows: l.FollowsShared,
+		Mode: string(l.State.Mode), Color: l.State.Color.Hex(), Brightness: l.State.Brightness, Pulse: l.State.Pulse,
+		SinceTitle: "Offline since", Firmware: l.FirmwareVersion, Connections: len(l.Devices),
+	}
+	if v.Label == "" {
+		v.Label = l.ID
+	}
+	if v.Firmware == "" {
+		v.Firmware = "Unknown"
+	}
+	since := l.LastSeen
+	if l.Online {
+		v.Status, v.StatusText, v.SinceTitle = "online", "Online", "Online since"
+		since = time.Time{}
+		for _, d := range l.Devices {
+			if since.IsZero() || d.ConnectedAt.Before(since) {
+				since = d.ConnectedAt
+			}
+		}
+	}
+	v.Since = "—"
+	if !since.IsZero() {
+		v.SinceISO, v.Since = since.Format(time.RFC3339Nano), offlineSince(now, since)
+	}
+	switch {
+	case l.FollowsShared:
+		v.Shows = "Follows all lamps"
+	case l.State.Mode == state.ModeManual:
+		v.Shows = "Own colour " + v.Color
+		if l.State.Pulse > 0 {
+			v.Shows += " · pulse " + strconv.Itoa(l.State.Pulse)
+		}
+	default:
+		v.Shows = "Own: " + modeName(l.State.Mode)
+	}
+	return v
+}
+
+// modeName is a mode as its button says it.
+func modeName(m state.Mode) string {
+	switch m {
+	case state.ModeManual:
+		return "Manual"
+	case state.ModeWeather:
+		return "Weather"
+	}
+	return "Off"
 }
 
 // offlineSince says when a lamp left and how long ago: "10:32 (12 min)";

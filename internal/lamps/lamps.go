@@ -425,6 +425,35 @@ func (r *Registry) SetState(id string, c state.Change) (state.State, error) {
 	return next, nil
 }
 
+// Follow gives lamp id the shared state again (the UI's "Follow all
+// lamps"): its own state is dropped, on disk and on the lamp. On any error
+// nothing changed.
+func (r *Registry) Follow(id string) (Lamp, error) {
+	r.writes.Lock()
+	defer r.writes.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.lamps[id]
+	if e == nil {
+		return Lamp{}, &UnknownError{ID: id}
+	}
+	if e.own == nil {
+		return r.view(e), nil
+	}
+	rec := e.rec
+	rec.FollowsShared, rec.State, rec.Epoch = true, nil, 0
+	if _, err := storage.PutJSON(r.opt.Records, keyFor(id), rec); err != nil {
+		return r.view(e), fmt.Errorf("save lamp %q (nothing was changed): %w", id, err)
+	}
+	e.rec, e.own, e.dirty = rec, nil, false
+	delete(r.owned, id)
+	if r.gw != nil {
+		r.gw.FollowShared(id)
+	}
+	r.publish(e)
+	return r.view(e), nil
+}
+
 // Get returns the shared state.
 func (r *Registry) Get() state.State { return r.opt.Shared.Get() }
 

@@ -246,3 +246,43 @@ func TestFirmwareAndEvents(t *testing.T) {
 		t.Errorf("events %v, want %s", got, want)
 	}
 }
+
+// TestFollow: one lamp gives up its own state (the UI's "Follow all
+// lamps"), on the gateway, in the registry and after a restart; the others
+// keep theirs.
+func TestFollow(t *testing.T) {
+	dir := t.TempDir()
+	e := open(t, dir)
+	seen(e, "bedroom", true)
+	seen(e, "hall", true)
+	for _, id := range []string{"bedroom", "hall"} {
+		if _, err := e.reg.SetState(id, state.Change{Mode: ptr(state.ModeManual), Color: &protocol.RGB{G: 255}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := e.reg.Follow("bedroom")
+	if err != nil || !l.FollowsShared || l.State.Packet != e.store.Get().Packet {
+		t.Fatalf("Follow answered %+v, %v", l, err)
+	}
+	if got := e.gw.get("bedroom"); got != "" {
+		t.Errorf("the gateway still shows %q for the bedroom", got)
+	}
+	if got := e.gw.get("hall"); got != "[cc:2:0,255,0:0]" {
+		t.Errorf("the hall shows %q; it should keep its own", got)
+	}
+	if _, err := e.reg.Follow("bedroom"); err != nil {
+		t.Errorf("following again: %v", err)
+	}
+	var unknown *UnknownError
+	if _, err := e.reg.Follow("attic"); !errors.As(err, &unknown) {
+		t.Errorf("Follow of an unknown lamp: %v", err)
+	}
+	e.reg.Close()
+	e = open(t, dir)
+	if l, _ := e.reg.Lamp("bedroom"); !l.FollowsShared {
+		t.Errorf("bedroom after a restart: %+v", l)
+	}
+	if l, _ := e.reg.Lamp("hall"); l.FollowsShared {
+		t.Errorf("hall after a restart: %+v", l)
+	}
+}

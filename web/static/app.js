@@ -37,6 +37,7 @@
   const app = {
     state: null,
     devices: new Map(),
+    lamps: new Map(), // the lamp registry by id (API.md "Lamps"); empty on a server without one
     favorites: [],
     weather: boot.weather,
     logFilter: boot.log_filter || '',
@@ -736,6 +737,140 @@
     renderDevices();
   }
 
+  // ---------- each lamp (the registry) ----------
+
+  const MODE_NAMES = { off: 'Off', weather: 'Weather', manual: 'Manual' };
+  const lampLabel = (l) => l.label || l.id;
+  // lampShows says in words what a lamp shows.
+  function lampShows(l) {
+    if (l.follows_shared) return 'Follows all lamps';
+    const st = l.state || {};
+    if (st.mode === 'manual') return 'Own colour ' + st.color + (st.pulse ? ' · pulse ' + st.pulse : '');
+    return 'Own: ' + (MODE_NAMES[st.mode] || st.mode);
+  }
+  // The connection that has been up longest says since when a lamp is online.
+  const onlineSince = (l) => (l.devices || []).map((d) => d.connected_at).filter(Boolean).sort()[0] || '';
+
+  function renderLamp(l) {
+    const list = $('#lamp-cards');
+    let card = list.querySelector('.lamp-card[data-lamp="' + CSS.escape(l.id) + '"]');
+    if (!card) {
+      card = $('#lamp-card-template').content.firstElementChild.cloneNode(true);
+      card.dataset.lamp = l.id;
+    }
+    const st = l.state || {};
+    card.dataset.status = l.online ? 'online' : 'offline';
+    card.dataset.follows = String(!!l.follows_shared);
+    card.dataset.mode = st.mode || '';
+    setText(field(card, 'lamp-label'), lampLabel(l));
+    setText(field(card, 'lamp-shows'), lampShows(l));
+    setText(field(card, 'lamp-status'), l.online ? 'Online' : 'Offline');
+    if (st.color) field(card, 'lamp-swatch').setAttribute('fill', st.color);
+    $$('input[data-bind="lamp"]', card).forEach((el) => { el.value = l.id; });
+    card.querySelectorAll('[data-lamp-mode]').forEach((b) => b.setAttribute('aria-pressed', String(b.dataset.lampMode === st.mode)));
+    const keep = (el) => document.activeElement === el;
+    const colour = card.querySelector('[data-lamp-input="color"]');
+    if (!keep(colour) && st.color) colour.value = st.color;
+    const bright = card.querySelector('[data-lamp-input="brightness"]');
+    if (!keep(bright) && st.brightness !== undefined) bright.value = String(st.brightness);
+    setText(field(card, 'lamp-brightness'), bright.value + ' %');
+    const pulse = card.querySelector('[data-lamp-input="pulse"]');
+    if (!keep(pulse) && st.pulse !== undefined) pulse.value = String(st.pulse);
+    setText(field(card, 'lamp-pulse'), pulse.value === '0' ? 'Steady' : pulse.value);
+    const name = card.querySelector('input[name="label"]');
+    if (!keep(name)) name.value = lampLabel(l);
+    const follow = card.querySelector('[data-lamp-action="follow"]');
+    follow.disabled = !!l.follows_shared;
+    setText(follow, l.follows_shared ? 'Follows all lamps' : 'Follow all lamps');
+    setText(field(card, 'lamp-since-title'), l.online ? 'Online since' : 'Offline since');
+    const since = field(card, 'lamp-since');
+    since.dataset.since = l.online ? onlineSince(l) : (l.last_seen || '');
+    setText(field(card, 'lamp-firmware'), l.firmware_version || 'Unknown');
+    setText(field(card, 'lamp-id'), l.id);
+    setText(field(card, 'lamp-devices'), String((l.devices || []).length));
+    tickLamp(card);
+    return card;
+  }
+
+  function tickLamp(card) {
+    const since = field(card, 'lamp-since');
+    const iso = since.dataset.since;
+    setText(since, !iso || iso.startsWith('0001-') ? '—' : offlineSince(iso));
+  }
+
+  function renderLamps() {
+    const list = $('#lamp-cards');
+    if (!list) return;
+    $$('.lamp-card', list).forEach((card) => { if (!app.lamps.has(card.dataset.lamp)) card.remove(); });
+    const ids = [...app.lamps.keys()].sort();
+    // Move only cards out of place, so an open card keeps its focus.
+    ids.forEach((id, i) => {
+      const card = renderLamp(app.lamps.get(id));
+      if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
+    });
+    $('#lamp-cards-box').hidden = app.lamps.size === 0;
+    updateSynced();
+  }
+
+  function onLamp(l) {
+    if (l.forgotten) app.lamps.delete(l.id);
+    else app.lamps.set(l.id, l);
+    renderLamps();
+  }
+
+  // A lamp's own controls: each change goes to that lamp only.
+  function lampCall(id, method, path, body) {
+    return api(method, '/api/lamps/' + encodeURIComponent(id) + path, body)
+      .catch((e) => { toast(e.message, 'error'); const l = app.lamps.get(id); if (l) renderLamp(l); });
+  }
+  function changeLamp(id, change) {
+    lampCall(id, 'PUT', '/state', change).then((st) => {
+      const l = app.lamps.get(id);
+      if (st && l) { l.state = st; l.follows_shared = false; renderLamp(l); updateSynced(); }
+    });
+  }
+  const lampOf = (el) => el.closest('.lamp-card').dataset.lamp;
+  if ($('#lamp-cards')) {
+    const list = $('#lamp-cards');
+    list.addEventListener('input', (ev) => {
+      const el = ev.target.closest('[data-lamp-input]');
+      if (!el) return;
+      const card = el.closest('.lamp-card');
+      if (el.dataset.lampInput === 'brightness') setText(field(card, 'lamp-brightness'), el.value + ' %');
+      if (el.dataset.lampInput === 'pulse') setText(field(card, 'lamp-pulse'), el.value === '0' ? 'Steady' : el.value);
+    });
+    list.addEventListener('change', (ev) => {
+      const el = ev.target.closest('[data-lamp-input]');
+      if (!el) return;
+      const id = lampOf(el);
+      const kind = el.dataset.lampInput;
+      if (kind === 'color') changeLamp(id, { mode: 'manual', color: el.value });
+      else changeLamp(id, { [kind]: Number(el.value) });
+    });
+    list.addEventListener('submit', (ev) => {
+      const form = ev.target.closest('form[data-lamp-form]');
+      if (!form) return;
+      ev.preventDefault();
+      const id = lampOf(form);
+      if (form.dataset.lampForm === 'state') {
+        const mode = ev.submitter && ev.submitter.dataset.lampMode;
+        if (mode) changeLamp(id, { mode });
+        return;
+      }
+      if (form.dataset.lampForm === 'follow') {
+        lampCall(id, 'DELETE', '/state').then((l) => { if (l && l.id) onLamp(l); });
+        return;
+      }
+      const label = form.label.value.trim();
+      lampCall(id, 'PATCH', '', { label }).then((l) => {
+        if (!l || !l.id) return;
+        form.label.blur();
+        onLamp(l);
+        toast('Renamed to ' + lampLabel(l));
+      });
+    });
+  }
+
   function updateSynced() {
     const el = $('#synced');
     if (!el) return;
@@ -743,6 +878,10 @@
     if (app.stale) { setText(el, 'not live: the server cannot be reached'); return; }
     const lamps = [...app.devices.values()].filter((d) => d.authenticated && !isOffline(d));
     if (!lamps.length) { setText(el, 'no lamp connected'); return; }
+    // Lamps with a state of their own do not show what this card shows.
+    const online = [...app.lamps.values()].filter((l) => l.online);
+    const following = online.filter((l) => l.follows_shared).length;
+    if (following < online.length) { setText(el, following + ' of ' + online.length + ' lamps show this'); return; }
     const synced = lamps.filter((d) => d.synchronized).length;
     setText(el, synced === lamps.length ? (lamps.length === 1 ? '1 lamp shows this' : lamps.length + ' lamps show this') : synced + ' of ' + lamps.length + ' lamps in step');
   }
@@ -1212,6 +1351,11 @@
       renderDevices();
     });
     on('device', onDevice);
+    on('lamps', (list) => {
+      app.lamps = new Map((list || []).map((l) => [l.id, l]));
+      renderLamps();
+    });
+    on('lamp', onLamp);
     on('log', onLog);
     on('weather', applyWeather);
     on('favorites', (f) => renderFavorites(f.colors || []));
@@ -1237,6 +1381,7 @@
   setInterval(() => {
     if (document.hidden) return;
     $$('.device').forEach(tickRow);
+    $$('.lamp-card').forEach(tickLamp);
     tickWeather();
     tickFirmware();
     tickPreview();
@@ -1537,11 +1682,13 @@
   // ---------- start ----------
 
   app.devices = new Map((boot.devices || []).map((d) => [d.id, d]));
+  app.lamps = new Map((boot.lamps || []).map((l) => [l.id, l]));
   applyState(boot.state);
   renderFavorites((boot.favorites && boot.favorites.colors) || []);
   applyWeather(boot.weather);
   applyFirmware(boot.firmware);
   renderDevices();
+  renderLamps();
   if ($('#scenes')) {
     bindAutomation();
     reloadScenes().then(reloadSchedules);

@@ -170,6 +170,7 @@ type Index struct {
 	FavoritesFull  bool
 	Devices        []Device // connected lamps first, then those that left
 	LampCount      int      // connected lamps, for the badge
+	Lamps          []Lamp   // every lamp of the registry, by id
 	Logs           []LogLine
 	LogFilter      string
 	LogDownload    string // URL of the filtered log as text
@@ -189,7 +190,38 @@ type Index struct {
 	Boot any
 }
 
+// Lamp is one lamp of the registry as its card shows it (LampCard).
+type Lamp struct {
+	ID, Label          string
+	Status, StatusText string // "online" or "offline", and in words
+	Shows              string // what it shows, in words: "Follows all lamps", "Own colour #00ff00"
+	Follows            bool   // it shows the shared state
+	Mode, Color        string
+	Brightness, Pulse  int
+	SinceTitle, Since  string // "Online since", "13:53 (2 min)"
+	SinceISO           string // for the script to keep Since ticking
+	Firmware           string
+	Connections        int
+}
+
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// swatchFill is a colour for a fill or a colour input: the empty card of
+// the script's template gets white.
+func swatchFill(c string) string {
+	if c == "" {
+		return "#ffffff"
+	}
+	return c
+}
+
+// pulseText is how the pulse sliders say their value (app.js too).
+func pulseText(p int) string {
+	if p == 0 {
+		return "Steady"
+	}
+	return strconv.Itoa(p)
+}
 
 func i64toa(i int64) string { return strconv.FormatInt(i, 10) }
 
