@@ -98,11 +98,9 @@ func (s *Server) putScene(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id := c.Param("id")
-	if sc.ID != "" && sc.ID != id {
-		return errorf(http.StatusBadRequest, "id %q in the body differs from %q in the path; leave it out or make them equal", sc.ID, id)
+	if sc.ID, err = pathID(c, sc.ID); err != nil {
+		return err
 	}
-	sc.ID = id
 	if sc, err = svc.Put(sc); err != nil {
 		return err
 	}
@@ -158,4 +156,14 @@ func (s *Server) applyScene(c echo.Context) error {
 		lamps = s.deps.LampList()
 	}
 	return noStoreJSON(c, http.StatusOK, map[string]any{"lamps": lamps})
+}
+
+// pathID is the id a PUT of a scene or schedule names in its path; one
+// given in the body too must be the same.
+func pathID(c echo.Context, bodyID string) (string, error) {
+	id := c.Param("id")
+	if bodyID != "" && bodyID != id {
+		return "", errorf(http.StatusBadRequest, "id %q in the body differs from %q in the path; leave it out or make them equal", bodyID, id)
+	}
+	return id, nil
 }

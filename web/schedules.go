@@ -120,11 +120,9 @@ func (s *Server) putSchedule(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	id := c.Param("id")
-	if sc.ID != "" && sc.ID != id {
-		return errorf(http.StatusBadRequest, "id %q in the body differs from %q in the path; leave it out or make them equal", sc.ID, id)
+	if sc.ID, err = pathID(c, sc.ID); err != nil {
+		return err
 	}
-	sc.ID = id
 	if sc, err = svc.Put(sc); err != nil {
 		return err
 	}
