@@ -60,8 +60,13 @@ type Options struct {
 	Proxies       realip.Resolver
 	// Records is where the debug switches and the debug log are kept; nil
 	// keeps them in memory.
-	Records  storage.Bucket
-	Bus      events.Publisher
+	Records storage.Bucket
+	Bus     events.Publisher
+	// Node is this server's name in a cluster (cluster.node; empty for a
+	// server of its own): device objects and log lines carry it, and it is
+	// part of every connection id, so ids made by different nodes never
+	// collide.
+	Node     string
 	Logger   *slog.Logger
 	noPoller bool // tests: use the fallback reader
 
@@ -149,9 +154,10 @@ type Stats struct {
 // Gateway serves lamps. Create it with New and mount it as an http.Handler
 // on the device port.
 type Gateway struct {
-	opt     Options
-	log     *slog.Logger
-	secrets secrets
+	opt      Options
+	log      *slog.Logger
+	idPrefix string // of connection ids: "d-", or "d-<node>-" in a cluster
+	secrets  secrets
 	// refusals slows down repeated wrong secrets from one address. The
 	// waiting costs the server nothing: a wrong secret is closed at once,
 	// and the address's next attempts get 429 before any upgrade until its
@@ -210,6 +216,7 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 		offline:     make(map[string]Info),
 		handshaking: make(map[string]int),
 		done:        make(chan struct{}),
+		idPrefix:    "d-",
 		upgrader: websocket.Upgrader{
 			// gorilla only does the upgrade: frames are read by frames.go
 			// and written by writer.go, so its buffers serve the upgrade
@@ -223,6 +230,9 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 			CheckOrigin:      func(*http.Request) bool { return true },
 			HandshakeTimeout: opt.HandshakeTimeout,
 		},
+	}
+	if opt.Node != "" {
+		g.idPrefix = "d-" + opt.Node + "-"
 	}
 	g.hub.init(textFrame(initial.Bytes()))
 	g.writers = newWriterPool()
@@ -373,7 +383,7 @@ func (g *Gateway) register(l *lamp) bool {
 	g.readers.Add(1)
 	for {
 		_, _ = rand.Read(b[:])
-		id := "d-" + hex.EncodeToString(b[:])
+		id := g.idPrefix + hex.EncodeToString(b[:])
 		if _, taken := g.conns[id]; !taken {
 			l.id = id
 			g.conns[id] = l
@@ -766,7 +776,7 @@ func (g *Gateway) addLog(l *lamp, msg string) {
 	if key == "" {
 		key = l.id
 	}
-	line, live := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg})
+	line, live := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg, Node: g.opt.Node})
 	if live && g.opt.Bus != nil {
 		g.opt.Bus.Publish(events.Event{Type: events.TypeLog, Time: line.Time, Data: line})
 	}
@@ -861,6 +871,9 @@ type Info struct {
 	// For a lamp that left: when and why.
 	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
 	Reason         string     `json:"reason,omitempty"`
+	// Node is the cluster node that holds the connection (CLUSTER.md);
+	// empty on a server of its own.
+	Node string `json:"node,omitempty"`
 }
 
 // Lamp is how a lamp is recognised across reconnects, when its connection
@@ -900,6 +913,7 @@ func (g *Gateway) info(l *lamp, debug bool) Info {
 		Phase:           phase.phase(),
 		LampID:          l.LampID(),
 		FirmwareVersion: l.firmware,
+		Node:            g.opt.Node,
 	}
 }
 

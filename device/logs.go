@@ -20,6 +20,9 @@ type LogLine struct {
 	// Skipped, on a line sent live to open pages, counts the lines of this
 	// lamp before it that were kept but not sent live (see liveRate).
 	Skipped int `json:"skipped,omitempty"`
+	// Node is the cluster node the lamp sent it to; empty on a server of
+	// its own.
+	Node string `json:"node,omitempty"`
 }
 
 // lineOverhead is what a stored line costs beyond its message: the struct

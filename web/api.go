@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -214,6 +215,16 @@ func parseLimit(v string, defaultLimit, maxLimit int) (int, error) {
 		return 0, errorf(http.StatusBadRequest, "limit %q is out of range: use a whole number 1-%d", v, maxLimit)
 	}
 	return n, nil
+}
+
+// getCluster is GET /api/cluster: the nodes of the cluster, or
+// {"nodes": []} on a server of its own.
+func (s *Server) getCluster(c echo.Context) error {
+	st := cluster.Status{Nodes: []cluster.Node{}}
+	if s.deps.Cluster != nil {
+		st = s.deps.Cluster.Status()
+	}
+	return noStoreJSON(c, http.StatusOK, st)
 }
 
 func (s *Server) getLogs(c echo.Context) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/atomicfile"
 	"github.com/cloudcloud/cloudcloud/internal/automation"
+	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
@@ -57,6 +58,7 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		pce   *firmware.ProjectChangeError
 		usc   *automation.UnknownSceneError
 		usch  *automation.UnknownScheduleError
+		node  *cluster.NodeError
 		path  = c.Request().URL.Path
 	)
 	switch {
@@ -92,6 +94,8 @@ func (s *Server) classify(err error, c echo.Context) *httpError {
 		return errorf(http.StatusRequestEntityTooLarge, "the request body is larger than %d bytes", mbe.Limit)
 	case atomicfile.Kind(err) != "":
 		return s.storageError(err, c)
+	case errors.As(err, &node):
+		return &httpError{status: http.StatusServiceUnavailable, retryAfter: 2, msg: node.Error()}
 	case errors.Is(err, storage.ErrUnavailable):
 		s.log.Error("request failed: the cluster's storage cannot be reached", "method", c.Request().Method, "path", path, "err", err)
 		return &httpError{status: http.StatusServiceUnavailable, retryAfter: 5,

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
 	"github.com/cloudcloud/cloudcloud/internal/lamps"
@@ -163,8 +164,27 @@ func (s *Server) indexPage(c echo.Context) error {
 		boot.MQTT = &st
 		d.MQTT = mqttText(st)
 	}
+	if s.deps.Cluster != nil {
+		d.Cluster = clusterText(s.deps.Cluster.Status())
+	}
 	d.Boot = boot
 	return s.renderPage(c, http.StatusOK, templates.IndexPage(d))
+}
+
+// clusterText is the cluster status line of the lamps card.
+func clusterText(st cluster.Status) string {
+	parts := make([]string, len(st.Nodes))
+	for i, n := range st.Nodes {
+		parts[i] = fmt.Sprintf("%s %d", n.Name, n.Lamps)
+		if n.Self {
+			parts[i] = fmt.Sprintf("%s (this page) %d", n.Name, n.Lamps)
+		}
+	}
+	text := fmt.Sprintf("Cluster of %d nodes, lamps on each: %s.", len(st.Nodes), strings.Join(parts, ", "))
+	if st.NATS != "connected" {
+		text += " NATS is " + st.NATS + ": changes wait until it is back."
+	}
+	return text
 }
 
 // mqttText is the MQTT status line of the lamps card; app.js words it

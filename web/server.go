@@ -23,6 +23,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/backoff"
+	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/favorites"
 	"github.com/cloudcloud/cloudcloud/internal/firmware"
@@ -72,6 +73,11 @@ type DeviceService interface {
 type WeatherService interface {
 	Report() weather.Report
 	Refresh()
+}
+
+// ClusterService is this node's part in a cluster (cluster.Cluster).
+type ClusterService interface {
+	Status() cluster.Status
 }
 
 // MQTTService is the MQTT bridge (mqtt.Bridge).
@@ -174,6 +180,8 @@ type Deps struct {
 	LampList func() any
 	// MQTT may be nil: MQTT is off (mqtt.url unset) and the page says nothing of it.
 	MQTT MQTTService
+	// Cluster may be nil: a server of its own (cluster.nats_url unset).
+	Cluster ClusterService
 }
 
 // Server is the web port. Create it with New and serve Handler.
@@ -349,6 +357,7 @@ func (s *Server) routes() *echo.Echo {
 	api.PUT("/lamps/:id/state", s.putLampState)
 	api.DELETE("/lamps/:id/state", s.followShared)
 	api.GET("/devices", s.getDevices)
+	api.GET("/cluster", s.getCluster)
 	api.POST("/commands", s.postCommand)
 	api.GET("/logs", s.getLogs)
 	api.GET("/events", s.events)

@@ -112,7 +112,7 @@ func deviceLabel(i device.Info) string {
 
 func deviceView(i device.Info, now time.Time) templates.Device {
 	v := templates.Device{
-		ID: i.ID, Name: i.Name, Label: deviceLabel(i), RemoteAddr: i.RemoteAddr,
+		ID: i.ID, Name: i.Name, Label: deviceLabel(i), RemoteAddr: i.RemoteAddr, Node: i.Node,
 		ConnectedAt: i.ConnectedAt.Format(time.RFC3339Nano),
 		LastSeen:    i.LastSeen.Format(time.RFC3339Nano),
 		Uptime:      humanDuration(now.Sub(i.ConnectedAt)),

@@ -366,8 +366,11 @@ func (r *Registry) view(e *entry) Lamp {
 	if e.own != nil {
 		l.State = *e.own
 	}
-	if r.gw != nil && e.online > 0 {
+	// The gateway knows the connections of every node in a cluster
+	// (cluster.Cluster), not only the ones counted here.
+	if r.gw != nil {
 		l.Devices = r.gw.LampDevices(e.rec.ID)
+		l.Online = l.Online || len(l.Devices) > 0
 		for _, d := range l.Devices {
 			if d.LastSeen.After(l.LastSeen) {
 				l.LastSeen = d.LastSeen

@@ -307,3 +307,50 @@ func (c *MQTTCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.received, prometheus.CounterValue, float64(in))
 	ch <- prometheus.MustNewConstMetric(c.published, prometheus.CounterValue, float64(out))
 }
+
+// ClusterSource is the cluster as the collector reads it: the lamps
+// connected to each node it knows (itself included), and whether NATS can
+// be reached.
+type ClusterSource interface {
+	Nodes() (lamps map[string]int, connected bool)
+}
+
+// ClusterCollector exports the cluster's nodes and this node's NATS link.
+type ClusterCollector struct {
+	src                    ClusterSource
+	nodes, lamps, natsLink *prometheus.Desc
+}
+
+// NewClusterCollector reads src at every scrape.
+func NewClusterCollector(src ClusterSource) *ClusterCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "cluster", name), help, labels, nil)
+	}
+	return &ClusterCollector{
+		src:      src,
+		nodes:    d("nodes", "Cluster nodes this node knows to be alive, itself included."),
+		lamps:    d("node_lamps", "Lamp connections each node holds, as this node knows it.", "node"),
+		natsLink: d("nats_connected", "1 while this node can reach NATS (cluster.nats_url), else 0."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *ClusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.nodes
+	ch <- c.lamps
+	ch <- c.natsLink
+}
+
+// Collect implements prometheus.Collector.
+func (c *ClusterCollector) Collect(ch chan<- prometheus.Metric) {
+	nodes, connected := c.src.Nodes()
+	link := 0.0
+	if connected {
+		link = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(len(nodes)))
+	for name, n := range nodes {
+		ch <- prometheus.MustNewConstMetric(c.lamps, prometheus.GaugeValue, float64(n), name)
+	}
+	ch <- prometheus.MustNewConstMetric(c.natsLink, prometheus.GaugeValue, link)
+}

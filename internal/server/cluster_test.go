@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,13 +40,24 @@ func startNATS(t *testing.T, port int, dir string) *natsserver.Server {
 	return ns
 }
 
-// startNode runs a cloudcloud node on the NATS server at url.
-func startNode(t *testing.T, url, node string) Addrs {
+// clusterNode is a running cloudcloud node of a test cluster.
+type clusterNode struct {
+	Addrs
+	srv  *Server
+	stop func() // stops it gracefully and waits; safe to call twice
+}
+
+// startNode runs a cloudcloud node on the NATS server at url. edit, if
+// set, changes its configuration first.
+func startNode(t *testing.T, url, node string, edit ...func(*config.Config)) *clusterNode {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Web.Listen, cfg.Device.Listen, cfg.Storage.Dir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
 	cfg.Web.Password, cfg.Device.AuthSecret = clusterPassword, clusterSecret
 	cfg.Cluster.NATSURL, cfg.Cluster.Node = url, node
+	for _, e := range edit {
+		e(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -56,26 +68,30 @@ func startNode(t *testing.T, url, node string) Addrs {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("node %s stopped with %v", node, err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("node %s stopped with %v", node, err)
+				}
+			case <-time.After(2 * ShutdownTimeout):
+				t.Errorf("node %s did not stop", node)
 			}
-		case <-time.After(2 * ShutdownTimeout):
-			t.Errorf("node %s did not stop", node)
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case a := <-ready:
-		return a
+		return &clusterNode{Addrs: a, srv: srv, stop: stop}
 	case err := <-done:
 		t.Fatalf("node %s did not start: %v", node, err)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("node %s did not start in 20s", node)
 	}
-	return Addrs{}
+	return nil
 }
 
 func putState(t *testing.T, web, body string) *http.Response {

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/atomicfile"
 	"github.com/cloudcloud/cloudcloud/internal/automation"
 	"github.com/cloudcloud/cloudcloud/internal/backoff"
+	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/config"
 	"github.com/cloudcloud/cloudcloud/internal/connlimit"
 	"github.com/cloudcloud/cloudcloud/internal/credentials"
@@ -75,6 +77,13 @@ type Server struct {
 	updates *rollout.Tracker
 	sched   *automation.Scheduler
 	mqtt    *mqtt.Bridge // nil unless mqtt.url is set
+	// cluster is this node's part in a cluster, nil without
+	// cluster.nats_url; devices is the lamps of every node: the cluster,
+	// or the gateway.
+	cluster *cluster.Cluster
+	devices lampGateway
+	nats    *nats.Conn // cluster.nats_url's connection, nil without it
+	node    string     // cluster.node, or the host name; "" without a cluster
 
 	maxLamps int      // device.max_connections, or what the open-file limit allows
 	closers  []func() // what Run closes last (the NATS connection)
@@ -177,7 +186,14 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// Every display change reaches the gateway in order, straight from the
 	// store's commit; see state.Store.Watch.
 	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
-	s.lamps.Attach(s.gateway)
+	if s.devices, err = s.joinCluster(); err != nil {
+		s.gateway.Shutdown(context.Background())
+		return nil, err
+	}
+	s.lamps.Attach(s.devices)
+	if s.cluster != nil {
+		registry.MustRegister(metrics.NewClusterCollector(clusterMetrics{s.cluster}))
+	}
 	registry.MustRegister(metrics.NewDeviceCollector(s.gateway.Stats()), metrics.NewWeatherCollector(s.poller.Report))
 	if cfg.MQTT.URL != "" {
 		if s.mqtt, err = s.newMQTT(fw, scenes); err != nil {
@@ -205,7 +221,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 		Proxies: proxies, DataDir: dir, Sessions: data, Logger: log.With("part", "web"),
 		Registry: registry, Version: o.Version, FirmwareHandler: fwHandler,
 		FirmwareMaxSize: int64(cfg.Firmware.MaxSize), FirmwareChip: cfg.Firmware.Chip,
-	}, s.webDeps(web.Deps{State: s.lamps, Lamps: s.lamps, Devices: s.gateway, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates,
+	}, s.webDeps(web.Deps{State: s.lamps, Lamps: s.lamps, Devices: s.devices, Favorites: favs, Weather: s.poller, Events: s.bus, Firmware: fw, Rollout: s.updates,
 		Scenes: scenes, Schedules: s.sched, LampList: func() any { return s.lamps.Lamps() }}))
 	if err != nil {
 		s.gateway.Shutdown(context.Background())
@@ -280,16 +296,81 @@ func (s *Server) openStorage() (backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.nats, s.node = js.Conn(), nodeName(s.cfg.Cluster.Node)
 	s.closers = append(s.closers, js.Close)
 	s.log.Info("state kept in NATS JetStream, shared with the other nodes", "nats", s.cfg.Cluster.NATSURL, "replicas", s.cfg.Cluster.Replicas)
 	return js, nil
 }
 
-// webDeps adds the MQTT bridge, when there is one: a nil *mqtt.Bridge in
-// the interface would not read as "off".
+// lampGateway is the lamps of every node: what the registry and the web
+// port need of the gateway (device.Gateway, or cluster.Cluster in a
+// cluster).
+type lampGateway interface {
+	lamps.Gateway
+	web.DeviceService
+}
+
+// joinCluster joins the cluster when there is one: the lamps of every node
+// are then the cluster's, else the gateway's.
+func (s *Server) joinCluster() (lampGateway, error) {
+	if s.nats == nil {
+		return s.gateway, nil
+	}
+	c, err := cluster.New(cluster.Options{
+		Conn: s.nats, Node: s.node, Gateway: s.gateway, Bus: s.bus,
+		// A lamp's card follows its connections on other nodes too.
+		LampChanged: func(id string) { s.bus.Publish(events.Event{Type: events.TypeLamp, Data: lamps.Changed{ID: id}}) },
+		Expiry:      s.cfg.Device.KeepaliveTimeout.D(),
+		Logger:      s.log.With("part", "cluster"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.cluster = c
+	s.log.Info("joined the cluster as node "+s.node, "nats", s.cfg.Cluster.NATSURL)
+	return c, nil
+}
+
+// clusterMetrics is the cluster as the metrics read it.
+type clusterMetrics struct{ c *cluster.Cluster }
+
+func (m clusterMetrics) Nodes() (nodes map[string]int, connected bool) {
+	st := m.c.Status()
+	nodes = make(map[string]int, len(st.Nodes))
+	for _, n := range st.Nodes {
+		nodes[n.Name] = n.Lamps
+	}
+	return nodes, st.NATS == "connected"
+}
+
+// nodeName is cluster.node, or else the host name up to its first dot, in
+// the letters a node name may have.
+func nodeName(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	host, _ := os.Hostname()
+	host, _, _ = strings.Cut(host, ".")
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
+	if name == "" {
+		name = "node"
+	}
+	return name
+}
+
+// webDeps adds the MQTT bridge and the cluster, when there are: a nil
+// pointer in the interface would not read as "off".
 func (s *Server) webDeps(d web.Deps) web.Deps {
 	if s.mqtt != nil {
 		d.MQTT = s.mqtt
+	}
+	if s.cluster != nil {
+		d.Cluster = s.cluster
 	}
 	return d
 }
@@ -307,7 +388,7 @@ func (s *Server) newMQTT(fw *firmware.Store, scenes *automation.Scenes) (*mqtt.B
 		URL: m.URL, Username: m.Username, Password: m.Password, ClientID: clientID,
 		BaseTopic: m.BaseTopic, Discovery: m.Discovery, DiscoveryPrefix: m.DiscoveryPrefix,
 		PublicURL: s.cfg.Web.PublicURL, Version: s.opt.Version,
-		Bus: s.bus, Shared: shared, Lamps: mqttLamps{r: s.lamps, gw: s.gateway},
+		Bus: s.bus, Shared: shared, Lamps: mqttLamps{r: s.lamps, gw: s.gateway, node: s.node},
 		Firmware: fw, Weather: s.poller, Scenes: mqttScenes{scenes},
 		// A lamp's own state and label, and lamps appearing or forgotten.
 		MoreEvents: []events.Type{events.TypeLamp},
@@ -390,6 +471,7 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 		Proxies:          proxies,
 		Records:          records,
 		Bus:              s.bus,
+		Node:             s.node,
 		Logger:           s.log.With("part", "device"),
 		OnFanout:         fanout.ObserveFanout,
 		OnLamp:           s.lamps.Seen,
@@ -468,6 +550,9 @@ func (s *Server) Run(ctx context.Context) error {
 	wg.Go(func() { s.sched.Run(runCtx) })
 	if s.mqtt != nil {
 		wg.Go(func() { _ = s.mqtt.Run(runCtx) })
+	}
+	if s.cluster != nil {
+		wg.Go(func() { s.cluster.Run(runCtx) })
 	}
 	if s.opt.Ready != nil {
 		s.opt.Ready(addrs)

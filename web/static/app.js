@@ -630,6 +630,8 @@
     setText(field(row, 'label'), deviceLabel(d));
     setText(field(row, 'status'), app.stale && !offline ? 'Unknown' : STATUS_TEXT[status]);
     setText(field(row, 'remote'), d.remote_addr);
+    setText(field(row, 'node'), d.node || '');
+    field(row, 'node').parentElement.hidden = !d.node;
     field(row, 'uptime').dataset.since = d.connected_at;
     field(row, 'seen').dataset.ago = d.last_seen;
     setText(field(row, 'sent'), String(d.packets_sent));

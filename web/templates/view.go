@@ -58,6 +58,7 @@ type State struct {
 // which keeps its last known facts and says when and why it went.
 type Device struct {
 	ID, Label, Name, RemoteAddr string
+	Node                        string // the cluster node holding it; "" on a server of its own
 	Status                      string // online, syncing, handshake, offline
 	StatusText                  string
 	ConnectedAt, LastSeen       string // RFC 3339, for scripts
@@ -185,6 +186,8 @@ type Index struct {
 	Automation bool
 	// MQTT is the broker status line; "" while MQTT is off.
 	MQTT string
+	// Cluster is the cluster status line; "" on a server of its own.
+	Cluster string
 	// Boot is the same data as JSON for the script, so it starts from what
 	// the page shows without waiting for the event stream.
 	Boot any

@@ -98,6 +98,10 @@ func (s *Store) connected() error {
 	return nil
 }
 
+// Conn is the NATS connection, for what nodes tell each other beside the
+// stored records (internal/cluster).
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
 // Close drops the connection.
 func (s *Store) Close() { s.nc.Close() }
 

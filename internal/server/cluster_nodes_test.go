@@ -1,0 +1,310 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/cloudcloud/cloudcloud/device"
+	"github.com/cloudcloud/cloudcloud/internal/cluster"
+	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/protocol"
+)
+
+// testLamp is a lamp that answers pings by reading all the time (gorilla
+// answers a ping while a read is under way), handing the packets to msgs.
+type testLamp struct {
+	c    *websocket.Conn
+	msgs chan string // closed when the connection ends
+}
+
+// dialLamp connects lamp id (?lamp=) to a node's device port and waits for
+// "ok".
+func dialLamp(t *testing.T, addr, id string) *testLamp {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/?lamp="+id, nil)
+	if err != nil {
+		t.Fatalf("lamp %s: %v", id, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.WriteMessage(websocket.TextMessage, []byte(clusterSecret)); err != nil {
+		t.Fatal(err)
+	}
+	l := &testLamp{c: c, msgs: make(chan string, 64)}
+	go func() {
+		defer close(l.msgs)
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			l.msgs <- string(b)
+		}
+	}()
+	l.wait(t, "ok")
+	return l
+}
+
+// wait reads packets until want comes.
+func (l *testLamp) wait(t *testing.T, want string) {
+	t.Helper()
+	var seen []string
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case m, ok := <-l.msgs:
+			if !ok {
+				t.Fatalf("the lamp's connection ended while it waited for %s (saw %q)", want, seen)
+			}
+			if m == want {
+				return
+			}
+			seen = append(seen, m)
+		case <-timeout:
+			t.Fatalf("the lamp never got %s (saw %q)", want, seen)
+		}
+	}
+}
+
+// waitClosed waits for the lamp's connection to end.
+func (l *testLamp) waitClosed(t *testing.T) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case _, ok := <-l.msgs:
+			if !ok {
+				return
+			}
+		case <-timeout:
+			t.Fatal("the lamp's connection did not end")
+		}
+	}
+}
+
+// callAPI makes an API call with the UI login and returns the status and
+// body.
+func callAPI(t *testing.T, web, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+web+path, strings.NewReader(body))
+	req.SetBasicAuth("admin", clusterPassword)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+// eventually polls cond for up to 10 s; cond says what it saw.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	var saw string
+	for range 200 {
+		var ok bool
+		if ok, saw = cond(); ok {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: never happened; last saw %s", what, saw)
+}
+
+// nodesOfDevices is the node of each authenticated connection GET
+// /api/devices lists on web, by lamp id.
+func nodesOfDevices(t *testing.T, web string) map[string]string {
+	t.Helper()
+	status, body := callAPI(t, web, http.MethodGet, "/api/devices", "")
+	if status != http.StatusOK {
+		t.Fatalf("GET /api/devices: %d %s", status, body)
+	}
+	var list []device.Info
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, d := range list {
+		if d.Authenticated {
+			out[d.LampID] = d.Node
+		}
+	}
+	return out
+}
+
+// fastKeepalive makes a silent node (and lamp) gone within 1.5 s.
+func fastKeepalive(c *config.Config) {
+	c.Device.PingInterval, c.Device.KeepaliveTimeout = config.Duration(300*time.Millisecond), config.Duration(1500*time.Millisecond)
+}
+
+// TestThreeNodesActAsOne: three nodes on one NATS server, a lamp on each.
+// A change through each node reaches every lamp; every node lists every
+// lamp with its node; a command and the debug switch through one node reach
+// a lamp on another; that lamp's debug lines are in every node's log and
+// live stream; a node that stops loses its lamps from the lists, and they
+// reconnect to another node and get the current state; a node that goes
+// silent without a word is forgotten within the keepalive timeout.
+func TestThreeNodesActAsOne(t *testing.T) {
+	ns := startNATS(t, 0, t.TempDir())
+	names := []string{"a", "b", "c"}
+	var nodes []*clusterNode
+	for _, n := range names {
+		nodes = append(nodes, startNode(t, ns.ClientURL(), n, fastKeepalive))
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	lampsOn := []*testLamp{dialLamp(t, a.Device, "one"), dialLamp(t, b.Device, "two"), dialLamp(t, c.Device, "three")}
+
+	var last string
+	for i, n := range nodes {
+		pulse := i + 2
+		if status, body := callAPI(t, n.Web, http.MethodPut, "/api/state", fmt.Sprintf(`{"mode": "manual", "color": "#203040", "pulse": %d}`, pulse)); status != http.StatusOK {
+			t.Fatalf("PUT /api/state through node %s: %d %s", names[i], status, body)
+		}
+		p, _ := protocol.Manual(protocol.RGB{R: 0x20, G: 0x30, B: 0x40}, pulse)
+		last = p.String()
+		for _, l := range lampsOn {
+			l.wait(t, last)
+		}
+	}
+
+	want := map[string]string{"one": "a", "two": "b", "three": "c"}
+	for i, n := range nodes {
+		eventually(t, "node "+names[i]+" lists every lamp with its node", func() (bool, string) {
+			got := nodesOfDevices(t, n.Web)
+			return mapsEqual(got, want), jsonText(got)
+		})
+	}
+	status, body := callAPI(t, b.Web, http.MethodGet, "/api/cluster", "")
+	var st cluster.Status
+	if err := json.Unmarshal(body, &st); status != http.StatusOK || err != nil || st.Node != "b" || len(st.Nodes) != 3 || st.NATS != "connected" {
+		t.Fatalf("GET /api/cluster on b: %d %s", status, body)
+	}
+
+	// A command through a for the lamp on c is carried out by c.
+	status, body = callAPI(t, a.Web, http.MethodPost, "/api/commands", `{"command": "reset", "devices": ["three"]}`)
+	if status != http.StatusOK || !strings.Contains(string(body), `"d-c-`) {
+		t.Fatalf("reset of the lamp on c through a: %d %s", status, body)
+	}
+	lampsOn[2].wait(t, protocol.Reset().String())
+	if status, body := callAPI(t, a.Web, http.MethodPost, "/api/commands", `{"command": "reset", "devices": ["nowhere"]}`); status != http.StatusNotFound || !strings.Contains(string(body), "nowhere") {
+		t.Fatalf("a command for a lamp no node holds: %d %s, want 404 naming it", status, body)
+	}
+
+	// Its debug switch, through b; its lines reach a's log and a's stream.
+	events := openStream(t, a.Web)
+	if status, body := callAPI(t, b.Web, http.MethodPost, "/api/commands", `{"command": "debug", "on": true, "devices": ["three"]}`); status != http.StatusOK {
+		t.Fatalf("debug on for the lamp on c through b: %d %s", status, body)
+	}
+	lampsOn[2].wait(t, protocol.Debug(true).String())
+	if err := lampsOn[2].c.WriteMessage(websocket.TextMessage, []byte("d:hello from three")); err != nil {
+		t.Fatal(err)
+	}
+	events.waitFor(t, "log", `"hello from three"`)
+	eventually(t, "a's log has the line of the lamp on c", func() (bool, string) {
+		_, body := callAPI(t, a.Web, http.MethodGet, "/api/logs", "")
+		var lines []device.LogLine
+		_ = json.Unmarshal(body, &lines)
+		return slices.ContainsFunc(lines, func(l device.LogLine) bool { return l.Message == "hello from three" && l.Node == "c" }), string(body)
+	})
+
+	// c stops: its lamp reconnects to a and gets the current state; no node
+	// lists it on c any more.
+	c.stop()
+	lampsOn[2].waitClosed(t)
+	moved := dialLamp(t, a.Device, "three")
+	moved.wait(t, last)
+	want["three"] = "a"
+	eventually(t, "b lists the lamp that moved on a", func() (bool, string) {
+		got := nodesOfDevices(t, b.Web)
+		return mapsEqual(got, want), jsonText(got)
+	})
+
+	// b goes silent without a word (its NATS link is cut): a forgets its
+	// lamp within the keepalive timeout.
+	b.srv.nats.Close()
+	delete(want, "two")
+	eventually(t, "a forgets the lamp of the silent node", func() (bool, string) {
+		got := nodesOfDevices(t, a.Web)
+		return mapsEqual(got, want), jsonText(got)
+	})
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// stream is an open GET /api/events.
+type stream struct {
+	lines chan string
+}
+
+func openStream(t *testing.T, web string) *stream {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+web+"/api/events", nil)
+	req.SetBasicAuth("admin", clusterPassword)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	s := &stream{lines: make(chan string, 1024)}
+	go func() {
+		defer close(s.lines)
+		sc := bufio.NewScanner(res.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			select {
+			case s.lines <- sc.Text():
+			default: // the test reads only what it waits for
+			}
+		}
+	}()
+	return s
+}
+
+// waitFor reads the stream until an event of type typ whose data contains
+// part.
+func (s *stream) waitFor(t *testing.T, typ, part string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	current := ""
+	for {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("the event stream ended before a %s event with %s", typ, part)
+			}
+			if name, ok := strings.CutPrefix(line, "event: "); ok {
+				current = name
+			} else if data, ok := strings.CutPrefix(line, "data: "); ok && current == typ && strings.Contains(data, part) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no %s event with %s on the stream", typ, part)
+		}
+	}
+}
