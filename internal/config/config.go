@@ -137,7 +137,7 @@ func (t Time) Location() (*time.Location, error) {
 // storage.dir, alone.
 type Cluster struct {
 	NATSURL  string `toml:"nats_url" help:"NATS servers with JetStream, e.g. nats://host:4222 (comma-separated for several; nats://user:pass@host for a login); empty: one node, state on disk"`
-	Node     string `toml:"node" help:"this node's name, unique in the cluster; empty: the host name"`
+	Node     string `toml:"node" help:"this node's name, unique in the cluster; empty: the host name up to its first dot"`
 	Replicas int    `toml:"replicas" help:"JetStream copies of each bucket (1-5; 3 on a three-server NATS cluster)"`
 }
 
@@ -152,7 +152,7 @@ type MQTT struct {
 	URL             string `toml:"url" help:"broker, mqtt://host:1883 or mqtts://host:8883 for TLS; empty: MQTT is off"`
 	Username        string `toml:"username" help:"broker login name; empty: none"`
 	Password        string `toml:"password" help:"broker login password"`
-	ClientID        string `toml:"client_id" help:"MQTT client id; empty: cloudcloud-<hostname>"`
+	ClientID        string `toml:"client_id" help:"MQTT client id; empty: cloudcloud-<cluster.node> in a cluster, else cloudcloud-<hostname>"`
 	BaseTopic       string `toml:"base_topic" help:"prefix of every cloudcloud topic"`
 	Discovery       bool   `toml:"discovery" help:"publish Home Assistant discovery messages"`
 	DiscoveryPrefix string `toml:"discovery_prefix" help:"Home Assistant's discovery prefix"`

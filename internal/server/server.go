@@ -379,7 +379,13 @@ func (s *Server) webDeps(d web.Deps) web.Deps {
 func (s *Server) newMQTT(fw *firmware.Store, scenes *automation.Scenes) (*mqtt.Bridge, error) {
 	m := s.cfg.MQTT
 	clientID := m.ClientID
-	if clientID == "" {
+	switch {
+	case clientID != "":
+	case s.node != "":
+		// Nodes of one cluster may share a host; the broker keeps one
+		// connection per client id.
+		clientID = "cloudcloud-" + s.node
+	default:
 		host, _ := os.Hostname()
 		clientID = "cloudcloud-" + host
 	}
