@@ -13,6 +13,7 @@
 //	cloudcloud.node.<node>.bye        the node is stopping: forget its lamps now
 //	cloudcloud.node.<node>.devices    batches of device objects whose connection changed
 //	cloudcloud.node.<node>.log        debug lines its lamps sent
+//	cloudcloud.node.<node>.event.<t>  its other events of type t (Options.Forward)
 //	cloudcloud.node.<node>.snapshot   request: every device object it holds, in chunks
 //	cloudcloud.node.<node>.command    request: reset, update or debug for its lamps
 //	cloudcloud.node.<node>.logs       request: its debug log lines
@@ -71,6 +72,10 @@ type Options struct {
 	// another node that came, changed or went (for the lamp registry's
 	// pages).
 	LampChanged func(lamp string)
+	// Forward are more event types this node sends the others, each with
+	// how to decode its data; the others put them on their bus with
+	// events.Event.Node set. (Device events and debug lines always go.)
+	Forward map[events.Type]func([]byte) (any, error)
 	// Expiry is how long a silent node is believed (the lamps' keepalive
 	// timeout); 0: device.DefaultKeepaliveTimeout.
 	Expiry time.Duration
@@ -213,6 +218,7 @@ func New(o Options) (*Cluster, error) {
 		{subject("*", "bye"), c.onBye},
 		{subject("*", "devices"), c.onDevices},
 		{subject("*", "log"), c.onLog},
+		{subject("*", "event") + ".*", c.onEvent},
 		{subject(o.Node, "snapshot"), c.onSnapshot},
 		{subject(o.Node, "command"), c.onCommand},
 		{subject(o.Node, "logs"), c.onLogs},
@@ -245,7 +251,11 @@ func (c *Cluster) Run(ctx context.Context) {
 		return ""
 	}, events.TypeDevice)
 	defer devs.Close()
-	logs := c.opt.Bus.Subscribe(4096, events.TypeLog)
+	forwarded := []events.Type{events.TypeLog}
+	for t := range c.opt.Forward {
+		forwarded = append(forwarded, t)
+	}
+	logs := c.opt.Bus.Subscribe(4096, forwarded...)
 	defer func() { logs.Close() }()
 
 	c.beat()
@@ -279,11 +289,15 @@ func (c *Cluster) Run(ctx context.Context) {
 			if !ok {
 				// Lagged: lines were lost for the other nodes' pages (they
 				// are in this node's log all the same); listen again.
-				logs = c.opt.Bus.Subscribe(4096, events.TypeLog)
+				logs = c.opt.Bus.Subscribe(4096, forwarded...)
 				continue
 			}
-			if line, ok := e.Data.(device.LogLine); ok && line.Node == c.opt.Node {
-				c.publishJSON(subject(c.opt.Node, "log"), line)
+			switch {
+			case e.Node != "":
+			case e.Type == events.TypeLog:
+				c.publishJSON(subject(c.opt.Node, "log"), e.Data)
+			default:
+				c.publishJSON(subject(c.opt.Node, "event")+"."+string(e.Type), e.Data)
 			}
 		}
 	}
@@ -308,7 +322,7 @@ func (c *Cluster) beat() {
 func (c *Cluster) sendDevices(es []events.Event) {
 	var list []device.Info
 	for _, e := range es {
-		if i, ok := e.Data.(device.Info); ok && i.Node == c.opt.Node {
+		if i, ok := e.Data.(device.Info); ok && e.Node == "" {
 			list = append(list, i)
 		}
 	}
@@ -359,7 +373,7 @@ func (c *Cluster) forgetNode(name, why string) {
 
 // announce puts another node's device event on this node's bus.
 func (c *Cluster) announce(i device.Info) {
-	c.opt.Bus.Publish(events.Event{Type: events.TypeDevice, Data: i})
+	c.opt.Bus.Publish(events.Event{Type: events.TypeDevice, Data: i, Node: i.Node})
 	if c.opt.LampChanged != nil && i.LampID != "" {
 		c.opt.LampChanged(i.LampID)
 	}
@@ -487,7 +501,26 @@ func (c *Cluster) onLog(m *nats.Msg) {
 	if err := json.Unmarshal(m.Data, &line); err != nil {
 		return
 	}
-	c.opt.Bus.Publish(events.Event{Type: events.TypeLog, Time: line.Time, Data: line})
+	c.opt.Bus.Publish(events.Event{Type: events.TypeLog, Time: line.Time, Data: line, Node: nodeOf(m.Subject)})
+}
+
+// onEvent takes another node's event of a type in Options.Forward.
+func (c *Cluster) onEvent(m *nats.Msg) {
+	parts := strings.Split(m.Subject, ".")
+	if len(parts) != 5 || parts[2] == c.opt.Node {
+		return
+	}
+	t := events.Type(parts[4])
+	decode := c.opt.Forward[t]
+	if decode == nil {
+		return
+	}
+	data, err := decode(m.Data)
+	if err != nil {
+		c.log.Warn("cluster: an event that does not decode", "node", parts[2], "type", t, "err", err)
+		return
+	}
+	c.opt.Bus.Publish(events.Event{Type: t, Data: data, Node: parts[2]})
 }
 
 // resync asks node for every device it holds and makes that its list.

@@ -126,7 +126,11 @@ func join(t *testing.T, ns *natsserver.Server, name string, devs ...device.Info)
 	t.Helper()
 	gw := &fakeGateway{devs: devs}
 	bus := events.NewBus()
-	c, err := New(Options{Conn: connect(t, ns), Node: name, Gateway: gw, Bus: bus,
+	forward := map[events.Type]func([]byte) (any, error){"note": func(b []byte) (any, error) {
+		var s string
+		return s, json.Unmarshal(b, &s)
+	}}
+	c, err := New(Options{Conn: connect(t, ns), Node: name, Gateway: gw, Bus: bus, Forward: forward,
 		Expiry: 600 * time.Millisecond, Heartbeat: 100 * time.Millisecond, Timeout: time.Second,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)).With("node", name)})
 	if err != nil {
@@ -306,6 +310,28 @@ func TestLogsComeFromEveryNode(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("b's live line did not reach a")
+	}
+	// So do the events of the types to forward, decoded, with their node;
+	// a's own are not sent back to it.
+	notes := a.bus.Subscribe(16, "note")
+	b.bus.Publish(events.Event{Type: "note", Data: "from b"})
+	a.bus.Publish(events.Event{Type: "note", Data: "from a"})
+	seen := map[any]string{}
+	for range 2 {
+		select {
+		case e := <-notes.C:
+			seen[e.Data] = e.Node
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a's bus has only %v", seen)
+		}
+	}
+	if len(seen) != 2 || seen["from a"] != "" || seen["from b"] != "b" {
+		t.Fatalf("a's bus has %v (data: node), want from a: \"\", from b: b", seen)
+	}
+	select {
+	case e := <-notes.C:
+		t.Fatalf("a's bus has %+v too", e)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
 

@@ -37,6 +37,10 @@ type Event struct {
 	Type Type
 	Time time.Time
 	Data any
+	// Node is the cluster node the event happened on when it is another
+	// one (internal/cluster puts their events on this bus); empty for
+	// this node's own.
+	Node string
 }
 
 // Publisher is what producers need.

@@ -97,7 +97,7 @@ func Open(records storage.Bucket, bus Bus, log *slog.Logger, overdue time.Durati
 // Run follows the bus until ctx ends. A lagging subscription is renewed.
 func (t *Tracker) Run(ctx context.Context) {
 	for ctx.Err() == nil {
-		sub := t.bus.Subscribe(4096, events.TypeDevice)
+		sub := t.bus.Subscribe(4096, events.TypeDevice, events.TypeFirmware)
 		t.follow(ctx, sub)
 		sub.Close()
 	}
@@ -116,8 +116,19 @@ func (t *Tracker) follow(ctx context.Context, sub *events.Subscription) {
 			if !ok {
 				return
 			}
-			if info, ok := e.Data.(device.Info); ok {
-				t.Device(info)
+			// In a cluster each node follows the lamps it holds and the
+			// downloads it serves, and takes the other nodes' steps as
+			// they are: so every node keeps the same history, whichever
+			// node a lamp was told on, downloads from or comes back to.
+			switch d := e.Data.(type) {
+			case device.Info:
+				if e.Node == "" {
+					t.Device(d)
+				}
+			case Update:
+				if e.Node != "" {
+					t.Remote(d)
+				}
 			}
 		}
 	}
@@ -187,6 +198,27 @@ func (t *Tracker) Served(d firmware.Download) {
 			t.progress(*u, d.Done)
 		}
 	}
+}
+
+// Remote takes a step of an update from another node: the update of that
+// lamp asked at the same time is replaced, else it is added.
+func (t *Tracker) Remote(u Update) {
+	defer t.persist()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.history[u.Lamp]
+	i := slices.IndexFunc(h, func(o Update) bool { return o.AskedAt.Equal(u.AskedAt) })
+	if i >= 0 {
+		h[i] = u
+	} else {
+		h = append(h, u)
+		slices.SortStableFunc(h, func(a, b Update) int { return a.AskedAt.Compare(b.AskedAt) })
+		if len(h) > keep {
+			h = h[len(h)-keep:]
+		}
+		t.history[u.Lamp] = h
+	}
+	t.changes++
 }
 
 // open returns the lamp's update still waiting for the lamp to come back.

@@ -163,3 +163,58 @@ func TestProgressStaysInMemory(t *testing.T) {
 		t.Errorf("on disk: %+v", h)
 	}
 }
+
+// TestEveryNodeKeepsTheSameHistory: in a cluster a lamp is told to update
+// through node a, downloads from node b and comes back on node c; each
+// node passes its steps to the others (Remote), and all three end with the
+// same history.
+func TestEveryNodeKeepsTheSameHistory(t *testing.T) {
+	var nodes []*Tracker
+	var subs []*events.Subscription
+	for range 3 {
+		bus := events.NewBus()
+		subs = append(subs, bus.Subscribe(100, events.TypeFirmware))
+		tr, _ := newTracker(t, t.TempDir(), bus)
+		nodes = append(nodes, tr)
+	}
+	// relay hands what node i published to the others, as the cluster does.
+	relay := func(i int) {
+		for {
+			select {
+			case e := <-subs[i].C:
+				for j, tr := range nodes {
+					if j != i {
+						tr.Remote(e.Data.(Update))
+					}
+				}
+			default:
+				return
+			}
+		}
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	a.Device(device.Info{ID: "d-a-1", LampID: "bedroom", RemoteAddr: "192.0.2.5:4000", Event: device.EventUpdating})
+	relay(0)
+	b.Served(firmware.Download{RemoteAddr: "192.0.2.5:5000", Sent: 200000, Total: 200000, Done: true})
+	relay(1)
+	c.Device(device.Info{ID: "d-c-1", LampID: "bedroom", RemoteAddr: "192.0.2.5:4001", Event: device.EventAuthenticated})
+	relay(2)
+	want := history(c, "bedroom")
+	if len(want) != 1 || want[0].State != StateBack || want[0].Sent != 200000 || want[0].DeviceID != "d-c-1" {
+		t.Fatalf("node c's history: %+v", want)
+	}
+	for i, tr := range nodes[:2] {
+		if got := history(tr, "bedroom"); !slices.EqualFunc(got, want, func(x, y Update) bool {
+			bx, _ := json.Marshal(x)
+			by, _ := json.Marshal(y)
+			return string(bx) == string(by)
+		}) {
+			t.Errorf("node %d's history %+v, want %+v", i, got, want)
+		}
+	}
+	// A step seen twice changes nothing more.
+	c.Remote(want[0])
+	if got := history(c, "bedroom"); len(got) != 1 {
+		t.Errorf("a repeated step added an update: %+v", got)
+	}
+}

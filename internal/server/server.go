@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -320,8 +321,17 @@ func (s *Server) joinCluster() (lampGateway, error) {
 		Conn: s.nats, Node: s.node, Gateway: s.gateway, Bus: s.bus,
 		// A lamp's card follows its connections on other nodes too.
 		LampChanged: func(id string) { s.bus.Publish(events.Event{Type: events.TypeLamp, Data: lamps.Changed{ID: id}}) },
-		Expiry:      s.cfg.Device.KeepaliveTimeout.D(),
-		Logger:      s.log.With("part", "cluster"),
+		// Each node's steps of firmware updates, so every node keeps the
+		// same update history (rollout.Tracker.Remote).
+		Forward: map[events.Type]func([]byte) (any, error){
+			events.TypeFirmware: func(b []byte) (any, error) {
+				var u rollout.Update
+				err := json.Unmarshal(b, &u)
+				return u, err
+			},
+		},
+		Expiry: s.cfg.Device.KeepaliveTimeout.D(),
+		Logger: s.log.With("part", "cluster"),
 	})
 	if err != nil {
 		return nil, err
