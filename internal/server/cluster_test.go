@@ -168,4 +168,9 @@ func TestAChangeThroughOneNodeReachesTheLampsOfAnother(t *testing.T) {
 	}
 	waitPacket(t, onB, "[cc:2:16,32,48:3]")
 	waitPacket(t, onA, "[cc:2:16,32,48:3]")
+	// And each node still lists the other's lamp.
+	eventually(t, "a lists b's lamp after NATS came back", func() (bool, string) {
+		status, body := callAPI(t, a.Web, http.MethodGet, "/api/devices", "")
+		return status == http.StatusOK && strings.Contains(string(body), `"node":"b"`) && strings.Contains(string(body), `"node":"a"`), string(body)
+	})
 }
