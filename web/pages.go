@@ -175,12 +175,17 @@ func (s *Server) indexPage(c echo.Context) error {
 func clusterText(st cluster.Status) string {
 	parts := make([]string, len(st.Nodes))
 	for i, n := range st.Nodes {
-		parts[i] = fmt.Sprintf("%s %d", n.Name, n.Lamps)
-		if n.Self {
-			parts[i] = fmt.Sprintf("%s (this page) %d", n.Name, n.Lamps)
+		lamps := "lamps"
+		if n.Lamps == 1 {
+			lamps = "lamp"
 		}
+		self := ""
+		if n.Self {
+			self = " (this one)"
+		}
+		parts[i] = fmt.Sprintf("%s%s %d %s", n.Name, self, n.Lamps, lamps)
 	}
-	text := fmt.Sprintf("Cluster of %d nodes, lamps on each: %s.", len(st.Nodes), strings.Join(parts, ", "))
+	text := fmt.Sprintf("Cluster of %d nodes: %s.", len(st.Nodes), strings.Join(parts, ", "))
 	if st.NATS != "connected" {
 		text += " NATS is " + st.NATS + ": changes wait until it is back."
 	}

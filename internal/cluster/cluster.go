@@ -161,6 +161,17 @@ type peer struct {
 	devices    map[string]device.Info // by connection id
 }
 
+// seen is i as of p's last heartbeat: a connection p still lists has been
+// heard by p within the keepalive timeout (p drops it otherwise), and a
+// last-seen time frozen at its last change would make a live lamp look
+// lost.
+func (p *peer) seen(i device.Info) device.Info {
+	if p.heard.After(i.LastSeen) {
+		i.LastSeen = p.heard.UTC()
+	}
+	return i
+}
+
 // Cluster is this node's part in the cluster. Its methods are the
 // gateway's, for every node's lamps.
 type Cluster struct {
@@ -661,7 +672,7 @@ func (c *Cluster) Devices() []device.Info {
 	start := len(out)
 	for _, p := range c.peers {
 		for _, i := range p.devices {
-			out = append(out, i)
+			out = append(out, p.seen(i))
 		}
 	}
 	c.mu.Unlock()
@@ -685,8 +696,11 @@ func (c *Cluster) Offline() []device.Info { return c.opt.Gateway.Offline() }
 func (c *Cluster) LampDevices(id string) []device.Info {
 	out := c.opt.Gateway.LampDevices(id)
 	c.mu.Lock()
-	for _, i := range c.byLamp[id] {
-		out = append(out, i)
+	for key, i := range c.byLamp[id] {
+		node, _, _ := strings.Cut(key, "/")
+		if p := c.peers[node]; p != nil {
+			out = append(out, p.seen(i))
+		}
 	}
 	c.mu.Unlock()
 	slices.SortFunc(out, func(a, b device.Info) int { return a.ConnectedAt.Compare(b.ConnectedAt) })
