@@ -83,7 +83,8 @@ type ClusterResult struct {
 type NodeResult struct {
 	Name        string  `json:"name"`
 	Lamps       int     `json:"lamps"`
-	CPUMS       float64 `json:"cpu_per_change_ms"`
+	CPUMS       float64 `json:"cpu_per_change_ms"` // beyond its idle CPU
+	IdleCPUMS   float64 `json:"idle_cpu_ms_per_s"` // with its lamps connected and nothing changing
 	RSSLampsKiB int64   `json:"rss_with_lamps_kib"`
 }
 
@@ -196,16 +197,29 @@ func Cluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 		res.PerNode = append(res.PerNode, NodeResult{Name: o.Nodes[i].Name, Lamps: a.Connected})
 	}
 	fmt.Fprintf(o.Log, "%d lamps connected, %d failures\n", res.Lamps, res.ConnectFailures)
-	time.Sleep(o.Settle)
-
-	cpu0 := make([]float64, len(o.Nodes))
-	for i, n := range o.Nodes {
-		m, err := nodeMetrics(n.API)
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", n.Name, err)
+	// CPU time while nothing changes (pings, pongs, timers) is measured
+	// over the settle time and taken off the changes' share.
+	cpu := func() ([]float64, time.Time, error) {
+		at := time.Now()
+		out := make([]float64, len(o.Nodes))
+		for i, n := range o.Nodes {
+			m, err := nodeMetrics(n.API)
+			if err != nil {
+				return nil, at, fmt.Errorf("%s: %w", n.Name, err)
+			}
+			out[i] = m["process_cpu_seconds_total"]
+			res.PerNode[i].RSSLampsKiB = int64(m["process_resident_memory_bytes"] / 1024)
 		}
-		cpu0[i] = m["process_cpu_seconds_total"]
-		res.PerNode[i].RSSLampsKiB = int64(m["process_resident_memory_bytes"] / 1024)
+		return out, at, nil
+	}
+	idle0, idleAt, err := cpu()
+	if err != nil {
+		return res, err
+	}
+	time.Sleep(o.Settle)
+	cpu0, at0, err := cpu()
+	if err != nil {
+		return res, err
 	}
 	var apiTimes []time.Duration
 	tick := time.NewTicker(o.Every)
@@ -251,12 +265,14 @@ func Cluster(ctx context.Context, o ClusterOptions) (ClusterResult, error) {
 		}
 		res.MissedFinal += a.MissedFinal
 	}
-	for i, n := range o.Nodes {
-		m, err := nodeMetrics(n.API)
-		if err != nil {
-			return res, fmt.Errorf("%s: %w", n.Name, err)
-		}
-		res.PerNode[i].CPUMS = (m["process_cpu_seconds_total"] - cpu0[i]) * 1000 / float64(o.Changes)
+	cpu1, at1, err := cpu()
+	if err != nil {
+		return res, err
+	}
+	for i := range o.Nodes {
+		idle := (cpu0[i] - idle0[i]) / at0.Sub(idleAt).Seconds()
+		res.PerNode[i].IdleCPUMS = 1000 * idle
+		res.PerNode[i].CPUMS = 1000 * (cpu1[i] - cpu0[i] - idle*at1.Sub(at0).Seconds()) / float64(o.Changes)
 	}
 	var fan []time.Duration
 	for k, at := range complete {
@@ -536,13 +552,13 @@ func (res ClusterResult) Table(w io.Writer) {
 		{"missed final state", fmt.Sprint(res.MissedFinal)},
 	}
 	for _, n := range res.PerNode {
-		rows = append(rows, [2]string{n.Name + ": lamps, CPU per change, RSS", fmt.Sprintf("%d, %.1f ms, %d KiB", n.Lamps, n.CPUMS, n.RSSLampsKiB)})
+		rows = append(rows, [2]string{n.Name + ": lamps, CPU per change (idle), RSS", fmt.Sprintf("%d, %.1f ms (%.0f ms/s), %d KiB", n.Lamps, n.CPUMS, n.IdleCPUMS, n.RSSLampsKiB)})
 	}
 	if k := res.Kill; k != nil {
 		rows = append(rows, [2]string{k.Node + " killed: all lamps back", fmt.Sprintf("%.0f ms for %d lamps (p50 %.0f, p99 %.0f ms), %d not back", k.AllBackMS, k.Lamps, k.BackP50MS, k.BackP99MS, k.NotBack)})
 	}
 	for _, r := range rows {
-		fmt.Fprintf(w, "%-40s %s\n", r[0], r[1])
+		fmt.Fprintf(w, "%-46s %s\n", r[0], r[1])
 	}
 }
 
