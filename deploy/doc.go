@@ -13,6 +13,6 @@
 // that every subcommand, flag, environment variable and port the examples
 // name exists in the binary and its configuration.
 //
-// The small readers of those file formats live in parse.go; they read just
+// The small readers of those file formats live in parsers_test.go; they read just
 // enough of each format for the checks and are fuzzed.
 package deploy
