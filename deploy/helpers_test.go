@@ -145,12 +145,20 @@ type testServer struct {
 	username, password string
 	secret             string
 	keepalive          time.Duration
+	stop               func() // stops the server before the test ends; once is enough
 }
 
 // startServer builds a server and runs it on loopback ports until the test ends. It
 // trusts 127.0.0.1 as a proxy, as the nginx docs tell people to, and pings
 // lamps every second so that keepalive goes through nginx within the test.
 func startServer(t *testing.T) testServer {
+	t.Helper()
+	return startServerWith(t, func(*config.Config) {})
+}
+
+// startServerWith is startServer with the configuration changed by edit
+// (before it is validated).
+func startServerWith(t *testing.T, edit func(*config.Config)) testServer {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Web.Listen, cfg.Device.Listen = "127.0.0.1:0", "127.0.0.1:0"
@@ -160,6 +168,7 @@ func startServer(t *testing.T) testServer {
 	cfg.Device.AuthSecret = "deploy-test-lamp-secret"
 	cfg.Device.PingInterval = config.Duration(time.Second)
 	cfg.Device.KeepaliveTimeout = config.Duration(3 * time.Second)
+	edit(&cfg)
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test configuration: %v", err)
 	}
@@ -175,7 +184,7 @@ func startServer(t *testing.T) testServer {
 		t.Fatalf("server.New: %v", err)
 	}
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -186,10 +195,11 @@ func startServer(t *testing.T) testServer {
 			t.Errorf("server.Run did not return within %s of its context ending", server.ShutdownTimeout+5*time.Second)
 		}
 	})
+	t.Cleanup(stop)
 	select {
 	case a := <-ready:
 		return testServer{addrs: a, username: cfg.Web.Username, password: cfg.Web.Password,
-			secret: cfg.Device.AuthSecret, keepalive: cfg.Device.KeepaliveTimeout.D()}
+			secret: cfg.Device.AuthSecret, keepalive: cfg.Device.KeepaliveTimeout.D(), stop: stop}
 	case err := <-done:
 		t.Fatalf("server.Run returned before listening: %v", err)
 	case <-time.After(20 * time.Second):

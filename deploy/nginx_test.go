@@ -139,24 +139,46 @@ func effective(top []*nginxDirective, l nginxLocation, name string) [][]string {
 }
 
 func TestNginxExample(t *testing.T) {
-	top, err := parseNginx(readRepoFile(t, "deploy/nginx.conf"))
+	top := checkNginxSite(t, "deploy/nginx.conf", true)
+	for _, u := range nginxChildren(top, "upstream") {
+		if n := len(nginxChildren(u.Block, "server")); n != 1 {
+			t.Errorf("line %d: upstream %s has %d servers; the example is one cloudcloud on this machine", u.Line, strings.Join(u.Args, " "), n)
+		}
+	}
+}
+
+// checkNginxSite checks what every nginx example in front of cloudcloud
+// must do (file is its path from the repository root): upstreams on
+// cloudcloud's default ports, the lamps' WebSocket with its upgrade headers
+// and long timeouts, unbuffered Server-Sent Events, the forwarded-for
+// headers, room for firmware uploads. With tls, the lamps' and the UI's
+// locations must be in servers that listen with ssl. It returns the file's
+// directives.
+func checkNginxSite(t *testing.T, file string, tls bool) []*nginxDirective {
+	t.Helper()
+	top, err := parseNginx(readRepoFile(t, file))
 	if err != nil {
-		t.Fatalf("deploy/nginx.conf: %v", err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	webPort, devicePort := defaultPorts(t)
 
 	upstreamPort := map[string]string{} // upstream name -> cloudcloud port
 	for _, u := range nginxChildren(top, "upstream") {
 		servers := nginxChildren(u.Block, "server")
-		if len(u.Args) != 1 || len(servers) != 1 || len(servers[0].Args) == 0 {
-			t.Fatalf("line %d: an upstream with one name and one server is expected", u.Line)
+		if len(u.Args) != 1 || len(servers) == 0 {
+			t.Fatalf("%s:%d: an upstream with one name and its servers is expected", file, u.Line)
 		}
-		_, port, err := net.SplitHostPort(servers[0].Args[0])
-		if err != nil || (port != webPort && port != devicePort) {
-			t.Errorf("line %d: upstream %s points at %s; cloudcloud listens on %s (web) and %s (lamps) by default",
-				u.Line, u.Args[0], servers[0].Args[0], webPort, devicePort)
+		for _, s := range servers {
+			port := ""
+			if len(s.Args) > 0 {
+				_, port, _ = net.SplitHostPort(s.Args[0])
+			}
+			if (port != webPort && port != devicePort) || (upstreamPort[u.Args[0]] != "" && upstreamPort[u.Args[0]] != port) {
+				t.Errorf("%s:%d: upstream %s points at %s; its servers must all be cloudcloud's web port %s or all its lamp port %s (the defaults)",
+					file, s.Line, u.Args[0], strings.Join(s.Args, " "), webPort, devicePort)
+			}
+			upstreamPort[u.Args[0]] = port
 		}
-		upstreamPort[u.Args[0]] = port
 	}
 
 	var (
@@ -164,7 +186,7 @@ func TestNginxExample(t *testing.T) {
 		maxBody                              = int64(config.Default().Firmware.MaxSize)
 	)
 	for _, server := range nginxChildren(top, "server") {
-		tlsServer := false
+		tlsServer := !tls
 		for _, l := range nginxChildren(server.Block, "listen") {
 			tlsServer = tlsServer || slices.Contains(l.Args, "ssl")
 		}
@@ -174,7 +196,7 @@ func TestNginxExample(t *testing.T) {
 			if len(pass) == 0 {
 				continue
 			}
-			where := fmt.Sprintf("line %d: location %s", loc.Line, strings.Join(loc.Args, " "))
+			where := fmt.Sprintf("%s:%d: location %s", file, loc.Line, strings.Join(loc.Args, " "))
 			port := upstreamPort[strings.TrimPrefix(pass[0].Args[0], "http://")]
 			if port == "" {
 				t.Errorf("%s: proxy_pass %s is not one of the upstreams", where, pass[0].Args[0])
@@ -247,7 +269,7 @@ func TestNginxExample(t *testing.T) {
 				size := int64(1 << 20) // nginx's default client_max_body_size
 				if args := nginxChildren(server.Block, "client_max_body_size"); len(args) > 0 {
 					if size, err = nginxSize(args[0].Args[0]); err != nil {
-						t.Errorf("line %d: client_max_body_size: %v", args[0].Line, err)
+						t.Errorf("%s:%d: client_max_body_size: %v", file, args[0].Line, err)
 					}
 				}
 				if size < maxBody {
@@ -256,16 +278,21 @@ func TestNginxExample(t *testing.T) {
 			}
 		}
 	}
+	scheme := "an"
+	if tls {
+		scheme = "an https"
+	}
 	for what, ok := range map[string]bool{
-		"an https location proxying the lamps' WebSocket": lampSocket,
-		"an https location = /firmware.bin for the lamps": lampFirmware,
-		"an https location for the UI":                    ui,
-		"a location for /api/events (Server-Sent Events)": events,
+		scheme + " location proxying the lamps' WebSocket": lampSocket,
+		scheme + " location = /firmware.bin for the lamps": lampFirmware,
+		scheme + " location for the UI":                    ui,
+		"a location for /api/events (Server-Sent Events)":  events,
 	} {
 		if !ok {
-			t.Errorf("deploy/nginx.conf has no %s", what)
+			t.Errorf("%s has no %s", file, what)
 		}
 	}
+	return top
 }
 
 // nginxMain is the nginx.conf the test runs: the example is included as is
@@ -301,15 +328,24 @@ type runningNginx struct {
 func startNginx(t *testing.T, nginxPath string, srv testServer) runningNginx {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
-		t.Fatal(err)
-	}
 	cert, key, roots := writeSelfSignedCert(t, dir)
 	n := runningNginx{https: freeLoopbackAddr(t), http: freeLoopbackAddr(t), roots: roots, dir: dir}
 	site, err := rewriteNginxExample(readRepoFile(t, "deploy/nginx.conf"), nginxRewrite{
 		HTTPS: n.https, HTTP: n.http, Web: srv.addrs.Web, Device: srv.addrs.Device, Cert: cert, Key: key,
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	runNginx(t, nginxPath, dir, site, n.https, n.http)
+	return n
+}
+
+// runNginx runs nginx with site (a file of server blocks, as included into
+// Debian's http block) from dir until the test ends, and waits until it
+// listens on every one of addrs.
+func runNginx(t *testing.T, nginxPath, dir, site string, addrs ...string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	sitePath, mainPath := filepath.Join(dir, "cloudcloud.conf"), filepath.Join(dir, "nginx.conf")
@@ -370,7 +406,7 @@ func startNginx(t *testing.T, nginxPath string, srv testServer) runningNginx {
 
 	// nginx is ready once both ports answer.
 	deadline := time.Now().Add(10 * time.Second)
-	for _, addr := range []string{n.https, n.http} {
+	for _, addr := range addrs {
 		for {
 			conn, err := net.DialTimeout("tcp", addr, time.Second)
 			if err == nil {
@@ -387,7 +423,6 @@ func startNginx(t *testing.T, nginxPath string, srv testServer) runningNginx {
 			}
 		}
 	}
-	return n
 }
 
 // client is an HTTP client that reaches the example's host names through
@@ -437,6 +472,12 @@ func dialLamp(t *testing.T, n runningNginx) *testLamp {
 		}
 		t.Fatalf("lamp: wss handshake through nginx: %v %s", err, status)
 	}
+	return readLamp(t, conn)
+}
+
+// readLamp starts reading the frames of a lamp's connection, until the
+// connection ends or the test does.
+func readLamp(t *testing.T, conn *websocket.Conn) *testLamp {
 	l := &testLamp{conn: conn, frames: make(chan string, 64), err: make(chan error, 1)}
 	done := make(chan struct{})
 	go func() {

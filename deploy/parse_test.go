@@ -3,6 +3,7 @@ package deploy
 import (
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -287,5 +288,123 @@ func FuzzParseNginx(f *testing.F) {
 			}
 		}
 		walk(ds, 0)
+	})
+}
+
+func TestParseYAML(t *testing.T) {
+	doc, err := parseYAML(`# a comment
+services:
+  a:
+    image: "x:1" # trailing comment
+    command: ["-js", '-sd', /data]
+    environment:
+      URL: nats://n:4222
+      REF: ${A:?set A}
+    ports:
+      - "8000:8000"
+      - 8080:8080
+    ulimits:
+      nofile:
+        soft: 10
+  b:
+    build: ../..
+    depends_on:
+    - a
+    items:
+      - key: v
+        other: w
+      -
+        nested: x
+volumes:
+  data:
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		got  []string
+		want []string
+	}{
+		{doc.get("services").Keys, []string{"a", "b"}},
+		{doc.get("services", "a", "image").strings(), []string{"x:1"}},
+		{doc.get("services", "a", "command").strings(), []string{"-js", "-sd", "/data"}},
+		{doc.get("services", "a", "environment", "URL").strings(), []string{"nats://n:4222"}},
+		{doc.get("services", "a", "environment", "REF").strings(), []string{"${A:?set A}"}},
+		{doc.get("services", "a", "ports").strings(), []string{"8000:8000", "8080:8080"}},
+		{doc.get("services", "a", "ulimits", "nofile", "soft").strings(), []string{"10"}},
+		{doc.get("services", "b", "build").strings(), []string{"../.."}},
+		{doc.get("services", "b", "depends_on").strings(), []string{"a"}},
+		{doc.get("volumes").Keys, []string{"data"}},
+		{doc.get("volumes", "data").strings(), []string{""}},
+	}
+	for i, c := range checks {
+		if !slices.Equal(c.got, c.want) {
+			t.Errorf("check %d: got %q, want %q", i, c.got, c.want)
+		}
+	}
+	items := doc.get("services", "b", "items")
+	if items == nil || len(items.List) != 2 || items.List[0].get("other").Scalar != "w" || items.List[1].get("nested").Scalar != "x" {
+		t.Errorf("a sequence of mappings: %+v", items)
+	}
+	if n := doc.get("services", "a", "ports"); n.Line != 10 {
+		t.Errorf("ports starts on line %d, want 10", n.Line)
+	}
+
+	for _, bad := range []struct{ text, wantErr string }{
+		{"a:\n\tb: c\n", "line 2: indent with spaces"},
+		{"a: 1\na: 2\n", `line 2: key "a" is already set`},
+		{"a: &x 1\n", "anchors"},
+		{"a: |\n  text\n", "block scalars"},
+		{"a: {b: c}\n", "flow mappings"},
+		{"a: [b, c\n", "close with ]"},
+		{"a: \"open\n", "never closed"},
+		{"a:\n  b: 1\n c: 2\n", "line 3"},
+		{"a:\n  - 1\n  b: 2\n", "line 3"},
+		{"a\n  b: c\n", "is a \":\" missing on line 1"},
+		{"a: [b c, ]\n", ""},
+	} {
+		_, err := parseYAML(bad.text)
+		if bad.wantErr == "" {
+			if err != nil {
+				t.Errorf("parseYAML(%q): %v", bad.text, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), bad.wantErr) {
+			t.Errorf("parseYAML(%q) error = %v, want it to mention %q", bad.text, err, bad.wantErr)
+		}
+	}
+}
+
+func FuzzParseYAML(f *testing.F) {
+	seed(f, "cluster/compose.yaml")
+	f.Add("a:\n  - b: 'c''d'\n    e: [\"f\", g]\n  -\n    h:\n")
+	f.Add("- - a\n  - b\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		doc, err := parseYAML(text)
+		if err != nil {
+			return
+		}
+		var walk func(n *yamlNode, depth int)
+		walk = func(n *yamlNode, depth int) {
+			if n == nil || n.Line < 1 || depth > len(text) {
+				t.Fatalf("a node without a line, or nested deeper than the text is long: %+v", n)
+			}
+			switch n.Kind {
+			case yamlMap:
+				if len(n.Keys) != len(n.Map) {
+					t.Fatalf("keys %q for a mapping of %d", n.Keys, len(n.Map))
+				}
+				for _, k := range n.Keys {
+					walk(n.Map[k], depth+1)
+				}
+			case yamlList:
+				for _, item := range n.List {
+					walk(item, depth+1)
+				}
+			}
+			_ = n.strings()
+		}
+		walk(doc, 0)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -390,4 +391,288 @@ func nginxSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: write a number with an optional k, m or g, e.g. 8m", s)
 	}
 	return n * mult, nil
+}
+
+// yamlNode is a value of a YAML document: a scalar (always a string), a
+// mapping (its keys in order) or a sequence.
+type yamlNode struct {
+	Kind   yamlKind
+	Scalar string
+	Keys   []string
+	Map    map[string]*yamlNode
+	List   []*yamlNode
+	Line   int
+}
+
+type yamlKind int
+
+const (
+	yamlScalar yamlKind = iota
+	yamlMap
+	yamlList
+)
+
+// get returns the value at a path of mapping keys, or nil.
+func (n *yamlNode) get(path ...string) *yamlNode {
+	for _, k := range path {
+		if n == nil || n.Kind != yamlMap {
+			return nil
+		}
+		n = n.Map[k]
+	}
+	return n
+}
+
+// strings returns a sequence of scalars, or a lone scalar as one string.
+func (n *yamlNode) strings() []string {
+	switch {
+	case n == nil:
+		return nil
+	case n.Kind == yamlScalar:
+		return []string{n.Scalar}
+	case n.Kind == yamlList:
+		var out []string
+		for _, item := range n.List {
+			if item.Kind == yamlScalar {
+				out = append(out, item.Scalar)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// yamlLine is a line of YAML without its comment: its indentation, the
+// rest, and its number from 1.
+type yamlLine struct {
+	indent int
+	text   string
+	num    int
+}
+
+// parseYAML reads the block-style YAML that Compose files are written in:
+// nested mappings and "- " sequences by indentation, plain, "double" and
+// 'single' quoted scalars, [flow, sequences] of scalars and # comments. It
+// refuses what it does not understand (anchors, tags, block scalars, flow
+// mappings, tabs, duplicate keys) rather than reading it wrongly.
+func parseYAML(text string) (*yamlNode, error) {
+	var lines []yamlLine
+	for i, raw := range strings.Split(text, "\n") {
+		raw = strings.TrimRight(raw, " \r")
+		content := strings.TrimLeft(raw, " ")
+		if strings.HasPrefix(content, "\t") {
+			return nil, fmt.Errorf("line %d: indent with spaces, not tabs", i+1)
+		}
+		content, err := stripYAMLComment(content)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		if content == "" || content == "---" {
+			continue
+		}
+		lines = append(lines, yamlLine{indent: len(raw) - len(strings.TrimLeft(raw, " ")), text: content, num: i + 1})
+	}
+	if len(lines) == 0 {
+		return &yamlNode{Kind: yamlMap, Map: map[string]*yamlNode{}, Line: 1}, nil
+	}
+	n, next, err := parseYAMLBlock(lines, 0, lines[0].indent)
+	if err != nil {
+		return nil, err
+	}
+	if next < len(lines) {
+		return nil, fmt.Errorf("line %d: indented less than the line it belongs to, or more than the first line", lines[next].num)
+	}
+	return n, nil
+}
+
+// stripYAMLComment drops a # comment: at the start, or after a space and
+// outside quotes.
+func stripYAMLComment(s string) (string, error) {
+	var quote rune
+	for i, r := range s {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			}
+		case r == '"' || r == '\'':
+			if i == 0 || strings.ContainsRune(" [,:-", rune(s[i-1])) {
+				quote = r
+			}
+		case r == '#' && (i == 0 || s[i-1] == ' '):
+			return strings.TrimRight(s[:i], " "), nil
+		}
+	}
+	if quote != 0 {
+		return "", fmt.Errorf("the quote %c is never closed", quote)
+	}
+	return s, nil
+}
+
+// parseYAMLBlock reads the mapping or sequence whose lines start at
+// lines[i] with the given indentation, and returns the index after it.
+func parseYAMLBlock(lines []yamlLine, i, indent int) (*yamlNode, int, error) {
+	first := lines[i]
+	if first.text == "-" || strings.HasPrefix(first.text, "- ") {
+		n := &yamlNode{Kind: yamlList, Line: first.num}
+		for i < len(lines) && lines[i].indent == indent && (lines[i].text == "-" || strings.HasPrefix(lines[i].text, "- ")) {
+			l := lines[i]
+			rest := strings.TrimLeft(strings.TrimPrefix(l.text, "-"), " ")
+			var item *yamlNode
+			var err error
+			if rest == "" {
+				if i+1 >= len(lines) || lines[i+1].indent <= indent {
+					return nil, 0, fmt.Errorf("line %d: an empty sequence item", l.num)
+				}
+				item, i, err = parseYAMLBlock(lines, i+1, lines[i+1].indent)
+			} else {
+				// The item's content is a block of its own, starting at
+				// the column after "- ".
+				sub := slices.Clone(lines[i:])
+				sub[0] = yamlLine{indent: indent + len(l.text) - len(rest), text: rest, num: l.num}
+				var used int
+				item, used, err = parseYAMLBlock(sub, 0, sub[0].indent)
+				i += used
+			}
+			if err != nil {
+				return nil, 0, err
+			}
+			n.List = append(n.List, item)
+		}
+		return n, i, nil
+	}
+	key, rest, isKey, err := splitYAMLKey(first.text)
+	if err != nil {
+		return nil, 0, fmt.Errorf("line %d: %w", first.num, err)
+	}
+	if !isKey {
+		v, err := yamlScalarValue(first.text, first.num)
+		if err != nil {
+			return nil, 0, err
+		}
+		if i+1 < len(lines) && lines[i+1].indent > indent {
+			return nil, 0, fmt.Errorf("line %d: a plain value cannot have indented lines under it; is a \":\" missing on line %d?", lines[i+1].num, first.num)
+		}
+		return v, i + 1, nil
+	}
+	n := &yamlNode{Kind: yamlMap, Map: map[string]*yamlNode{}, Line: first.num}
+	for i < len(lines) && lines[i].indent == indent {
+		l := lines[i]
+		key, rest, isKey, err = splitYAMLKey(l.text)
+		if err != nil {
+			return nil, 0, fmt.Errorf("line %d: %w", l.num, err)
+		}
+		if !isKey {
+			return nil, 0, fmt.Errorf("line %d: %q is not \"key: value\" like the lines of its mapping", l.num, l.text)
+		}
+		if _, dup := n.Map[key]; dup {
+			return nil, 0, fmt.Errorf("line %d: key %q is already set in this mapping", l.num, key)
+		}
+		var v *yamlNode
+		switch {
+		case rest != "":
+			if v, err = yamlScalarValue(rest, l.num); err != nil {
+				return nil, 0, err
+			}
+			i++
+		case i+1 < len(lines) && (lines[i+1].indent > indent ||
+			lines[i+1].indent == indent && (lines[i+1].text == "-" || strings.HasPrefix(lines[i+1].text, "- "))):
+			if v, i, err = parseYAMLBlock(lines, i+1, lines[i+1].indent); err != nil {
+				return nil, 0, err
+			}
+		default: // "key:" alone is null, which Compose reads as empty
+			v = &yamlNode{Kind: yamlScalar, Line: l.num}
+			i++
+		}
+		n.Keys = append(n.Keys, key)
+		n.Map[key] = v
+	}
+	if i < len(lines) && lines[i].indent > indent {
+		return nil, 0, fmt.Errorf("line %d: indented more than the mapping it is in", lines[i].num)
+	}
+	return n, i, nil
+}
+
+// splitYAMLKey splits "key: value" (or "key:") at the first ": " outside
+// quotes; a line without one is no key.
+func splitYAMLKey(s string) (key, rest string, ok bool, err error) {
+	if s[0] == '"' || s[0] == '\'' {
+		end := strings.IndexByte(s[1:], s[0])
+		if end < 0 {
+			return "", "", false, fmt.Errorf("the quote %c is never closed", s[0])
+		}
+		after := s[end+2:]
+		if after != ":" && !strings.HasPrefix(after, ": ") {
+			return "", "", false, nil
+		}
+		return s[1 : end+1], strings.TrimSpace(strings.TrimPrefix(after, ":")), true, nil
+	}
+	if s[0] == '[' {
+		return "", "", false, nil
+	}
+	if k, v, found := strings.Cut(s, ": "); found {
+		return strings.TrimSpace(k), strings.TrimSpace(v), true, nil
+	}
+	if k, found := strings.CutSuffix(s, ":"); found {
+		return strings.TrimSpace(k), "", true, nil
+	}
+	return "", "", false, nil
+}
+
+// yamlScalarValue reads a value written on one line: a scalar or a flow
+// sequence of scalars.
+func yamlScalarValue(s string, line int) (*yamlNode, error) {
+	switch s[0] {
+	case '&', '*', '!', '|', '>', '{', '%', '@', '`':
+		return nil, fmt.Errorf("line %d: %q: anchors, tags, block scalars and flow mappings are not used in these files; write the value out", line, s)
+	case '[':
+		if !strings.HasSuffix(s, "]") {
+			return nil, fmt.Errorf("line %d: the sequence %q must close with ] on the same line", line, s)
+		}
+		n := &yamlNode{Kind: yamlList, Line: line}
+		inner := strings.TrimSpace(s[1 : len(s)-1])
+		for inner != "" {
+			var item string
+			if inner[0] == '"' || inner[0] == '\'' {
+				end := strings.IndexByte(inner[1:], inner[0])
+				if end < 0 {
+					return nil, fmt.Errorf("line %d: the quote %c is never closed", line, inner[0])
+				}
+				item, inner = inner[:end+2], strings.TrimSpace(inner[end+2:])
+			} else {
+				end := strings.IndexByte(inner, ',')
+				if end < 0 {
+					end = len(inner)
+				}
+				item, inner = strings.TrimSpace(inner[:end]), inner[end:]
+			}
+			if item == "" || strings.ContainsAny(item[:1], "[{") {
+				return nil, fmt.Errorf("line %d: %q: a flow sequence holds plain or quoted scalars only", line, s)
+			}
+			v, err := yamlScalarValue(item, line)
+			if err != nil {
+				return nil, err
+			}
+			n.List = append(n.List, v)
+			if inner != "" {
+				if inner[0] != ',' {
+					return nil, fmt.Errorf("line %d: %q: items of a flow sequence are separated by commas", line, s)
+				}
+				inner = strings.TrimSpace(inner[1:])
+			}
+		}
+		return n, nil
+	case '"':
+		v, err := strconv.Unquote(s)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %s is not a double-quoted string: %w", line, s, err)
+		}
+		return &yamlNode{Kind: yamlScalar, Scalar: v, Line: line}, nil
+	case '\'':
+		if len(s) < 2 || s[len(s)-1] != '\'' {
+			return nil, fmt.Errorf("line %d: %s is not a single-quoted string", line, s)
+		}
+		return &yamlNode{Kind: yamlScalar, Scalar: strings.ReplaceAll(s[1:len(s)-1], "''", "'"), Line: line}, nil
+	}
+	return &yamlNode{Kind: yamlScalar, Scalar: s, Line: line}, nil
 }

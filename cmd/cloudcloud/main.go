@@ -83,6 +83,7 @@ Usage:
                      [-lamp bedroom] [-count 5]               (its ?lamp= id; several lamps at once)
   cloudcloud healthcheck [-url http://localhost:8000/healthz]  exit 0 when the server answers
   cloudcloud bench -lamps 10000 -secret S -password P -pid PID  load-test a running server
+  cloudcloud bench -cluster 3 -lamps 45000 [-kill]            load-test three nodes on NATS, started here
   cloudcloud version
 
 Run "cloudcloud serve -h" for every setting.
@@ -102,7 +103,7 @@ func run(args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	case "healthcheck":
 		err = healthcheck(args, stderr)
 	case "bench":
-		err = bench(args, stdout, stderr)
+		err = bench(args, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "cloudcloud", currentVersion())
 	case "help", "-h", "--help":
@@ -218,7 +219,13 @@ func simulatedLamps(lamp string, count int) ([]string, error) {
 	return ids, nil
 }
 
-func bench(args []string, stdout, stderr io.Writer) error {
+func bench(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) == 1 && args[0] == loadtest.ClientFlag {
+		// The cluster mode's lamps of one node, in a process of their own.
+		return loadtest.Client(ctx, stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("cloudcloud bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o loadtest.Options
@@ -238,18 +245,21 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
 	report := fs.String("report", "", "instead of measuring, render BENCHMARKS.md from the JSON results in this directory")
 	machine := fs.String("machine", "", "with -report: the machine the figures come from")
+	cluster := fs.Int("cluster", 0, "start NATS in this process and this many nodes (children of this binary), and spread -lamps over them; with several comma-separated -url and -api, spread them over those running nodes instead")
+	kill := fs.Bool("kill", false, "with -cluster: after the changes, kill the last node and measure until its lamps are back on the others")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *report != "" {
 		return loadtest.WriteReport(stdout, *report, *machine, time.Now().UTC().Format("2006-01-02"))
 	}
+	if *cluster > 0 || strings.Contains(o.URL, ",") {
+		return benchCluster(ctx, o, *cluster, *kill, *jsonOut, stdout, stderr)
+	}
 	if o.Secret == "" || (o.Changes > 0 && o.Password == "") {
 		return errors.New("-secret is required, and -password too when -changes > 0")
 	}
 	o.Log = stderr
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	res, err := loadtest.Run(ctx, o)
 	if err != nil {
 		return err
@@ -257,6 +267,59 @@ func bench(args []string, stdout, stderr io.Writer) error {
 	res.Table(stdout)
 	if *jsonOut != "" {
 		f, err := os.Create(*jsonOut)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return res.JSON(f)
+	}
+	return nil
+}
+
+// benchCluster is bench's cluster mode: n nodes started here (secret and
+// password made up when not given), or the comma-separated nodes of o.URL
+// and o.API.
+func benchCluster(ctx context.Context, o loadtest.Options, n int, kill bool, jsonOut string, stdout, stderr io.Writer) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this binary, to run nodes and lamp clients: %w", err)
+	}
+	co := loadtest.ClusterOptions{Secret: o.Secret, Username: o.Username, Password: o.Password, InFlight: o.InFlight,
+		Changes: o.Changes, Every: o.Every, Settle: o.Settle, Kill: kill, Client: loadtest.ClientProcesses(exe, stderr), Log: stderr}
+	if n > 0 {
+		if co.Secret == "" {
+			co.Secret = "bench-lamp-secret"
+		}
+		if co.Password == "" {
+			co.Password = "bench-password"
+		}
+		fmt.Fprintf(stderr, "starting NATS and %d nodes...\n", n)
+		local, err := loadtest.StartLocal(exe, n, co.Secret, co.Password, stderr)
+		if err != nil {
+			return err
+		}
+		defer local.Close()
+		co.Nodes = local.Nodes
+	} else {
+		urls, apis := strings.Split(o.URL, ","), strings.Split(o.API, ",")
+		if len(urls) != len(apis) || co.Secret == "" || co.Password == "" {
+			return fmt.Errorf("-url names %d nodes and -api %d: give each node's lamp URL and web URL in the same order, with -secret and -password", len(urls), len(apis))
+		}
+		if kill {
+			return errors.New("-kill needs -cluster: the tool kills only nodes it started")
+		}
+		for i := range urls {
+			co.Nodes = append(co.Nodes, loadtest.Node{Name: apis[i], Lamps: urls[i], API: apis[i]})
+		}
+	}
+	co.LampsPerNode = o.Lamps / len(co.Nodes)
+	res, err := loadtest.Cluster(ctx, co)
+	if err != nil {
+		return err
+	}
+	res.Table(stdout)
+	if jsonOut != "" {
+		f, err := os.Create(jsonOut)
 		if err != nil {
 			return err
 		}

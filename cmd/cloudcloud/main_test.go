@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"debug/buildinfo"
+	"encoding/json"
 	"errors"
 	"net"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/cloudcloud/cloudcloud/internal/loadtest"
 )
 
 func runCLI(args []string, environ []string) (code int, stdout, stderr string) {
@@ -46,6 +49,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"simulate", "-secret", "x", "-lamp", "abcdefghijklmnopqrstuvwxyz012345", "-count", "2"}, nil, 1, "", "-lamp with -count"},
 		{[]string{"simulate", "-secret", "x", "-url", "http://localhost/"}, nil, 1, "", "ws://"},
 		{[]string{"healthcheck", "-url", "http://127.0.0.1:1/healthz"}, nil, 1, "", "not answering"},
+		{[]string{"bench", "-url", "ws://a/,ws://b/", "-api", "http://a"}, nil, 1, "", "-url names 2 nodes and -api 1"},
+		{[]string{"bench", "-url", "ws://a/,ws://b/", "-api", "http://a,http://b", "-secret", "s", "-password", "p", "-kill"}, nil, 1, "", "-kill needs -cluster"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(tt.args, tt.env)
@@ -214,5 +219,44 @@ func TestSimulatedLamps(t *testing.T) {
 		if err != nil || strings.Join(ids, " ") != tt.want {
 			t.Errorf("simulatedLamps(%q, %d) = %v, %v; want %s", tt.lamp, tt.count, ids, err, tt.want)
 		}
+	}
+}
+
+// TestBinaryBenchCluster runs the cluster mode of the real binary at a
+// small scale: it starts NATS, two nodes and two lamp clients as children
+// of itself, kills one node, and writes real figures.
+func TestBinaryBenchCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "cloudcloud")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	out := filepath.Join(t.TempDir(), "cluster.json")
+	cmd := exec.Command(bin, "bench", "-cluster", "2", "-lamps", "10", "-changes", "3", "-every", "20ms", "-settle", "50ms", "-inflight", "5", "-kill", "-json", out)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	done := make(chan []byte, 1)
+	go func() { b, _ := cmd.CombinedOutput(); done <- b }()
+	var log []byte
+	select {
+	case log = <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("bench -cluster still runs after 60s:\n%s", <-done)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatalf("no JSON result (%v):\n%s", err, log)
+	}
+	var res loadtest.ClusterResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Nodes != 2 || res.Lamps != 10 || res.MissedFinal != 0 || res.FanoutP50MS <= 0 || len(res.PerNode) != 2 {
+		t.Errorf("figures: %s\n%s", b, log)
+	}
+	if k := res.Kill; k == nil || k.Lamps != 5 || k.NotBack != 0 || k.AllBackMS <= 0 {
+		t.Errorf("kill step: %+v\n%s", res.Kill, log)
 	}
 }

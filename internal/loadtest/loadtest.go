@@ -269,48 +269,22 @@ func (r *run) connect(ctx context.Context) ([]*lamp, []time.Duration, int, time.
 }
 
 func (r *run) dialLamp(ctx context.Context, i int) (*lamp, time.Duration, error) {
-	src := &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i/r.o.Sources))}
-	nd := &net.Dialer{LocalAddr: src, Timeout: 10 * time.Second}
+	var control func(_, _ string, rc syscall.RawConn) error
 	if i < r.o.Stuck {
 		// A stuck lamp's socket fills after a few packets, as a lamp that
 		// hangs on a weak link would: the server's writes to it then block.
-		nd.Control = func(_, _ string, rc syscall.RawConn) error {
+		control = func(_, _ string, rc syscall.RawConn) error {
 			return rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 1024) })
 		}
-	}
-	d := websocket.Dialer{
-		NetDialContext:   nd.DialContext,
-		HandshakeTimeout: 10 * time.Second,
-		ReadBufferSize:   256,
-		WriteBufferSize:  256,
 	}
 	url := r.o.URL
 	if r.o.Named {
 		url += fmt.Sprintf("?lamp=bench-%d", i)
 	}
-	start := time.Now()
-	conn, _, err := d.DialContext(ctx, url, nil)
+	conn, _, took, err := dial(ctx, url, r.o.Secret, net.IPv4(127, 0, 1, byte(1+i/r.o.Sources)), control)
 	if err != nil {
 		return nil, 0, err
 	}
-	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := conn.WriteMessage(websocket.TextMessage, []byte(r.o.Secret)); err != nil {
-		conn.Close()
-		return nil, 0, err
-	}
-	for _, want := range []string{"ok", "packet"} {
-		_, b, err := conn.ReadMessage()
-		if err != nil {
-			conn.Close()
-			return nil, 0, fmt.Errorf("handshake: %w", err)
-		}
-		if want == "ok" && string(b) != "ok" {
-			conn.Close()
-			return nil, 0, fmt.Errorf("handshake: got %q, want ok", b)
-		}
-	}
-	took := time.Since(start)
-	conn.SetReadDeadline(time.Time{})
 	l := &lamp{conn: conn}
 	l.seen.Store(-1)
 	l.alive.Store(true)
@@ -318,6 +292,46 @@ func (r *run) dialLamp(ctx context.Context, i int) (*lamp, time.Duration, error)
 		go r.read(l)
 	}
 	return l, took, nil
+}
+
+// dial connects a lamp from the address src to url and authenticates it
+// with secret; it returns the connection, the first packet (the current
+// state) and how long the handshake took. control, when not nil, is the
+// socket's net.Dialer.Control.
+func dial(ctx context.Context, url, secret string, src net.IP, control func(_, _ string, rc syscall.RawConn) error) (*websocket.Conn, []byte, time.Duration, error) {
+	nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 10 * time.Second, Control: control}
+	d := websocket.Dialer{
+		NetDialContext:   nd.DialContext,
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   256,
+		WriteBufferSize:  256,
+	}
+	start := time.Now()
+	conn, _, err := d.DialContext(ctx, url, nil)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := conn.WriteMessage(websocket.TextMessage, []byte(secret)); err != nil {
+		conn.Close()
+		return nil, nil, 0, err
+	}
+	var first []byte
+	for _, want := range []string{"ok", "packet"} {
+		_, b, err := conn.ReadMessage()
+		if err != nil {
+			conn.Close()
+			return nil, nil, 0, fmt.Errorf("handshake: %w", err)
+		}
+		if want == "ok" && string(b) != "ok" {
+			conn.Close()
+			return nil, nil, 0, fmt.Errorf("handshake: got %q, want ok", b)
+		}
+		first = b
+	}
+	took := time.Since(start)
+	conn.SetReadDeadline(time.Time{})
+	return conn, first, took, nil
 }
 
 // read records every change the lamp receives.
