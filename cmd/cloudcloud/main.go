@@ -245,7 +245,8 @@ func bench(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	jsonOut := fs.String("json", "", "also write the figures as JSON to this file")
 	report := fs.String("report", "", "instead of measuring, render BENCHMARKS.md from the JSON results in this directory")
 	machine := fs.String("machine", "", "with -report: the machine the figures come from")
-	cluster := fs.Int("cluster", 0, "start NATS in this process and this many nodes (children of this binary), and spread -lamps over them; with several comma-separated -url and -api, spread them over those running nodes instead")
+	cluster := fs.Int("cluster", 0, "start this many nodes (children of this binary) on the NATS server of -nats, and spread -lamps over them; with several comma-separated -url and -api, spread them over those running nodes instead")
+	natsURL := fs.String("nats", "", "with -cluster: a NATS server with JetStream for the nodes, e.g. nats://127.0.0.1:4222 (go run ./internal/loadtest/natsdev starts one)")
 	kill := fs.Bool("kill", false, "with -cluster: after the changes, kill the last node and measure until its lamps are back on the others")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -254,7 +255,7 @@ func bench(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return loadtest.WriteReport(stdout, *report, *machine, time.Now().UTC().Format("2006-01-02"))
 	}
 	if *cluster > 0 || strings.Contains(o.URL, ",") {
-		return benchCluster(ctx, o, *cluster, *kill, *jsonOut, stdout, stderr)
+		return benchCluster(ctx, o, *cluster, *natsURL, *kill, *jsonOut, stdout, stderr)
 	}
 	if o.Secret == "" || (o.Changes > 0 && o.Password == "") {
 		return errors.New("-secret is required, and -password too when -changes > 0")
@@ -279,7 +280,7 @@ func bench(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 // benchCluster is bench's cluster mode: n nodes started here (secret and
 // password made up when not given), or the comma-separated nodes of o.URL
 // and o.API.
-func benchCluster(ctx context.Context, o loadtest.Options, n int, kill bool, jsonOut string, stdout, stderr io.Writer) error {
+func benchCluster(ctx context.Context, o loadtest.Options, n int, natsURL string, kill bool, jsonOut string, stdout, stderr io.Writer) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find this binary, to run nodes and lamp clients: %w", err)
@@ -293,8 +294,11 @@ func benchCluster(ctx context.Context, o loadtest.Options, n int, kill bool, jso
 		if co.Password == "" {
 			co.Password = "bench-password"
 		}
-		fmt.Fprintf(stderr, "starting NATS and %d nodes...\n", n)
-		local, err := loadtest.StartLocal(exe, n, co.Secret, co.Password, stderr)
+		if natsURL == "" {
+			return errors.New("-cluster needs -nats: a NATS server with JetStream for the nodes, e.g. -nats nats://127.0.0.1:4222 after go run ./internal/loadtest/natsdev (or docker run -p 4222:4222 nats -js)")
+		}
+		fmt.Fprintf(stderr, "starting %d nodes on %s...\n", n, natsURL)
+		local, err := loadtest.StartLocal(exe, natsURL, n, co.Secret, co.Password, stderr)
 		if err != nil {
 			return err
 		}

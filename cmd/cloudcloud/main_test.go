@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/cloudcloud/cloudcloud/internal/loadtest"
 )
@@ -51,6 +52,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"healthcheck", "-url", "http://127.0.0.1:1/healthz"}, nil, 1, "", "not answering"},
 		{[]string{"bench", "-url", "ws://a/,ws://b/", "-api", "http://a"}, nil, 1, "", "-url names 2 nodes and -api 1"},
 		{[]string{"bench", "-url", "ws://a/,ws://b/", "-api", "http://a,http://b", "-secret", "s", "-password", "p", "-kill"}, nil, 1, "", "-kill needs -cluster"},
+		{[]string{"bench", "-cluster", "3"}, nil, 1, "", "-cluster needs -nats"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCLI(tt.args, tt.env)
@@ -223,8 +225,8 @@ func TestSimulatedLamps(t *testing.T) {
 }
 
 // TestBinaryBenchCluster runs the cluster mode of the real binary at a
-// small scale: it starts NATS, two nodes and two lamp clients as children
-// of itself, kills one node, and writes real figures.
+// small scale: on a NATS server run here, it starts two nodes and two lamp
+// clients as children of itself, kills one node, and writes real figures.
 func TestBinaryBenchCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -233,8 +235,17 @@ func TestBinaryBenchCluster(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the NATS server did not start")
+	}
+	defer ns.Shutdown()
 	out := filepath.Join(t.TempDir(), "cluster.json")
-	cmd := exec.Command(bin, "bench", "-cluster", "2", "-lamps", "10", "-changes", "3", "-every", "20ms", "-settle", "50ms", "-inflight", "5", "-kill", "-json", out)
+	cmd := exec.Command(bin, "bench", "-cluster", "2", "-nats", ns.ClientURL(), "-lamps", "10", "-changes", "3", "-every", "20ms", "-settle", "50ms", "-inflight", "5", "-kill", "-json", out)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	done := make(chan []byte, 1)
 	go func() { b, _ := cmd.CombinedOutput(); done <- b }()

@@ -11,38 +11,28 @@ import (
 	"os/exec"
 	"strings"
 	"time"
-
-	natsserver "github.com/nats-io/nats-server/v2/server"
 )
 
-// LocalCluster is a cluster on this machine for the load tool: a NATS
-// server with JetStream in this process and cloudcloud nodes as child
-// processes of the binary exe, each with a storage.dir of its own.
+// LocalCluster is a cluster on this machine for the load tool: cloudcloud
+// nodes as child processes of the binary exe, each with a storage.dir of
+// its own, on a NATS server started beforehand. The NATS server is not
+// part of the binary: it would make a server binary half as large again
+// for a benchmark (go run ./internal/loadtest/natsdev starts one).
 type LocalCluster struct {
 	Nodes []Node
-	nats  *natsserver.Server
 	cmds  []*exec.Cmd
 	dir   string
 }
 
-// StartLocal starts NATS and n nodes with the lamp secret and UI password
-// given; their logs go to log. Close stops them.
-func StartLocal(exe string, n int, secret, password string, log io.Writer) (*LocalCluster, error) {
+// StartLocal starts n nodes on the NATS server (with JetStream) at
+// natsURL, with the lamp secret and UI password given; their logs go to
+// log. Close stops them.
+func StartLocal(exe, natsURL string, n int, secret, password string, log io.Writer) (*LocalCluster, error) {
 	dir, err := os.MkdirTemp("", "cloudcloud-bench-cluster-")
 	if err != nil {
 		return nil, err
 	}
 	c := &LocalCluster{dir: dir}
-	c.nats, err = natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir + "/nats", NoLog: true, NoSigs: true})
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("NATS: %w", err)
-	}
-	go c.nats.Start()
-	if !c.nats.ReadyForConnections(10 * time.Second) {
-		c.Close()
-		return nil, errors.New("NATS did not start within 10s")
-	}
 	for i := range n {
 		name := fmt.Sprintf("node-%d", i+1)
 		web, dev, err := freePort(), freePort(), error(nil)
@@ -60,7 +50,7 @@ func StartLocal(exe string, n int, secret, password string, log io.Writer) (*Loc
 		// figures, and handshakes from one source address by the thousand.
 		cmd := exec.Command(exe, "serve", "-storage.dir", fmt.Sprintf("%s/%s", dir, name),
 			"-web.listen", web, "-device.listen", dev,
-			"-cluster.nats_url", c.nats.ClientURL(), "-cluster.node", name,
+			"-cluster.nats_url", natsURL, "-cluster.node", name,
 			"-device.ping_interval", "30s", "-device.keepalive_timeout", "90s", "-device.max_handshakes_per_address", "1000",
 			"-log.level", "error")
 		cmd.Env = append(os.Environ(), "CLOUDCLOUD_DEVICE_AUTH_SECRET="+secret, "CLOUDCLOUD_WEB_PASSWORD="+password)
@@ -87,16 +77,13 @@ func StartLocal(exe string, n int, secret, password string, log io.Writer) (*Loc
 	return c, nil
 }
 
-// Close stops the nodes that still run and NATS, and removes their data.
+// Close stops the nodes that still run and removes their data.
 func (c *LocalCluster) Close() {
 	for _, cmd := range c.cmds {
 		if cmd.ProcessState == nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
-	}
-	if c.nats != nil {
-		c.nats.Shutdown()
 	}
 	os.RemoveAll(c.dir)
 }
