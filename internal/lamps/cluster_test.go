@@ -94,6 +94,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("not reached in 10 s: %s", what)
 }
 
+// lampOf is lamp id on e; the zero Lamp while e does not know it.
 func lampOf(e *env, id string) Lamp {
 	l, _ := e.reg.Lamp(id)
 	return l
@@ -177,10 +178,11 @@ func TestEpochRaisedElsewhere(t *testing.T) {
 		a.reg.Seen(device.LampSeen{Lamp: id, Addr: "192.0.2.7", Online: true, Time: time.Now()})
 	}
 	a.reg.flush(time.Time{})
-	if _, err := a.reg.SetState("bedroom", state.Change{Mode: ptr(state.ModeManual), Color: &protocol.RGB{G: 255}}); err != nil {
+	green, err := a.reg.SetState("bedroom", state.Change{Mode: ptr(state.ModeManual), Color: &protocol.RGB{G: 255}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "B knows the bedroom's own state", func() bool { return !lampOf(other, "bedroom").FollowsShared })
+	eventually(t, "B shows the bedroom's own state", func() bool { return other.gw.get("bedroom") == green.Packet })
 	st, err := other.reg.Apply(state.Change{Mode: ptr(state.ModeManual), Color: &protocol.RGB{B: 255}})
 	if err != nil {
 		t.Fatal(err)
