@@ -747,7 +747,10 @@ func (s *Scheduler) Fading() []string {
 // them.
 func (s *Scheduler) Run(ctx context.Context) {
 	stop := s.o.Records.Watch(SchedulePrefix, s.follow)
-	defer stop()
+	// Stopping a JetStream watch can wait for NATS (after a NATS restart up
+	// to its request timeout); the shutdown does not wait for it, and a
+	// change still coming in only updates the schedules in memory.
+	defer func() { go stop() }()
 	s.reload()
 	for {
 		now := s.o.Clock.Now()

@@ -157,6 +157,7 @@ type Registry struct {
 
 	epochRev uint64 // the revision of the epoch record epoch came from
 	watches  []func()
+	closed   bool // Close has begun: the watches' calls change nothing; guarded by writes
 
 	stop     chan struct{}
 	stopped  chan struct{}
@@ -529,6 +530,9 @@ func (r *Registry) follow(se storage.Entry) {
 	}
 	r.writes.Lock()
 	defer r.writes.Unlock()
+	if r.closed {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.lamps[id]
@@ -622,6 +626,9 @@ func (r *Registry) followEpoch(se storage.Entry) {
 	}
 	r.writes.Lock()
 	defer r.writes.Unlock()
+	if r.closed {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if se.Revision <= r.epochRev {
@@ -966,7 +973,12 @@ const closeBudget = 2 * time.Second
 // shut down, so the lamps' last-seen times are final.
 func (r *Registry) Close() {
 	r.stopOnce.Do(func() {
-		r.stopWatches()
+		r.writes.Lock()
+		r.closed = true
+		r.writes.Unlock()
+		// Stopping a JetStream watch can wait for NATS (after a NATS restart
+		// up to its request timeout); the shutdown does not wait for it.
+		go r.stopWatches()
 		close(r.stop)
 		<-r.stopped
 		r.flush(time.Now().Add(closeBudget))
