@@ -156,14 +156,23 @@ func TestTwoNodesFollowEachOther(t *testing.T) {
 			}
 			var unknown *UnknownError
 			eventually(t, "A forgets the lamp", func() bool { _, err := a.reg.Lamp("bedroom"); return errors.As(err, &unknown) })
-			forgotten := false
+			changed, forgotten := 0, false
 			for !forgotten {
 				select {
 				case ev := <-sub.C:
-					forgotten = ev.Data.(Changed).Forgotten
+					c := ev.Data.(Changed)
+					forgotten = c.Forgotten
+					if c.ID == "bedroom" && !c.Forgotten {
+						changed++
+					}
 				default:
 					t.Fatal("B published no event of the forgotten lamp")
 				}
+			}
+			// Before the first forget: the lamp A saw, its own state set
+			// through A, B's label and B's Follow.
+			if changed != 4 {
+				t.Errorf("B published %d changes of the lamp before it was forgotten, want 4", changed)
 			}
 		})
 	}
