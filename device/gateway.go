@@ -70,6 +70,12 @@ type Options struct {
 	Logger   *slog.Logger
 	noPoller bool // tests: use the fallback reader
 
+	// KeySuffix is appended to DebugKey and LogKey, so nodes of a cluster
+	// sharing Records keep their own: "/node-a" keeps them under
+	// "debug/node-a" and "debug-log/node-a". Empty: DebugKey and LogKey,
+	// the records of a single server.
+	KeySuffix string
+
 	// OnLamp, if set, is told when a lamp's connection has authenticated
 	// (and got its display packet) and when it ended; the lamp registry
 	// keeps its lamps from it. It runs on the connection's goroutine and
@@ -204,6 +210,14 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 	opt.defaults()
 	if opt.Secret == "" && len(opt.Named) == 0 {
 		return nil, ErrNoSecret
+	}
+	for _, key := range []string{opt.debugKey(), opt.logKey()} {
+		if err := storage.CheckKey(key); err != nil {
+			return nil, fmt.Errorf("device: KeySuffix %q must make storage keys of a-z, 0-9, '_' and '-' segments separated by '/': %w", opt.KeySuffix, err)
+		}
+	}
+	if opt.debugKey() == LogKey {
+		return nil, fmt.Errorf("device: KeySuffix %q would keep the debug switches under the debug log's key; start it with '/'", opt.KeySuffix)
 	}
 	g := &Gateway{
 		opt:         opt,
@@ -744,15 +758,18 @@ type debugFile struct {
 }
 
 // DebugKey is the debug switches' record in the storage bucket (debug.json
-// in the data directory).
+// in the data directory), followed by Options.KeySuffix.
 const DebugKey = "debug"
+
+func (o *Options) debugKey() string { return DebugKey + o.KeySuffix }
+func (o *Options) logKey() string   { return LogKey + o.KeySuffix }
 
 func (g *Gateway) loadDebug() error {
 	if g.opt.Records == nil {
 		return nil
 	}
 	var f debugFile
-	_, _, err := storage.LoadJSON(g.opt.Records, DebugKey, &f, nil, g.log, "debug switches")
+	_, _, err := storage.LoadJSON(g.opt.Records, g.opt.debugKey(), &f, nil, g.log, "debug switches")
 	g.debugAll = f.All
 	for k, v := range f.Names {
 		g.debugNames[k] = v
@@ -765,7 +782,7 @@ func (g *Gateway) saveDebug(all bool, names map[string]bool) error {
 	if g.opt.Records == nil {
 		return nil
 	}
-	if _, err := storage.PutJSON(g.opt.Records, DebugKey, debugFile{All: all, Names: names}); err != nil {
+	if _, err := storage.PutJSON(g.opt.Records, g.opt.debugKey(), debugFile{All: all, Names: names}); err != nil {
 		return fmt.Errorf("save debug switches (nothing was changed): %w", err)
 	}
 	return nil
@@ -783,7 +800,7 @@ func (g *Gateway) addLog(l *lamp, msg string) {
 }
 
 // LogKey is the debug log's record in the storage bucket (debug-log.json
-// in the data directory).
+// in the data directory), followed by Options.KeySuffix.
 const LogKey = "debug-log"
 
 // loadLogs reads the debug log saved before the last stop. A record that
@@ -793,7 +810,7 @@ func (g *Gateway) loadLogs() error {
 		return nil
 	}
 	var f logFile
-	_, found, err := storage.LoadJSON(g.opt.Records, LogKey, &f, nil, g.log, "debug log")
+	_, found, err := storage.LoadJSON(g.opt.Records, g.opt.logKey(), &f, nil, g.log, "debug log")
 	if found {
 		g.logs.load(f)
 	}
@@ -828,7 +845,7 @@ func (g *Gateway) saveLogs() {
 	if !changed {
 		return
 	}
-	_, err := storage.PutJSON(g.opt.Records, LogKey, f)
+	_, err := storage.PutJSON(g.opt.Records, g.opt.logKey(), f)
 	switch {
 	case err != nil:
 		g.logs.markDirty()

@@ -167,8 +167,18 @@ func newEnv(t *testing.T, dir string, now time.Time) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, clock: &fakeClock{now: now}, log: &logtest.Buffer{}, loc: berlin(t)}
+	e := newEnvOn(t, records, &fakeClock{now: now})
+	e.dir = dir
+	return e
+}
+
+// newEnvOn opens the scenes and a scheduler on records, as a node of a
+// cluster does on the shared bucket, on clock.
+func newEnvOn(t *testing.T, records storage.Bucket, clock *fakeClock) *env {
+	t.Helper()
+	e := &env{t: t, clock: clock, log: &logtest.Buffer{}, loc: berlin(t)}
 	log := slog.New(slog.NewTextHandler(e.log, nil))
+	var err error
 	e.lamps = newFakeLamps(t, records, "bedroom", "kitchen")
 	if e.scenes, err = OpenScenes(records, e.lamps, log); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package automation
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -54,6 +56,7 @@ type record struct {
 	at   At
 	days [7]bool
 	fade time.Duration
+	rev  uint64 // the revision of the record this was read from or written as
 }
 
 // SchedulePrefix starts the key of every schedule record.
@@ -85,6 +88,13 @@ type Options struct {
 }
 
 // Scheduler keeps the schedules and runs them and their fades.
+//
+// Several nodes of a cluster run a Scheduler each on the same records
+// (docs/cluster.md), and a schedule runs once per cluster: a due run is
+// claimed by noting it in the schedule's record, compare-and-set at the
+// revision the scheduler read, and only the node whose write wins runs it
+// (and its fade). While Run runs, the records are watched, so a schedule
+// created, changed or removed through another node is followed here.
 type Scheduler struct {
 	o    Options
 	log  *slog.Logger
@@ -116,11 +126,12 @@ func NewScheduler(o Options) (*Scheduler, error) {
 	}
 	for _, key := range keys {
 		var r record
-		_, found, err := storage.LoadJSON(o.Records, key, &r, func() error { return s.compile(&r, false) }, s.log, "schedule")
+		rev, found, err := storage.LoadJSON(o.Records, key, &r, func() error { return s.compile(&r, false) }, s.log, "schedule")
 		if err != nil {
 			return nil, err
 		}
 		if found && SchedulePrefix+r.ID == key {
+			r.rev = rev
 			s.all[r.ID] = &r
 		}
 	}
@@ -289,10 +300,101 @@ func (s *Scheduler) Put(sc Schedule) (Schedule, error) {
 }
 
 func (s *Scheduler) save(r *record) error {
-	if _, err := storage.PutJSON(s.o.Records, SchedulePrefix+r.ID, r); err != nil {
+	rev, err := storage.PutJSON(s.o.Records, SchedulePrefix+r.ID, r)
+	if err != nil {
 		return fmt.Errorf("save schedule %s (nothing was changed): %w", r.ID, err)
 	}
+	r.rev = rev
 	return nil
+}
+
+// decode reads a schedule record written elsewhere; false (logged) when it
+// cannot be used, or is no schedule's record (one set aside).
+func (s *Scheduler) decode(e storage.Entry) (*record, bool) {
+	id := strings.TrimPrefix(e.Key, SchedulePrefix)
+	if CheckID(id) != nil {
+		return nil, false
+	}
+	var r record
+	err := json.Unmarshal(e.Value, &r)
+	if err == nil {
+		err = s.compile(&r, false)
+	}
+	if err == nil && r.ID != id {
+		err = fmt.Errorf("the record of schedule %q is kept under %s", r.ID, e.Key)
+	}
+	if err != nil {
+		s.log.Error("ignored a schedule written elsewhere that is not valid", "key", e.Key, "revision", e.Revision, "err", err)
+		return nil, false
+	}
+	r.rev = e.Revision
+	return &r, true
+}
+
+// follow takes a change of a schedule record (the watch of Run): made
+// through another node, it becomes the schedule here. This scheduler's
+// own writes come back too, at a revision it has already, and are skipped.
+func (s *Scheduler) follow(e storage.Entry) {
+	var r *record
+	if !e.Deleted {
+		var ok bool
+		if r, ok = s.decode(e); !ok {
+			return
+		}
+	}
+	id := strings.TrimPrefix(e.Key, SchedulePrefix)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.all[id]; ok && e.Revision <= cur.rev {
+		return
+	}
+	if e.Deleted {
+		delete(s.all, id)
+	} else {
+		s.all[id] = r
+	}
+	s.poke()
+}
+
+// reread takes in schedule id's record as it is now, after a claim lost
+// to another node's write; s.mu is held.
+func (s *Scheduler) reread(id string) {
+	e, err := s.o.Records.Get(SchedulePrefix + id)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		delete(s.all, id)
+	case err != nil:
+		s.log.Error("could not read a schedule changed elsewhere", "schedule", id, "err", err)
+	default:
+		if r, ok := s.decode(e); ok {
+			s.all[id] = r
+		}
+	}
+}
+
+// claim notes in r's record that its run due at at has happened, before it
+// runs: compare-and-set, so of the nodes that find it due only the first
+// writer runs it. False when another node's write came first (it ran it,
+// or changed or removed the schedule: the record is read again) or the
+// record cannot be written (it is tried again at the next tick). A node
+// that dies between its claim and the run loses that run; no run is
+// done twice. s.mu is held.
+func (s *Scheduler) claim(r *record, at time.Time, log *slog.Logger) bool {
+	next := *r
+	next.LastRun = at
+	rev, err := storage.UpdateJSON(s.o.Records, SchedulePrefix+r.ID, &next, r.rev)
+	var conflict *storage.ConflictError
+	switch {
+	case err == nil:
+		r.LastRun, r.rev = at, rev
+		return true
+	case errors.As(err, &conflict):
+		log.Debug("schedule changed elsewhere, or run by another node", "err", err)
+		s.reread(r.ID)
+	default:
+		log.Error("could not note that the schedule runs, so it did not run; trying again", "err", err)
+	}
+	return false
 }
 
 // Delete removes a schedule. A fade it started goes on: the lamps are
@@ -433,6 +535,9 @@ func (s *Scheduler) Tick(now time.Time) {
 // run does what r says, due at at; s.mu is held.
 func (s *Scheduler) run(r *record, at, now time.Time) {
 	log := s.log.With("schedule", r.ID, "due", at.In(s.o.Location).Format(time.RFC3339))
+	if !s.claim(r, at, log) {
+		return
+	}
 	if late := now.Sub(at); late > catchUpAfter {
 		log.Info("caught up a schedule that was due while the server was not running", "late", late.Round(time.Second).String())
 	}
@@ -451,16 +556,12 @@ func (s *Scheduler) run(r *record, at, now time.Time) {
 		}
 	}
 	log.Info("schedule ran", "fade", r.Fade)
-	r.LastRun = at
 	if r.In != "" {
+		// Its record says it ran, so it would not run again if this fails.
 		if err := s.o.Records.Delete(SchedulePrefix + r.ID); err != nil {
 			log.Error("could not remove a timer that ran", "err", err)
 		}
 		delete(s.all, r.ID)
-		return
-	}
-	if err := s.save(r); err != nil {
-		log.Error("could not note that the schedule ran; it may run again after a restart", "err", err)
 	}
 }
 
@@ -618,6 +719,22 @@ func (s *Scheduler) wakeAt(now time.Time) time.Time {
 	return wake
 }
 
+// reload reads the records changed since NewScheduler read them (by
+// another node, before the watch of Run started). One removed meanwhile
+// is found out by its claim.
+func (s *Scheduler) reload() {
+	keys, err := s.o.Records.Keys(SchedulePrefix)
+	if err != nil {
+		s.log.Error("could not list the schedules; following later changes only", "err", err)
+		return
+	}
+	for _, key := range keys {
+		if e, err := s.o.Records.Get(key); err == nil {
+			s.follow(e)
+		}
+	}
+}
+
 // Fading says which targets a fade is moving now ("" is the shared state).
 func (s *Scheduler) Fading() []string {
 	s.mu.Lock()
@@ -626,8 +743,15 @@ func (s *Scheduler) Fading() []string {
 }
 
 // Run catches up on what was due while the server was down, then runs the
-// schedules until ctx ends.
+// schedules until ctx ends, following the changes other nodes make to
+// them.
 func (s *Scheduler) Run(ctx context.Context) {
+	stop := s.o.Records.Watch(SchedulePrefix, s.follow)
+	// Stopping a JetStream watch can wait for NATS (after a NATS restart up
+	// to its request timeout); the shutdown does not wait for it, and a
+	// change still coming in only updates the schedules in memory.
+	defer func() { go stop() }()
+	s.reload()
 	for {
 		now := s.o.Clock.Now()
 		s.Tick(now)

@@ -62,3 +62,37 @@ func BenchmarkRegistry(b *testing.B) {
 	b.ReportMetric(float64(size)/1024, "disk-KiB")
 	b.ReportMetric(float64(size)/float64(n), "disk-B/lamp")
 }
+
+// BenchmarkSeen: one lamp's connection coming or going in a registry of n
+// lamps (the hot path of thousands of lamps connecting), without the
+// flusher's write.
+func BenchmarkSeen(b *testing.B) {
+	n := registryLamps()
+	e := openWith(b, b.TempDir())
+	now := time.Now()
+	for i := range n {
+		e.reg.Seen(device.LampSeen{Lamp: fmt.Sprintf("lamp-%d", i), Addr: "192.0.2.7", Online: true, Time: now})
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("lamp-%d", i)
+	}
+	for i := 0; b.Loop(); i++ {
+		e.reg.Seen(device.LampSeen{Lamp: ids[i%n], Addr: "192.0.2.7", FirmwareVersion: "1.4.2", Online: i%2 == 0, Time: now})
+	}
+}
+
+// BenchmarkLamps: listing a registry of n lamps (GET /api/lamps without
+// the encoding).
+func BenchmarkLamps(b *testing.B) {
+	n := registryLamps()
+	e := openWith(b, b.TempDir())
+	for i := range n {
+		e.reg.Seen(device.LampSeen{Lamp: fmt.Sprintf("lamp-%d", i), Addr: "192.0.2.7", Online: true, Time: time.Now()})
+	}
+	for b.Loop() {
+		if got := len(e.reg.Lamps()); got != n {
+			b.Fatalf("%d lamps, want %d", got, n)
+		}
+	}
+}

@@ -10,10 +10,17 @@
 // the registry keeps an epoch ("lamps-epoch"), raised by such a change, and
 // an own state saved in an older epoch is read as "follows the shared
 // state".
+//
+// Several nodes of a cluster share the records (docs/cluster.md): each
+// registry watches them, so a lamp changed, added or forgotten through
+// another node, or an epoch raised there, is followed here, and writes
+// compare-and-set at the revision the registry knows, merging another
+// node's change when it lost the race instead of overwriting it.
 package lamps
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +81,7 @@ type entry struct {
 	online int          // connections open now
 	addr   string       // the IP address it last connected from
 	dirty  bool         // rec changed and is not on disk yet
+	rev    uint64       // the revision of the record rec was read from or written as (0: none)
 }
 
 // Gateway is what the registry drives (device.Gateway).
@@ -112,6 +120,11 @@ const (
 	maxLabel   = 64
 )
 
+// maxTries bounds the compare-and-set attempts of one write: each failed
+// one means another node changed the record in between, which is read and
+// merged before the next.
+const maxTries = 5
+
 // DefaultFlushInterval is how often new lamps, firmware versions and
 // last-seen times are written; changes a person makes are written at once.
 const DefaultFlushInterval = 5 * time.Second
@@ -142,6 +155,10 @@ type Registry struct {
 	shared state.State // as last announced by the shared store
 	gw     Gateway
 
+	epochRev uint64 // the revision of the epoch record epoch came from
+	watches  []func()
+	closed   bool // Close has begun: the watches' calls change nothing; guarded by writes
+
 	stop     chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -165,45 +182,61 @@ func Open(opt Options) (*Registry, error) {
 		opt.Now = time.Now
 	}
 	r := &Registry{opt: opt, log: opt.Logger, lamps: map[string]*entry{}, owned: map[string]bool{}, stop: make(chan struct{}), stopped: make(chan struct{})}
-	var ep epochRecord
-	if _, _, err := storage.LoadJSON(opt.Records, EpochKey, &ep, nil, r.log, "lamp epoch"); err != nil {
+	// The watches start before the records are read, so no change made
+	// elsewhere meanwhile is missed; they wait for r.writes until the
+	// registry is loaded, then skip what it read already.
+	r.writes.Lock()
+	r.watches = []func(){
+		opt.Records.Watch(namePrefix, r.follow),
+		opt.Records.Watch(hexPrefix, r.follow),
+		opt.Records.Watch(EpochKey, r.followEpoch),
+	}
+	err := r.load()
+	r.writes.Unlock()
+	if err != nil {
+		r.stopWatches()
 		return nil, err
 	}
-	r.epoch = ep.Epoch
+	opt.Shared.Watch(r.sharedChanged)
+	r.log.Info("lamps loaded", "lamps", len(r.lamps))
+	go r.flushLoop()
+	return r, nil
+}
+
+// load reads the epoch and every lamp's record; r.writes is held.
+func (r *Registry) load() error {
+	opt := r.opt
+	var ep epochRecord
+	rev, _, err := storage.LoadJSON(opt.Records, EpochKey, &ep, nil, r.log, "lamp epoch")
+	if err != nil {
+		return err
+	}
+	r.epoch, r.epochRev = ep.Epoch, rev
 	r.shared = opt.Shared.Get()
 	var keys []string
 	for _, prefix := range []string{namePrefix, hexPrefix} {
 		k, err := opt.Records.Keys(prefix)
 		if err != nil {
-			return nil, fmt.Errorf("list lamps: %w", err)
+			return fmt.Errorf("list lamps: %w", err)
 		}
 		keys = append(keys, k...)
 	}
 	for _, key := range keys {
 		var rec record
 		var own *state.State
-		check := func() error {
-			if rec.ID == "" || key != keyFor(rec.ID) {
-				return fmt.Errorf("the record of lamp %q is kept under %s", rec.ID, key)
-			}
-			if rec.State != nil && !rec.FollowsShared {
-				st, err := restore(*rec.State, r.shared.Weather)
-				if err != nil {
-					return err
-				}
-				own = &st
-			}
-			return nil
+		check := func() (err error) {
+			own, err = r.parse(key, &rec)
+			return err
 		}
-		_, found, err := storage.LoadJSON(opt.Records, key, &rec, check, r.log, "lamp record")
+		rev, found, err := storage.LoadJSON(opt.Records, key, &rec, check, r.log, "lamp record")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !found {
 			continue
 		}
-		e := &entry{rec: rec}
-		if own != nil && rec.Epoch == r.epoch {
+		e := &entry{rec: rec, rev: rev}
+		if own != nil && rec.Epoch >= r.epoch {
 			e.own = own
 			r.owned[rec.ID] = true
 		} else if !rec.FollowsShared {
@@ -212,10 +245,23 @@ func Open(opt Options) (*Registry, error) {
 		}
 		r.lamps[rec.ID] = e
 	}
-	opt.Shared.Watch(r.sharedChanged)
-	r.log.Info("lamps loaded", "lamps", len(r.lamps))
-	go r.flushLoop()
-	return r, nil
+	return nil
+}
+
+// parse checks the lamp record read from key and restores its own state
+// (nil: it follows the shared state); r.mu is held, or Open runs.
+func (r *Registry) parse(key string, rec *record) (*state.State, error) {
+	if rec.ID == "" || key != keyFor(rec.ID) {
+		return nil, fmt.Errorf("the record of lamp %q is kept under %s", rec.ID, key)
+	}
+	if rec.State == nil || rec.FollowsShared {
+		return nil, nil
+	}
+	st, err := restore(*rec.State, r.shared.Weather)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // restore checks a saved state as a change would be checked and derives its
@@ -241,6 +287,21 @@ func keyFor(id string) string {
 		return namePrefix + id
 	}
 	return hexPrefix + hex.EncodeToString([]byte(id))
+}
+
+// idOf is the lamp id whose record key is key; false for any other key (a
+// record set aside, say).
+func idOf(key string) (string, bool) {
+	id, ok := strings.CutPrefix(key, namePrefix)
+	if !ok {
+		h, isHex := strings.CutPrefix(key, hexPrefix)
+		b, err := hex.DecodeString(h)
+		if !isHex || err != nil {
+			return "", false
+		}
+		id = string(b)
+	}
+	return id, id != "" && keyFor(id) == key
 }
 
 // Attach makes gw show each lamp's own state: now, and on every change.
@@ -393,6 +454,224 @@ func (r *Registry) StateOf(id string) (state.State, error) {
 	return l.State, err
 }
 
+// update writes lamp id's record as next makes it from e, compare-and-set
+// at the revision e has. When another node changed the record meanwhile,
+// its change is read into e and next is asked again, so this change lands
+// on top of that one instead of undoing it. A lamp forgotten elsewhere
+// meanwhile (and not connected here) is an *UnknownError. r.writes and
+// r.mu are held.
+func (r *Registry) update(id string, e *entry, next func() (record, error)) error {
+	for try := 1; ; try++ {
+		rec, err := next()
+		if err != nil {
+			return err
+		}
+		rev, err := storage.UpdateJSON(r.opt.Records, keyFor(id), rec, e.rev)
+		var conflict *storage.ConflictError
+		if err == nil {
+			e.rec, e.rev, e.dirty = rec, rev, false
+			return nil
+		}
+		if !errors.As(err, &conflict) || try == maxTries {
+			return fmt.Errorf("save lamp %q (nothing was changed): %w", id, err)
+		}
+		gone, err := r.reread(id, e)
+		if err != nil {
+			return fmt.Errorf("save lamp %q (nothing was changed): %w", id, err)
+		}
+		if gone {
+			return &UnknownError{ID: id}
+		}
+	}
+}
+
+// reread takes in lamp id's record as it is now, after a compare-and-set
+// lost to another node's write; gone when that was a forget (and the lamp
+// is not connected here, else it is written back). r.writes and r.mu are
+// held.
+func (r *Registry) reread(id string, e *entry) (gone bool, err error) {
+	key := keyFor(id)
+	se, err := r.opt.Records.Get(key)
+	if errors.Is(err, storage.ErrNotFound) {
+		if e.online > 0 {
+			e.rev, e.dirty = 0, true
+			return false, nil
+		}
+		r.drop(id, e)
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if se.Revision <= e.rev {
+		return false, nil
+	}
+	var rec record
+	own, err := r.decode(key, se.Value, &rec)
+	if err != nil {
+		return false, fmt.Errorf("the record of lamp %q written elsewhere is unusable: %w", id, err)
+	}
+	r.absorb(e, rec, own, se.Revision)
+	return false, nil
+}
+
+func (r *Registry) decode(key string, data []byte, rec *record) (*state.State, error) {
+	if err := json.Unmarshal(data, rec); err != nil {
+		return nil, err
+	}
+	return r.parse(key, rec)
+}
+
+// follow takes a change of a lamp record (the watch of Open). Most are
+// this registry's own writes coming back, or older than what it has
+// (another node's write overtaken by a later one): their revision says
+// so, and they are skipped.
+func (r *Registry) follow(se storage.Entry) {
+	id, ok := idOf(se.Key)
+	if !ok {
+		return
+	}
+	r.writes.Lock()
+	defer r.writes.Unlock()
+	if r.closed {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.lamps[id]
+	switch {
+	case e != nil && se.Revision <= e.rev:
+		return
+	case se.Deleted && e == nil:
+		return
+	case se.Deleted && e.online > 0:
+		// Forgotten elsewhere, but it is connected here: it stays, and the
+		// flusher writes it back.
+		e.rev, e.dirty = 0, true
+		return
+	case se.Deleted:
+		r.drop(id, e)
+		return
+	}
+	var rec record
+	own, err := r.decode(se.Key, se.Value, &rec)
+	if err != nil {
+		r.log.Error("ignored a lamp record written elsewhere that is not valid", "key", se.Key, "revision", se.Revision, "err", err)
+		return
+	}
+	if e == nil {
+		e = &entry{}
+		r.lamps[id] = e
+		r.log.Info("a new lamp, added through another node", "lamp", id)
+	}
+	r.absorb(e, rec, own, se.Revision)
+}
+
+// absorb makes e the record another node wrote at rev: its label and own
+// state; the later last-seen time, and this node's firmware version while
+// the flusher still has it to write. The gateway shows an own state that
+// changed. r.mu is held.
+func (r *Registry) absorb(e *entry, rec record, own *state.State, rev uint64) {
+	if own != nil && rec.Epoch < r.epoch {
+		own = nil // set before the shared state last changed
+	}
+	mine := e.rec
+	e.rec, e.rev = rec, rev
+	if own == nil {
+		e.rec.FollowsShared, e.rec.State, e.rec.Epoch = true, nil, 0
+	}
+	if mine.LastSeen.After(rec.LastSeen) {
+		e.rec.LastSeen = mine.LastSeen
+	}
+	if mine.FirmwareVersion != "" && (e.dirty || rec.FirmwareVersion == "") {
+		e.rec.FirmwareVersion = mine.FirmwareVersion
+	}
+	e.dirty = e.rec.LastSeen != rec.LastSeen || e.rec.FirmwareVersion != rec.FirmwareVersion
+	was := ""
+	if e.own != nil {
+		was = e.own.Packet
+	}
+	e.own = own
+	switch {
+	case own != nil:
+		r.owned[rec.ID] = true
+		if own.Packet != was && r.gw != nil {
+			_ = r.gw.SetLampDisplay(rec.ID, own.DisplayPacket())
+		}
+	case was != "":
+		delete(r.owned, rec.ID)
+		if r.gw != nil {
+			r.gw.FollowShared(rec.ID)
+		}
+	}
+	r.publish(e)
+}
+
+// drop forgets lamp id here (it was forgotten, here or elsewhere); r.mu is
+// held.
+func (r *Registry) drop(id string, e *entry) {
+	delete(r.lamps, id)
+	delete(r.owned, id)
+	if r.gw != nil && e.own != nil {
+		r.gw.FollowShared(id)
+	}
+	if r.opt.Bus != nil {
+		r.opt.Bus.Publish(events.Event{Type: events.TypeLamp, Data: Changed{ID: id, Forgotten: true}})
+	}
+}
+
+// followEpoch takes a change of the epoch record: raised elsewhere (PUT
+// /api/state through another node), it makes every lamp with an older own
+// state follow the shared state here too.
+func (r *Registry) followEpoch(se storage.Entry) {
+	if se.Key != EpochKey || se.Deleted {
+		return
+	}
+	r.writes.Lock()
+	defer r.writes.Unlock()
+	if r.closed {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if se.Revision <= r.epochRev {
+		return
+	}
+	var ep epochRecord
+	if err := json.Unmarshal(se.Value, &ep); err != nil {
+		r.log.Error("ignored a lamp epoch written elsewhere that is not valid", "revision", se.Revision, "err", err)
+		return
+	}
+	r.setEpoch(ep, se.Revision)
+}
+
+// setEpoch makes ep the epoch, read at rev; r.mu is held.
+func (r *Registry) setEpoch(ep epochRecord, rev uint64) {
+	r.epoch, r.epochRev = ep.Epoch, rev
+	if ids := r.dropOwnBefore(ep.Epoch, false); len(ids) > 0 && r.gw != nil {
+		r.gw.FollowShared(ids...)
+	}
+}
+
+// dropOwnBefore makes every lamp whose own state is older than epoch follow
+// the shared state, and says which; tidy has the flusher rewrite their
+// records (which already read as following). r.mu is held.
+func (r *Registry) dropOwnBefore(epoch uint64, tidy bool) []string {
+	var ids []string
+	for id := range r.owned {
+		e := r.lamps[id]
+		if e.rec.Epoch >= epoch {
+			continue
+		}
+		e.own, e.rec.FollowsShared, e.rec.State, e.rec.Epoch = nil, true, nil, 0
+		e.dirty = e.dirty || tidy
+		delete(r.owned, id)
+		ids = append(ids, id)
+		r.publish(e)
+	}
+	return ids
+}
+
 // SetState applies c to lamp id's state (its own, or a copy of the shared
 // one), writes it, and sends it to that lamp only. On any error nothing
 // changed.
@@ -405,21 +684,25 @@ func (r *Registry) SetState(id string, c state.Change) (state.State, error) {
 	if e == nil {
 		return state.State{}, &UnknownError{ID: id}
 	}
-	base := r.shared
-	if e.own != nil {
-		base = *e.own
-	}
-	next, err := base.With(c)
+	var base, next state.State
+	err := r.update(id, e, func() (record, error) {
+		base = r.shared
+		if e.own != nil {
+			base = *e.own
+		}
+		st, err := base.With(c)
+		if err != nil {
+			return record{}, err
+		}
+		next = withWeather(st, r.shared.Weather, r.opt.Now().UTC().Truncate(time.Millisecond))
+		rec := e.rec
+		rec.FollowsShared, rec.State, rec.Epoch = false, &next, r.epoch
+		return rec, nil
+	})
 	if err != nil {
 		return base, err
 	}
-	next = withWeather(next, r.shared.Weather, r.opt.Now().UTC().Truncate(time.Millisecond))
-	rec := e.rec
-	rec.FollowsShared, rec.State, rec.Epoch = false, &next, r.epoch
-	if _, err := storage.PutJSON(r.opt.Records, keyFor(id), rec); err != nil {
-		return base, fmt.Errorf("save lamp %q (nothing was changed): %w", id, err)
-	}
-	e.rec, e.own, e.dirty = rec, &next, false
+	e.own = &next
 	r.owned[id] = true
 	if r.gw != nil {
 		_ = r.gw.SetLampDisplay(id, next.DisplayPacket())
@@ -443,15 +726,20 @@ func (r *Registry) Follow(id string) (Lamp, error) {
 	if e.own == nil {
 		return r.view(e), nil
 	}
-	rec := e.rec
-	rec.FollowsShared, rec.State, rec.Epoch = true, nil, 0
-	if _, err := storage.PutJSON(r.opt.Records, keyFor(id), rec); err != nil {
-		return r.view(e), fmt.Errorf("save lamp %q (nothing was changed): %w", id, err)
+	err := r.update(id, e, func() (record, error) {
+		rec := e.rec
+		rec.FollowsShared, rec.State, rec.Epoch = true, nil, 0
+		return rec, nil
+	})
+	if err != nil {
+		return r.view(e), err
 	}
-	e.rec, e.own, e.dirty = rec, nil, false
-	delete(r.owned, id)
-	if r.gw != nil {
-		r.gw.FollowShared(id)
+	if e.own != nil {
+		e.own = nil
+		delete(r.owned, id)
+		if r.gw != nil {
+			r.gw.FollowShared(id)
+		}
 	}
 	r.publish(e)
 	return r.view(e), nil
@@ -473,45 +761,74 @@ func (r *Registry) Apply(c state.Change) (state.State, error) {
 		return r.opt.Shared.Get(), err
 	}
 	r.mu.Lock()
-	own := make([]string, 0, len(r.owned))
-	for id := range r.owned {
-		own = append(own, id)
-	}
-	epoch := r.epoch
+	owned := len(r.owned) > 0
+	epoch, epochRev := r.epoch, r.epochRev
 	r.mu.Unlock()
-	if len(own) > 0 {
-		if _, err := storage.PutJSON(r.opt.Records, EpochKey, epochRecord{Epoch: epoch + 1}); err != nil {
-			return r.opt.Shared.Get(), fmt.Errorf("save the lamp epoch (nothing was changed): %w", err)
+	var raisedRev uint64
+	for try := 1; owned; try++ {
+		rev, err := storage.UpdateJSON(r.opt.Records, EpochKey, epochRecord{Epoch: epoch + 1}, epochRev)
+		if err == nil {
+			raisedRev = rev
+			break
 		}
+		var conflict *storage.ConflictError
+		if errors.As(err, &conflict) && try < maxTries {
+			// Raised elsewhere meanwhile: raise it past that.
+			if err = r.rereadEpoch(); err == nil {
+				r.mu.Lock()
+				epoch, epochRev = r.epoch, r.epochRev
+				r.mu.Unlock()
+				continue
+			}
+		}
+		return r.opt.Shared.Get(), fmt.Errorf("save the lamp epoch (nothing was changed): %w", err)
 	}
 	st, err := r.opt.Shared.Apply(c)
 	if err != nil {
-		if len(own) > 0 {
+		if owned {
 			// Best effort: the lamps keep their own states after a restart.
-			if _, rerr := storage.PutJSON(r.opt.Records, EpochKey, epochRecord{Epoch: epoch}); rerr != nil {
+			rev, rerr := storage.UpdateJSON(r.opt.Records, EpochKey, epochRecord{Epoch: epoch}, raisedRev)
+			if rerr != nil {
 				r.log.Error("could not restore the lamp epoch; after a restart every lamp will follow the shared state", "err", rerr)
+				rev = raisedRev
 			}
+			r.mu.Lock()
+			r.epochRev = rev // the watch is not to take the raise for one made elsewhere
+			r.mu.Unlock()
 		}
 		return st, err
 	}
-	if len(own) == 0 {
+	if !owned {
 		return st, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.epoch = epoch + 1
-	for _, id := range own {
-		e := r.lamps[id]
-		// The record on disk is of an older epoch now, so it already reads
-		// as "follows"; the flusher tidies it up.
-		e.own, e.rec.FollowsShared, e.rec.State, e.rec.Epoch, e.dirty = nil, true, nil, 0, true
-		delete(r.owned, id)
-		r.publish(e)
-	}
+	r.epoch, r.epochRev = epoch+1, raisedRev
+	// The records of the lamps' own states are of an older epoch now, so
+	// they already read as "follows"; the flusher tidies them up.
+	r.dropOwnBefore(epoch+1, true)
 	if r.gw != nil {
 		r.gw.FollowShared()
 	}
 	return st, nil
+}
+
+// rereadEpoch takes in the epoch record as it is now; r.writes is held.
+func (r *Registry) rereadEpoch() error {
+	se, err := r.opt.Records.Get(EpochKey)
+	if err != nil {
+		return err
+	}
+	var ep epochRecord
+	if err := json.Unmarshal(se.Value, &ep); err != nil {
+		return fmt.Errorf("the lamp epoch written elsewhere is unusable: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if se.Revision > r.epochRev {
+		r.setEpoch(ep, se.Revision)
+	}
+	return nil
 }
 
 // SetLabel names lamp id for people: 1-64 characters, no control characters.
@@ -533,12 +850,14 @@ func (r *Registry) SetLabel(id, label string) (Lamp, error) {
 	if e == nil {
 		return Lamp{}, &UnknownError{ID: id}
 	}
-	rec := e.rec
-	rec.Label = label
-	if _, err := storage.PutJSON(r.opt.Records, keyFor(id), rec); err != nil {
-		return r.view(e), fmt.Errorf("save lamp %q (nothing was changed): %w", id, err)
+	err := r.update(id, e, func() (record, error) {
+		rec := e.rec
+		rec.Label = label
+		return rec, nil
+	})
+	if err != nil {
+		return r.view(e), err
 	}
-	e.rec, e.dirty = rec, false
 	r.publish(e)
 	return r.view(e), nil
 }
@@ -559,14 +878,7 @@ func (r *Registry) Forget(id string) error {
 	if err := r.opt.Records.Delete(keyFor(id)); err != nil {
 		return fmt.Errorf("forget lamp %q (nothing was changed): %w", id, err)
 	}
-	delete(r.lamps, id)
-	delete(r.owned, id)
-	if r.gw != nil && e.own != nil {
-		r.gw.FollowShared(id)
-	}
-	if r.opt.Bus != nil {
-		r.opt.Bus.Publish(events.Event{Type: events.TypeLamp, Data: Changed{ID: id, Forgotten: true}})
-	}
+	r.drop(id, e)
 	r.log.Info("lamp forgotten", "lamp", id)
 	return nil
 }
@@ -605,23 +917,7 @@ func (r *Registry) flush(deadline time.Time) {
 			break
 		}
 		r.writes.Lock()
-		r.mu.Lock()
-		e := r.lamps[id]
-		if e == nil || !e.dirty {
-			r.mu.Unlock()
-			r.writes.Unlock()
-			continue
-		}
-		rec := e.rec
-		e.dirty = false
-		r.mu.Unlock()
-		_, err := storage.PutJSON(r.opt.Records, keyFor(id), rec)
-		if err != nil {
-			r.mu.Lock()
-			if e := r.lamps[id]; e != nil {
-				e.dirty = true
-			}
-			r.mu.Unlock()
+		if err := r.flushOne(id); err != nil {
 			errs = append(errs, err)
 		}
 		r.writes.Unlock()
@@ -635,17 +931,65 @@ func (r *Registry) flush(deadline time.Time) {
 	r.failing = len(errs) > 0
 }
 
+// flushOne writes lamp id's record if it is dirty, compare-and-set like
+// update, but without holding r.mu during the write, so thousands of lamps
+// connecting do not wait for the disk. Only the last-seen time and firmware
+// version are the flusher's: when another node changed the record
+// meanwhile, its label and own state are kept. r.writes is held, so the
+// entry stays the one in r.lamps.
+func (r *Registry) flushOne(id string) error {
+	for try := 1; ; try++ {
+		r.mu.Lock()
+		e := r.lamps[id]
+		if e == nil || !e.dirty {
+			r.mu.Unlock()
+			return nil
+		}
+		rec, rev := e.rec, e.rev
+		e.dirty = false
+		r.mu.Unlock()
+		next, err := storage.UpdateJSON(r.opt.Records, keyFor(id), rec, rev)
+		r.mu.Lock()
+		if err == nil {
+			e.rev = next
+			r.mu.Unlock()
+			return nil
+		}
+		e.dirty = true
+		var conflict *storage.ConflictError
+		if errors.As(err, &conflict) && try < maxTries {
+			_, err = r.reread(id, e)
+		}
+		r.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("save lamp %q: %w", id, err)
+		}
+	}
+}
+
 // closeBudget bounds the last flush: after thousands of lamps left at
 // once, writing each one's last-seen time must not hold up a shutdown.
 const closeBudget = 2 * time.Second
 
-// Close stops the flusher and writes what is still unwritten, for at most
-// closeBudget; call it after the gateway has shut down, so the lamps'
-// last-seen times are final.
+// Close stops following the records and the flusher and writes what is
+// still unwritten, for at most closeBudget; call it after the gateway has
+// shut down, so the lamps' last-seen times are final.
 func (r *Registry) Close() {
 	r.stopOnce.Do(func() {
+		r.writes.Lock()
+		r.closed = true
+		r.writes.Unlock()
+		// Stopping a JetStream watch can wait for NATS (after a NATS restart
+		// up to its request timeout); the shutdown does not wait for it.
+		go r.stopWatches()
 		close(r.stop)
 		<-r.stopped
 		r.flush(time.Now().Add(closeBudget))
 	})
+}
+
+func (r *Registry) stopWatches() {
+	for _, stop := range r.watches {
+		stop()
+	}
 }

@@ -162,6 +162,10 @@ func (brokenDisk) Put(string, []byte) (uint64, error) {
 	return 0, errors.New("write: no space left on device")
 }
 
+func (brokenDisk) Update(string, []byte, uint64) (uint64, error) {
+	return 0, errors.New("write: no space left on device")
+}
+
 func TestFailedWritesChangeNothing(t *testing.T) {
 	e := open(t, t.TempDir())
 	seen(e, "bedroom", true)
