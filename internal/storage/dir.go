@@ -337,7 +337,7 @@ func (b *fileBucket) Watch(prefix string, fn func(Entry)) (stop func()) {
 // the changes in order.
 func (b *fileBucket) notify(e Entry) {
 	for w := range b.watchers {
-		if strings.HasPrefix(e.Key, w.prefix) {
+		if Watched(w.prefix, e.Key) {
 			w.push(e)
 		}
 	}

@@ -309,3 +309,21 @@ func TestAnUnusableDirectoryIsAClearError(t *testing.T) {
 		t.Error("a bucket over a regular file opened")
 	}
 }
+
+func TestWatched(t *testing.T) {
+	for _, c := range []struct {
+		prefix, key string
+		want        bool
+	}{
+		{"", "state", true},
+		{"lamps/", "lamps/bedroom", true},
+		{"lamps/", "lamps-epoch", false},
+		{"state", "state", true},
+		{"state", "states", false},
+		{"state", "state/x", false},
+	} {
+		if got := Watched(c.prefix, c.key); got != c.want {
+			t.Errorf("Watched(%q, %q) = %v, want %v", c.prefix, c.key, got, c.want)
+		}
+	}
+}

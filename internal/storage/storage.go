@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,17 @@ func CheckKey(key string) error {
 		return fmt.Errorf("storage: %q is not a valid key", key)
 	}
 	return nil
+}
+
+// Watched says whether a watch of prefix takes a change of key: a prefix
+// ending in '/' (or "") takes every key under it, any other prefix is one
+// key and takes that key only. (A replicated store then watches one
+// subject for a key, not the whole bucket.)
+func Watched(prefix, key string) bool {
+	if prefix == "" || strings.HasSuffix(prefix, "/") {
+		return strings.HasPrefix(key, prefix)
+	}
+	return key == prefix
 }
 
 // ConflictError refuses an Update whose revision is not the record's
@@ -73,10 +85,10 @@ type Bucket interface {
 	Delete(key string) error
 	// Keys lists the keys that start with prefix, sorted.
 	Keys(prefix string) ([]string, error)
-	// Watch calls fn with every later change of a key that starts with
-	// prefix, in the order of the changes, on a goroutine of its own (the
-	// writer does not wait for it), until stop is called; stop waits for a
-	// call under way to return.
+	// Watch calls fn with every later change of a key that Watched(prefix,
+	// key) takes, in the order of the changes, on a goroutine of its own
+	// (the writer does not wait for it), until stop is called; stop waits
+	// for a call under way to return.
 	Watch(prefix string, fn func(Entry)) (stop func())
 	// SetAside moves an unusable record out of the way, keeping its bytes
 	// for a person to look at, and says where they went.

@@ -286,11 +286,15 @@ func (b *bucket) Keys(prefix string) ([]string, error) {
 }
 
 func (b *bucket) Watch(prefix string, fn func(storage.Entry)) (stop func()) {
-	// A prefix of whole segments ("lamps/") is a subject wildcard; any
-	// other is filtered below.
+	// A prefix of whole segments ("lamps/") is a subject wildcard, a key
+	// ("state") its own subject: the bucket's other changes never reach
+	// this watch (see storage.Watched).
 	pattern := ">"
-	if strings.HasSuffix(prefix, "/") {
+	switch {
+	case strings.HasSuffix(prefix, "/"):
 		pattern = natsKey(prefix) + ">"
+	case prefix != "":
+		pattern = natsKey(prefix)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	// The first watch starts before Watch returns, so no change made after
@@ -304,7 +308,10 @@ func (b *bucket) Watch(prefix string, fn func(storage.Entry)) (stop func()) {
 		for ctx.Err() == nil {
 			if err == nil {
 				b.follow(ctx, w, reconnect, prefix, &last, fn)
-				_ = w.Stop()
+				// Stopping removes the watch's consumer, which waits for
+				// NATS, up to its timeout when NATS went away; fn is not
+				// called any more, so nobody needs to wait for that.
+				go func(w jetstream.KeyWatcher) { _ = w.Stop() }(w)
 			} else {
 				select { // NATS is away: try again when it is back
 				case <-ctx.Done():
@@ -347,7 +354,7 @@ func (b *bucket) follow(ctx context.Context, w jetstream.KeyWatcher, reconnect <
 		}
 		*last = e.Revision()
 		key := ourKey(e.Key())
-		if !strings.HasPrefix(key, prefix) {
+		if !storage.Watched(prefix, key) {
 			continue
 		}
 		deleted := e.Operation() != jetstream.KeyValuePut

@@ -68,6 +68,15 @@ func TestBucketOnJetStream(t *testing.T) {
 		}
 	})
 	defer stop()
+	// A watch of one key takes that key only.
+	stopKey := b.Watch("state", func(e storage.Entry) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, "key:"+e.Key)
+	})
+	defer stopKey()
+	a.Put("state/x", []byte("x"))
+	a.Put("states", []byte("x"))
 
 	r1, err := a.Update("lamps/bedroom", []byte("1"), 0)
 	if err != nil {
@@ -96,7 +105,7 @@ func TestBucketOnJetStream(t *testing.T) {
 	if err := a.Delete("lamps/bedroom"); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"lamps/bedroom=1", "lamps/bedroom=2", "-lamps/bedroom"}
+	want := []string{"lamps/bedroom=1", "lamps/bedroom=2", "key:state", "-lamps/bedroom"}
 	for range 200 {
 		mu.Lock()
 		done := len(seen) >= len(want)
@@ -120,7 +129,7 @@ func TestBucketOnJetStream(t *testing.T) {
 	if _, err := b.Get("favorites"); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("a set-aside record is still there: %v", err)
 	}
-	if keys, _ := b.Keys(""); !slices.Equal(keys, []string{"state"}) {
+	if keys, _ := b.Keys(""); !slices.Equal(keys, []string{"state", "state/x", "states"}) {
 		t.Errorf("the set-aside copy shows among the keys: %q", keys)
 	}
 }
