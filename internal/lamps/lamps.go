@@ -872,7 +872,7 @@ func (r *Registry) Forget(id string) error {
 	switch {
 	case e == nil:
 		return &UnknownError{ID: id}
-	case e.online > 0:
+	case e.online > 0, r.gw != nil && len(r.gw.LampDevices(id)) > 0: // here, or on another node
 		return &OnlineError{ID: id}
 	}
 	if err := r.opt.Records.Delete(keyFor(id)); err != nil {

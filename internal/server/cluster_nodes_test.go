@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/lamps"
+	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
@@ -306,5 +309,73 @@ func (s *stream) waitFor(t *testing.T, typ, part string) {
 		case <-timeout:
 			t.Fatalf("no %s event with %s on the stream", typ, part)
 		}
+	}
+}
+
+// lampState is GET /api/lamps/<id>/state on web.
+func lampState(t *testing.T, web, id string) (int, state.State) {
+	t.Helper()
+	status, body := callAPI(t, web, http.MethodGet, "/api/lamps/"+id+"/state", "")
+	var st state.State
+	_ = json.Unmarshal(body, &st)
+	return status, st
+}
+
+// quietLast reads packets until none came for a while and returns the last.
+func (l *testLamp) quietLast(t *testing.T) string {
+	t.Helper()
+	last := ""
+	for range 1000 {
+		select {
+		case m, ok := <-l.msgs:
+			if !ok {
+				t.Fatal("the lamp's connection ended")
+			}
+			last = m
+		case <-time.After(500 * time.Millisecond):
+			return last
+		}
+	}
+	t.Fatal("the lamp never went quiet")
+	return ""
+}
+
+// TestTwoNodesChangeOneLampAtOnce: a person changes a lamp through node a
+// while another changes it through node b, again and again at the same
+// moment. Both nodes end agreeing on one state, and the lamp (on b) shows
+// that state. The lamp appears in a's GET /api/lamps as online on b.
+func TestTwoNodesChangeOneLampAtOnce(t *testing.T) {
+	ns := startNATS(t, 0, t.TempDir())
+	a := startNode(t, ns.ClientURL(), "a")
+	b := startNode(t, ns.ClientURL(), "b")
+	lamp := dialLamp(t, b.Device, "desk")
+	eventually(t, "a lists the lamp on b as online", func() (bool, string) {
+		_, body := callAPI(t, a.Web, http.MethodGet, "/api/lamps/desk", "")
+		var l lamps.Lamp
+		_ = json.Unmarshal(body, &l)
+		return l.Online && len(l.Devices) == 1 && l.Devices[0].Node == "b", string(body)
+	})
+
+	var wg sync.WaitGroup
+	for i := range 10 {
+		for j, n := range []*clusterNode{a, b} {
+			body := fmt.Sprintf(`{"mode": "manual", "color": "#%02x%02x00", "pulse": %d}`, i*20, j*200, j+1)
+			wg.Go(func() {
+				if status, got := callAPI(t, n.Web, http.MethodPut, "/api/lamps/desk/state", body); status != http.StatusOK {
+					t.Errorf("PUT through %s: %d %s", n.Web, status, got)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	var final state.State
+	eventually(t, "both nodes agree on the lamp's state", func() (bool, string) {
+		sa, ona := lampState(t, a.Web, "desk")
+		sb, onb := lampState(t, b.Web, "desk")
+		final = onb
+		return sa == http.StatusOK && sb == http.StatusOK && ona.Packet == onb.Packet && ona.Color == onb.Color, ona.Packet + " / " + onb.Packet
+	})
+	if got := lamp.quietLast(t); got != final.Packet {
+		t.Fatalf("the lamp shows %s, but both nodes say %s", got, final.Packet)
 	}
 }

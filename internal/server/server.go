@@ -353,6 +353,25 @@ func (m clusterMetrics) Nodes() (nodes map[string]int, connected bool) {
 	return nodes, st.NATS == "connected"
 }
 
+// nodeKeySuffix keeps each node's debug switches and debug log under keys
+// of its own ("debug-log/node-1"): the log holds the lines its lamps sent,
+// and the switches name the lamps it holds. "" without a cluster: the keys
+// of a server of its own stay what they were.
+func nodeKeySuffix(node string) string {
+	if node == "" {
+		return ""
+	}
+	return "/" + strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_':
+			return r
+		}
+		return '-'
+	}, node)
+}
+
 // nodeName is cluster.node, or else the host name up to its first dot, in
 // the letters a node name may have.
 func nodeName(configured string) string {
@@ -488,6 +507,7 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 		Records:          records,
 		Bus:              s.bus,
 		Node:             s.node,
+		KeySuffix:        nodeKeySuffix(s.node),
 		Logger:           s.log.With("part", "device"),
 		OnFanout:         fanout.ObserveFanout,
 		OnLamp:           s.lamps.Seen,
