@@ -326,3 +326,27 @@ func TestRetainedCommandsAreIgnored(t *testing.T) {
 		t.Errorf("the retained command reached the lamp again: %v", got)
 	}
 }
+
+// TestAClusterIsOnlineWhileAnyNodeIs: two nodes' bridges share the topics
+// (SharedStatus). When one stops (it says offline, as its will would if it
+// died), the other says online again; the status is offline only when no
+// node runs.
+func TestAClusterIsOnlineWhileAnyNodeIs(t *testing.T) {
+	one := newHarness(t, func(o *Options) { o.SharedStatus, o.ClientID = true, "cloudcloud-node-1" })
+	two := newHarness(t, func(o *Options) {
+		o.SharedStatus, o.ClientID, o.URL = true, "cloudcloud-node-2", one.broker.URL()
+	})
+	ha := mqtttest.NewObserver(t, one.broker, "cloudcloud/status")
+	ha.WaitEq("cloudcloud/status", "online")
+	waitFor(t, "both bridges connected", func() bool { return one.bridge.Status().Connected && two.bridge.Status().Connected })
+
+	one.stop() // says offline before it disconnects
+	ha.WaitEq("cloudcloud/status", "offline")
+	ha.WaitEq("cloudcloud/status", "online")
+
+	two.stop()
+	ha.WaitEq("cloudcloud/status", "offline")
+	if got := string(ha.Get("cloudcloud/status")); got != "offline" {
+		t.Fatalf("with no node left the status is %q", got)
+	}
+}

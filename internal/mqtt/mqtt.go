@@ -116,7 +116,13 @@ type Options struct {
 	// state, device, weather and firmware_status: the lamp registry's and
 	// the scenes' events.
 	MoreEvents []events.Type
-	Logger     *slog.Logger
+	// SharedStatus: the nodes of a cluster share the topics, so the
+	// status topic is cloudcloud's as long as any node runs. A node that
+	// sees "offline" there (another node's will, or its clean stop) says
+	// "online" again; the status stays offline only once every node is
+	// gone.
+	SharedStatus bool
+	Logger       *slog.Logger
 
 	// CommandInterval is the shortest time between two rounds of commands;
 	// a flood is coalesced to the latest command per topic in between.
@@ -155,6 +161,8 @@ type Bridge struct {
 	dirty chan struct{} // something may have changed: sync
 	reset chan struct{} // connected: subscribe, say online, publish everything
 	again chan struct{} // Home Assistant came online: publish everything
+	// online: another node of the cluster said offline (SharedStatus).
+	online chan struct{}
 
 	mu      sync.Mutex
 	status  Status
@@ -201,6 +209,7 @@ func New(o Options) (*Bridge, error) {
 		dirty:   make(chan struct{}, 1),
 		reset:   make(chan struct{}, 1),
 		again:   make(chan struct{}, 1),
+		online:  make(chan struct{}, 1),
 		pending: make(map[string][]byte),
 		ids:     make(map[string]string),
 		scenes:  make(map[string]string),
@@ -372,6 +381,13 @@ func (b *Bridge) syncLoop(ctx context.Context, cm *autopaho.ConnectionManager) {
 			b.onConnect(ctx, cm)
 		case <-b.again:
 			b.publishAgain()
+		case <-b.online:
+			if b.Status().Connected {
+				b.log.Info("another node said offline on the status topic; this one runs, so it says online")
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				b.sayOnline(pctx, cm)
+				cancel()
+			}
 		case <-b.dirty:
 		}
 		if b.Status().Connected {
@@ -396,17 +412,25 @@ func (b *Bridge) onConnect(ctx context.Context, cm *autopaho.ConnectionManager) 
 	if b.opt.Discovery {
 		subs = append(subs, paho.SubscribeOptions{Topic: t.haStatus(), QoS: 1})
 	}
+	if b.opt.SharedStatus {
+		subs = append(subs, paho.SubscribeOptions{Topic: t.status(), QoS: 1})
+	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := cm.Subscribe(sctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
 		b.log.Warn("could not subscribe to the command topics; commands from MQTT are ignored until the next connection", "err", err)
 	}
-	if _, err := cm.Publish(sctx, &paho.Publish{Topic: t.status(), Payload: []byte("online"), QoS: 1, Retain: true}); err != nil {
-		b.log.Warn("could not publish online", "err", err)
-	} else {
-		b.published.Add(1)
-	}
+	b.sayOnline(sctx, cm)
 	b.publishAgain()
+}
+
+// sayOnline publishes online on the status topic.
+func (b *Bridge) sayOnline(ctx context.Context, cm *autopaho.ConnectionManager) {
+	if _, err := cm.Publish(ctx, &paho.Publish{Topic: b.topics.status(), Payload: []byte("online"), QoS: 1, Retain: true}); err != nil {
+		b.log.Warn("could not publish online", "err", err)
+		return
+	}
+	b.published.Add(1)
 }
 
 // publishAgain makes the next sync publish every retained topic.
@@ -421,6 +445,12 @@ func (b *Bridge) publishAgain() {
 func (b *Bridge) receive(p paho.PublishReceived) (bool, error) {
 	b.received.Add(1)
 	topic, payload := p.Packet.Topic, p.Packet.Payload
+	if topic == b.topics.status() {
+		if b.opt.SharedStatus && string(payload) == "offline" {
+			signal(b.online)
+		}
+		return true, nil
+	}
 	if topic == b.topics.haStatus() {
 		if string(payload) == "online" {
 			b.log.Info("Home Assistant came online; publishing discovery and state again")

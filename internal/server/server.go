@@ -427,6 +427,8 @@ func (s *Server) newMQTT(fw *firmware.Store, scenes *automation.Scenes) (*mqtt.B
 		Firmware: fw, Weather: s.poller, Scenes: mqttScenes{scenes},
 		// A lamp's own state and label, and lamps appearing or forgotten.
 		MoreEvents: []events.Type{events.TypeLamp},
+		// In a cluster every node's bridge shares the topics.
+		SharedStatus: s.node != "",
 		Logger:     s.log.With("part", "mqtt"),
 	})
 	if err != nil {
