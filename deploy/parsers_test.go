@@ -541,7 +541,7 @@ func parseYAMLBlock(lines []yamlLine, i, indent int) (*yamlNode, int, error) {
 		}
 		return n, i, nil
 	}
-	key, rest, isKey, err := splitYAMLKey(first.text)
+	_, _, isKey, err := splitYAMLKey(first.text)
 	if err != nil {
 		return nil, 0, fmt.Errorf("line %d: %w", first.num, err)
 	}
@@ -558,7 +558,7 @@ func parseYAMLBlock(lines []yamlLine, i, indent int) (*yamlNode, int, error) {
 	n := &yamlNode{Kind: yamlMap, Map: map[string]*yamlNode{}, Line: first.num}
 	for i < len(lines) && lines[i].indent == indent {
 		l := lines[i]
-		key, rest, isKey, err = splitYAMLKey(l.text)
+		key, rest, isKey, err := splitYAMLKey(l.text)
 		if err != nil {
 			return nil, 0, fmt.Errorf("line %d: %w", l.num, err)
 		}
