@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 )
 
 // The cluster example: three nodes, NATS and nginx in one Compose file.
@@ -300,22 +300,6 @@ func TestComposeCluster(t *testing.T) {
 	})
 }
 
-// startNATS runs a NATS server with JetStream in the test process on a
-// loopback port.
-func startNATS(t *testing.T) *natsserver.Server {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
-
 // rewriteClusterNginx returns the cluster example with its listen ports
 // moved to the test's (listen: port -> address) and the nodes' names to
 // the test's nodes (upstream: node:port -> address). As with
@@ -398,7 +382,7 @@ func TestClusterNginxEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	webPort, devicePort := defaultPorts(t)
-	ns := startNATS(t)
+	ns := natstest.Start(t, 0, t.TempDir())
 
 	// One test node per name in the upstreams, in order.
 	var names []string

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/cloudcloud/cloudcloud/internal/loadtest"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 )
 
 func runCLI(args []string, environ []string) (code int, stdout, stderr string) {
@@ -235,15 +235,7 @@ func TestBinaryBenchCluster(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
-	defer ns.Shutdown()
+	ns := natstest.Start(t, 0, t.TempDir())
 	out := filepath.Join(t.TempDir(), "cluster.json")
 	cmd := exec.Command(bin, "bench", "-cluster", "2", "-nats", ns.ClientURL(), "-lamps", "10", "-changes", "3", "-every", "20ms", "-settle", "50ms", "-inflight", "5", "-kill", "-json", out)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}

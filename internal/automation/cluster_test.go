@@ -8,41 +8,9 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
-	"github.com/cloudcloud/cloudcloud/internal/storage/jetstore"
 )
-
-// jetBuckets runs a real NATS server with JetStream in this process, on a
-// loopback port, and returns n connections to its bucket: n nodes sharing
-// the records.
-func jetBuckets(t *testing.T, n int) []storage.Bucket {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	var out []storage.Bucket
-	for range n {
-		s, err := jetstore.Open(ns.ClientURL(), 1, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		b, err := s.Bucket("")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
 
 // dirBuckets is one data directory shared by n nodes.
 func dirBuckets(t *testing.T, n int) []storage.Bucket {
@@ -81,7 +49,7 @@ func writesOf(nodes ...*env) []string {
 // each due run, the catch-up after both were down, and a timer happen once
 // in total, and a fade is moved by the node that ran its schedule only.
 func TestScheduleRunsOncePerCluster(t *testing.T) {
-	for name, buckets := range map[string]func(*testing.T, int) []storage.Bucket{"jetstream": jetBuckets, "dir": dirBuckets} {
+	for name, buckets := range map[string]func(*testing.T, int) []storage.Bucket{"jetstream": func(t *testing.T, n int) []storage.Bucket { return natstest.SharedBuckets(t, n) }, "dir": dirBuckets} {
 		t.Run(name, func(t *testing.T) {
 			b := buckets(t, 2)
 			clock := &fakeClock{now: time.Date(2026, 11, 30, 6, 0, 0, 0, berlin(t))}
@@ -156,7 +124,7 @@ func TestScheduleRunsOncePerCluster(t *testing.T) {
 // TestScheduleFollowsOtherNodes: a schedule created, changed and removed
 // through node A is followed by B's Run, which runs it while A is stopped.
 func TestScheduleFollowsOtherNodes(t *testing.T) {
-	b := jetBuckets(t, 2)
+	b := natstest.SharedBuckets(t, 2)
 	start := time.Date(2026, 11, 30, 6, 0, 0, 0, berlin(t))
 	clock := &fakeClock{now: start}
 	a, other := newEnvOn(t, b[0], clock), newEnvOn(t, b[1], clock)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
@@ -89,20 +90,6 @@ func (g *fakeGateway) sentTo() []string {
 	return slices.Clone(g.sent)
 }
 
-func startNATS(t *testing.T) *natsserver.Server {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
-
 func connect(t *testing.T, ns *natsserver.Server) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(ns.ClientURL())
@@ -173,7 +160,7 @@ func eventually(t *testing.T, what string, cond func() (bool, any)) {
 }
 
 func TestNodesSeeEachOthersLampsAndForgetASilentOne(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t, 0, t.TempDir())
 	a := join(t, ns, "a", conn("a", "d-a-1", "one"))
 	b := join(t, ns, "b", conn("b", "d-b-1", "two"), conn("b", "d-b-2", "two"))
 	eventually(t, "a lists b's lamps", func() (bool, any) {
@@ -219,7 +206,7 @@ func TestNodesSeeEachOthersLampsAndForgetASilentOne(t *testing.T) {
 }
 
 func TestLostDeviceBatchesAreMadeGoodByTheHeartbeatsCount(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t, 0, t.TempDir())
 	a := join(t, ns, "a")
 	b := join(t, ns, "b", conn("b", "d-b-1", "one"))
 	eventually(t, "a lists b's lamp", func() (bool, any) { return len(a.Devices()) == 1, ids(a.Devices()) })
@@ -235,7 +222,7 @@ func TestLostDeviceBatchesAreMadeGoodByTheHeartbeatsCount(t *testing.T) {
 }
 
 func TestCommandsGoToTheNodeHoldingTheLamp(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t, 0, t.TempDir())
 	a := join(t, ns, "a", conn("a", "d-a-1", "one"))
 	b := join(t, ns, "b", conn("b", "d-b-1", "two"))
 	eventually(t, "a and b know each other", func() (bool, any) {
@@ -268,7 +255,7 @@ func TestCommandsGoToTheNodeHoldingTheLamp(t *testing.T) {
 }
 
 func TestACommandForANodeThatDoesNotAnswerSaysSo(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t, 0, t.TempDir())
 	a := join(t, ns, "a")
 	// A node that beats and announces a lamp but answers nothing.
 	mute := connect(t, ns)
@@ -286,7 +273,7 @@ func TestACommandForANodeThatDoesNotAnswerSaysSo(t *testing.T) {
 }
 
 func TestLogsComeFromEveryNode(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t, 0, t.TempDir())
 	a := join(t, ns, "a")
 	b := join(t, ns, "b")
 	now := time.Now().UTC()
@@ -336,7 +323,7 @@ func TestLogsComeFromEveryNode(t *testing.T) {
 }
 
 func TestANodeThatRestartsLosesItsOldLamps(t *testing.T) {
-	ns := startNATS(t)
+	ns := natstest.Start(t, 0, t.TempDir())
 	a := join(t, ns, "a")
 	mute := connect(t, ns)
 	beat := func(instance string, lamps int) {
@@ -368,15 +355,7 @@ func FuzzPeerMessages(f *testing.F) {
 	f.Add("bye", []byte("x"))
 	f.Add("devices", []byte(`[{"id":"d-b-1","event":"disconnected"}]`))
 	f.Add("heartbeat", []byte(`{"node":"a"}`))
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		f.Fatal("the NATS server did not start")
-	}
-	defer ns.Shutdown()
+	ns := natstest.Start(f, 0, f.TempDir())
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		f.Fatal(err)

@@ -8,45 +8,13 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
-	"github.com/cloudcloud/cloudcloud/internal/storage/jetstore"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
-
-// jetBuckets runs a real NATS server with JetStream in this process, on a
-// loopback port, and returns n connections to its bucket: n nodes sharing
-// the records.
-func jetBuckets(t *testing.T, n int) []storage.Bucket {
-	t.Helper()
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	var out []storage.Bucket
-	for range n {
-		s, err := jetstore.Open(ns.ClientURL(), 1, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(s.Close)
-		b, err := s.Bucket("")
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
 
 // dirBuckets is one data directory shared by n registries: its watch sees
 // the writes made through the same Dir.
@@ -104,7 +72,7 @@ func lampOf(e *env, id string) Lamp {
 // forgotten through one node is followed by the other, whose gateway shows
 // the lamp's own state.
 func TestTwoNodesFollowEachOther(t *testing.T) {
-	for name, buckets := range map[string]func(*testing.T, int) []storage.Bucket{"jetstream": jetBuckets, "dir": dirBuckets} {
+	for name, buckets := range map[string]func(*testing.T, int) []storage.Bucket{"jetstream": func(t *testing.T, n int) []storage.Bucket { return natstest.SharedBuckets(t, n) }, "dir": dirBuckets} {
 		t.Run(name, func(t *testing.T) {
 			b := buckets(t, 2)
 			a, other := node(t, b[0]), node(t, b[1])
@@ -181,7 +149,7 @@ func TestTwoNodesFollowEachOther(t *testing.T) {
 // TestEpochRaisedElsewhere: a shared change through B makes A's lamps with
 // an own state follow it.
 func TestEpochRaisedElsewhere(t *testing.T) {
-	b := jetBuckets(t, 2)
+	b := natstest.SharedBuckets(t, 2)
 	a, other := node(t, b[0]), node(t, b[1])
 	for _, id := range []string{"bedroom", "hall"} {
 		a.reg.Seen(device.LampSeen{Lamp: id, Addr: "192.0.2.7", Online: true, Time: time.Now()})
@@ -217,7 +185,7 @@ func TestEpochRaisedElsewhere(t *testing.T) {
 // firmware stand), and in the end both nodes agree with the record, and
 // both gateways show it.
 func TestConcurrentChangesConverge(t *testing.T) {
-	b := jetBuckets(t, 2)
+	b := natstest.SharedBuckets(t, 2)
 	a, other := node(t, b[0]), node(t, b[1])
 	a.reg.Seen(device.LampSeen{Lamp: "bedroom", Addr: "192.0.2.7", Online: true, Time: time.Now()})
 	a.reg.flush(time.Time{})
@@ -289,7 +257,7 @@ func TestConcurrentChangesConverge(t *testing.T) {
 // TestStaleWatchEntryDoesNotRollBack: an older write arriving after a
 // newer one (as from another node, overtaken) changes nothing.
 func TestStaleWatchEntryDoesNotRollBack(t *testing.T) {
-	b := jetBuckets(t, 2)
+	b := natstest.SharedBuckets(t, 2)
 	a, other := node(t, b[0]), node(t, b[1])
 	a.reg.Seen(device.LampSeen{Lamp: "bedroom", Addr: "192.0.2.7", Online: true, Time: time.Now()})
 	a.reg.flush(time.Time{})
@@ -325,7 +293,7 @@ func (deaf) Watch(string, func(storage.Entry)) func() { return func() {} }
 // meet records B changed since A read them: A reads them, keeps B's label
 // and own state, adds its own change, and shows B's state.
 func TestWritesMergeAChangeNotYetSeen(t *testing.T) {
-	b := jetBuckets(t, 2)
+	b := natstest.SharedBuckets(t, 2)
 	a, other := node(t, deaf{b[0]}), node(t, b[1])
 	a.reg.Seen(device.LampSeen{Lamp: "bedroom", Addr: "192.0.2.7", Online: true, Time: time.Now()})
 	a.reg.flush(time.Time{})

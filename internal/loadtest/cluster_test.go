@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	natsserver "github.com/nats-io/nats-server/v2/server"
-
 	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/server"
 )
 
@@ -42,15 +41,7 @@ func (s *syncBuffer) String() string {
 // change, each node's CPU is read, and when the last node stops its lamps
 // come back on the other two with the final state.
 func TestClusterAgainstRealNodes(t *testing.T) {
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	defer ns.Shutdown()
+	ns := natstest.Start(t, 0, t.TempDir())
 
 	var nodes []Node
 	for i := range 3 {

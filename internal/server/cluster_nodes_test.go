@@ -18,6 +18,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/config"
 	"github.com/cloudcloud/cloudcloud/internal/lamps"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/state"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
@@ -159,7 +160,7 @@ func fastKeepalive(c *config.Config) {
 // reconnect to another node and get the current state; a node that goes
 // silent without a word is forgotten within the keepalive timeout.
 func TestThreeNodesActAsOne(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
+	ns := natstest.Start(t, 0, t.TempDir())
 	names := []string{"a", "b", "c"}
 	var nodes []*clusterNode
 	for _, n := range names {
@@ -345,7 +346,7 @@ func (l *testLamp) quietLast(t *testing.T) string {
 // moment. Both nodes end agreeing on one state, and the lamp (on b) shows
 // that state. The lamp appears in a's GET /api/lamps as online on b.
 func TestTwoNodesChangeOneLampAtOnce(t *testing.T) {
-	ns := startNATS(t, 0, t.TempDir())
+	ns := natstest.Start(t, 0, t.TempDir())
 	a := startNode(t, ns.ClientURL(), "a")
 	b := startNode(t, ns.ClientURL(), "b")
 	lamp := dialLamp(t, b.Device, "desk")

@@ -11,34 +11,15 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 )
 
 const (
 	clusterPassword = "cluster-password"
 	clusterSecret   = "cluster-lamp-secret"
 )
-
-// startNATS runs a real NATS server with JetStream in this process, on a
-// loopback port (0: any), its data in dir.
-func startNATS(t *testing.T, port int, dir string) *natsserver.Server {
-	t.Helper()
-	if port == 0 {
-		port = -1
-	}
-	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns
-}
 
 // clusterNode is a running cloudcloud node of a test cluster.
 type clusterNode struct {
@@ -131,7 +112,7 @@ func waitPacket(t *testing.T, c *websocket.Conn, want string) {
 // once NATS is back, changes go through again.
 func TestAChangeThroughOneNodeReachesTheLampsOfAnother(t *testing.T) {
 	natsDir := t.TempDir()
-	ns := startNATS(t, 0, natsDir)
+	ns := natstest.Start(t, 0, natsDir)
 	port := ns.Addr().(*net.TCPAddr).Port
 	a := startNode(t, ns.ClientURL(), "a")
 	b := startNode(t, ns.ClientURL(), "b")
@@ -154,7 +135,7 @@ func TestAChangeThroughOneNodeReachesTheLampsOfAnother(t *testing.T) {
 	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
 		t.Errorf("a change while NATS is down: %s, want 503 with Retry-After", res.Status)
 	}
-	startNATS(t, port, natsDir)
+	natstest.Start(t, port, natsDir)
 	var ok bool
 	for range 100 {
 		if putState(t, b.Web, `{"pulse": 3}`).StatusCode == 200 {
