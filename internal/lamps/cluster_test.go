@@ -33,7 +33,7 @@ func dirBuckets(t *testing.T, n int) []storage.Bucket {
 
 // node opens a shared state store and a registry on b, as a cloudcloud
 // node does.
-func node(t *testing.T, b storage.Bucket) *env {
+func node(t testing.TB, b storage.Bucket) *env {
 	t.Helper()
 	bus := events.NewBus()
 	st, err := state.Open(b, bus, quiet)

@@ -78,19 +78,9 @@ func openWith(t testing.TB, dir string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bus := events.NewBus()
-	st, err := state.Open(b, bus, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := Open(Options{Records: b, Shared: st, Bus: bus, Logger: quiet, FlushInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw := &displays{own: map[string]string{}}
-	reg.Attach(gw)
-	t.Cleanup(reg.Close)
-	return &env{dir: dir, bucket: b, store: st, reg: reg, gw: gw, bus: bus}
+	e := node(t, b)
+	e.dir = dir
+	return e
 }
 
 func seen(e *env, id string, online bool) {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -94,22 +93,10 @@ func (l *testLamp) waitClosed(t *testing.T) {
 	}
 }
 
-// callAPI makes an API call with the UI login and returns the status and
-// body.
+// callAPI makes an API call to a cluster node.
 func callAPI(t *testing.T, web, method, path, body string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+web+path, strings.NewReader(body))
-	req.SetBasicAuth("admin", clusterPassword)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, b
+	return webCall(t, web, clusterPassword, method, path, body)
 }
 
 // eventually polls cond for up to 10 s; cond says what it saw.

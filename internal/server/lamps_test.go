@@ -19,15 +19,22 @@ import (
 // call sends a request with the UI login and returns status and body.
 func (r *running) call(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
+	return webCall(t, r.addrs.Web, r.creds.WebPassword, method, path, body)
+}
+
+// webCall makes an API call to the web port at web with the UI login
+// (admin, password) and returns the status and body.
+func webCall(t *testing.T, web, password, method, path, body string) (int, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, "http://"+r.addrs.Web+path, rd)
+	req, err := http.NewRequest(method, "http://"+web+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.SetBasicAuth("admin", r.creds.WebPassword)
+	req.SetBasicAuth("admin", password)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
