@@ -128,6 +128,14 @@ type heartbeat struct {
 	Lamps     int       `json:"lamps"`
 }
 
+// deviceBatch is device objects of a node's connections that changed, with
+// the process they are from: a batch of a process that restarted under the
+// same name is not the new process's.
+type deviceBatch struct {
+	Instance string        `json:"instance"`
+	Devices  []device.Info `json:"devices"`
+}
+
 type snapshotChunk struct {
 	Devices []device.Info `json:"devices"`
 	More    bool          `json:"more"`
@@ -339,7 +347,7 @@ func (c *Cluster) sendDevices(es []events.Event) {
 	}
 	for len(list) > 0 {
 		n := min(len(list), chunk)
-		c.publishJSON(subject(c.opt.Node, "devices"), list[:n])
+		c.publishJSON(subject(c.opt.Node, "devices"), deviceBatch{Instance: c.instance, Devices: list[:n]})
 		list = list[n:]
 	}
 }
@@ -474,15 +482,17 @@ func (c *Cluster) onDevices(m *nats.Msg) {
 	if node == c.opt.Node {
 		return
 	}
-	var list []device.Info
-	if err := json.Unmarshal(m.Data, &list); err != nil {
+	var batch deviceBatch
+	if err := json.Unmarshal(m.Data, &batch); err != nil {
 		c.log.Warn("cluster: device objects that do not decode", "node", node, "err", err)
 		return
 	}
+	list := batch.Devices
 	c.mu.Lock()
 	p := c.peers[node]
-	if p == nil {
-		// Not heard yet: its heartbeat brings the whole list.
+	if p == nil || p.instance != batch.Instance {
+		// Not heard yet (its heartbeat brings the whole list), or of the
+		// process before a restart.
 		c.mu.Unlock()
 		return
 	}

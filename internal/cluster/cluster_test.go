@@ -260,7 +260,7 @@ func TestACommandForANodeThatDoesNotAnswerSaysSo(t *testing.T) {
 	// A node that beats and announces a lamp but answers nothing.
 	mute := connect(t, ns)
 	hb, _ := json.Marshal(heartbeat{Node: "mute", Instance: "x", Lamps: 1})
-	lamp, _ := json.Marshal([]device.Info{conn("mute", "d-mute-1", "far")})
+	lamp, _ := json.Marshal(deviceBatch{Instance: "x", Devices: []device.Info{conn("mute", "d-mute-1", "far")}})
 	eventually(t, "a learns of the mute node's lamp", func() (bool, any) {
 		_ = mute.Publish(subject("mute", "heartbeat"), hb)
 		_ = mute.Publish(subject("mute", "devices"), lamp)
@@ -330,7 +330,7 @@ func TestANodeThatRestartsLosesItsOldLamps(t *testing.T) {
 		hb, _ := json.Marshal(heartbeat{Node: "b", Instance: instance, Lamps: lamps})
 		_ = mute.Publish(subject("b", "heartbeat"), hb)
 	}
-	lamp, _ := json.Marshal([]device.Info{conn("b", "d-b-1", "one")})
+	lamp, _ := json.Marshal(deviceBatch{Instance: "first", Devices: []device.Info{conn("b", "d-b-1", "one")}})
 	eventually(t, "a learns of b's lamp", func() (bool, any) {
 		beat("first", 1)
 		_ = mute.Publish(subject("b", "devices"), lamp)
@@ -342,18 +342,27 @@ func TestANodeThatRestartsLosesItsOldLamps(t *testing.T) {
 		beat("second", 0)
 		return len(a.Devices()) == 0 && len(a.Nodes()) == 2, ids(a.Devices())
 	})
+	// A batch of the old process that comes late is not the new one's: it
+	// is taken in order before the new process's next batch.
+	_ = mute.Publish(subject("b", "devices"), lamp)
+	fresh, _ := json.Marshal(deviceBatch{Instance: "second", Devices: []device.Info{conn("b", "d-b-2", "two")}})
+	_ = mute.Publish(subject("b", "devices"), fresh)
+	eventually(t, "a takes the new process's lamp only", func() (bool, any) {
+		got := ids(a.Devices())
+		return slices.Equal(got, []string{"d-b-2"}), got
+	})
 }
 
 // FuzzPeerMessages: whatever another node (or anything on the subjects)
 // sends, a node does not fail, and refuses what does not decode.
 func FuzzPeerMessages(f *testing.F) {
 	hb, _ := json.Marshal(heartbeat{Node: "b", Instance: "x", Lamps: 1})
-	devs, _ := json.Marshal([]device.Info{conn("b", "d-b-1", "one")})
+	devs, _ := json.Marshal(deviceBatch{Instance: "x", Devices: []device.Info{conn("b", "d-b-1", "one")}})
 	f.Add("heartbeat", hb)
 	f.Add("devices", devs)
 	f.Add("log", []byte(`{"message":"hi"}`))
 	f.Add("bye", []byte("x"))
-	f.Add("devices", []byte(`[{"id":"d-b-1","event":"disconnected"}]`))
+	f.Add("devices", []byte(`{"instance":"x","devices":[{"id":"d-b-1","event":"disconnected"}]}`))
 	f.Add("heartbeat", []byte(`{"node":"a"}`))
 	ns := natstest.Start(f, 0, f.TempDir())
 	nc, err := nats.Connect(ns.ClientURL())
