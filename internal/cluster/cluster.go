@@ -79,7 +79,8 @@ type Options struct {
 	// Expiry is how long a silent node is believed (the lamps' keepalive
 	// timeout); 0: device.DefaultKeepaliveTimeout.
 	Expiry time.Duration
-	// Heartbeat is how often this node says it is alive; 0: Expiry/5.
+	// Heartbeat is how often this node says it is alive; 0: Expiry/5, at
+	// most MaxHeartbeat.
 	Heartbeat time.Duration
 	// Timeout bounds a question to another node; 0: DefaultTimeout.
 	Timeout time.Duration
@@ -88,6 +89,11 @@ type Options struct {
 
 // DefaultTimeout bounds a question to another node (a command, its log).
 const DefaultTimeout = 2 * time.Second
+
+// MaxHeartbeat is the longest default heartbeat interval: a node that
+// missed device batches (NATS was away) finds out from the counts of two
+// heartbeats, so they come often; each is one small message.
+const MaxHeartbeat = 2 * time.Second
 
 // batchInterval is how often this node sends the device objects that
 // changed: the newest of each connection, so thousands of lamps connecting
@@ -217,7 +223,7 @@ func New(o Options) (*Cluster, error) {
 		o.Expiry = device.DefaultKeepaliveTimeout
 	}
 	if o.Heartbeat <= 0 {
-		o.Heartbeat = o.Expiry / 5
+		o.Heartbeat = min(o.Expiry/5, MaxHeartbeat)
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -283,6 +289,7 @@ func (c *Cluster) Run(ctx context.Context) {
 	batch := time.NewTicker(batchInterval)
 	defer batch.Stop()
 	pending := false
+	reconnects := c.nc.Stats().Reconnects
 	for {
 		select {
 		case <-ctx.Done():
@@ -303,6 +310,14 @@ func (c *Cluster) Run(ctx context.Context) {
 			if pending {
 				pending = false
 				c.sendDevices(devs.Take())
+			}
+			// Back after NATS was away: what the nodes told each other
+			// meanwhile is lost, so say where this one stands and ask
+			// the others for their lists at once.
+			if r := c.nc.Stats().Reconnects; r != reconnects {
+				reconnects = r
+				c.beat()
+				c.resyncAll()
 			}
 		case e, ok := <-logs.C:
 			if !ok {
@@ -542,6 +557,18 @@ func (c *Cluster) onEvent(m *nats.Msg) {
 		return
 	}
 	c.opt.Bus.Publish(events.Event{Type: t, Data: data, Node: parts[2]})
+}
+
+// resyncAll asks every known node for its list.
+func (c *Cluster) resyncAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, p := range c.peers {
+		if !p.syncing {
+			p.syncing = true
+			go c.resync(name, p.instance)
+		}
+	}
 }
 
 // resync asks node for every device it holds and makes that its list.
