@@ -943,6 +943,14 @@ func (g *Gateway) wantGen(l *lamp) uint64 {
 	return g.hub.gen.Load()
 }
 
+// Connections counts the open lamp connections: len(Devices()), without
+// making the list.
+func (g *Gateway) Connections() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
+}
+
 // Devices lists every open lamp connection, oldest first.
 func (g *Gateway) Devices() []Info {
 	g.mu.Lock()

@@ -45,6 +45,7 @@ import (
 // Gateway is this node's lamp gateway (device.Gateway).
 type Gateway interface {
 	Devices() []device.Info
+	Connections() int // len(Devices()), for the heartbeat
 	Offline() []device.Info
 	Command(p protocol.Packet, ids []string) ([]string, error)
 	SetDebug(on bool, ids []string) ([]string, error)
@@ -349,7 +350,7 @@ func (c *Cluster) publishJSON(subj string, v any) {
 }
 
 func (c *Cluster) beat() {
-	c.publishJSON(subject(c.opt.Node, "heartbeat"), heartbeat{Node: c.opt.Node, Instance: c.instance, StartedAt: c.started, Lamps: len(c.opt.Gateway.Devices())})
+	c.publishJSON(subject(c.opt.Node, "heartbeat"), heartbeat{Node: c.opt.Node, Instance: c.instance, StartedAt: c.started, Lamps: c.opt.Gateway.Connections()})
 }
 
 // sendDevices tells the others about this node's connections that changed.
@@ -913,7 +914,7 @@ func (c *Cluster) Logs(dev string, limit int) []device.LogLine {
 // name.
 func (c *Cluster) Nodes() []Node {
 	now := time.Now().UTC()
-	out := []Node{{Name: c.opt.Node, Self: true, Lamps: len(c.opt.Gateway.Devices()), StartedAt: c.started, HeardAt: now}}
+	out := []Node{{Name: c.opt.Node, Self: true, Lamps: c.opt.Gateway.Connections(), StartedAt: c.started, HeardAt: now}}
 	c.mu.Lock()
 	for name, p := range c.peers {
 		out = append(out, Node{Name: name, Lamps: len(p.devices), StartedAt: p.startedAt, HeardAt: p.heard.UTC()})

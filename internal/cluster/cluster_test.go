@@ -33,6 +33,7 @@ func (g *fakeGateway) Devices() []device.Info {
 	return slices.Clone(g.devs)
 }
 func (g *fakeGateway) Offline() []device.Info { return nil }
+func (g *fakeGateway) Connections() int       { return len(g.Devices()) }
 func (g *fakeGateway) find(ids []string) ([]string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
