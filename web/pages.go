@@ -171,7 +171,8 @@ func (s *Server) indexPage(c echo.Context) error {
 	return s.renderPage(c, http.StatusOK, templates.IndexPage(d))
 }
 
-// clusterText is the cluster status line of the lamps card.
+// clusterText is the cluster status line of the lamps card; app.js words
+// it the same way when a cluster event arrives.
 func clusterText(st cluster.Status) string {
 	parts := make([]string, len(st.Nodes))
 	for i, n := range st.Nodes {

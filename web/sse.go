@@ -32,7 +32,7 @@ const sseCoalesce = 250 * time.Millisecond
 var streamedTypes = []events.Type{
 	events.TypeState, events.TypeLog, events.TypeWeather,
 	events.TypeFirmware, events.TypeFirmwareStatus, events.TypeFavorites, events.TypeMQTT,
-	events.TypeScenes, events.TypeSchedules,
+	events.TypeScenes, events.TypeSchedules, events.TypeCluster,
 }
 
 // burstKey names what a device or lamp event is about.
@@ -103,6 +103,9 @@ func (s *Server) events(c echo.Context) error {
 	}
 	if s.deps.MQTT != nil {
 		snapshot = append(snapshot, snapshotEvent{string(events.TypeMQTT), s.deps.MQTT.Status()})
+	}
+	if s.deps.Cluster != nil {
+		snapshot = append(snapshot, snapshotEvent{string(events.TypeCluster), s.deps.Cluster.Status()})
 	}
 	for _, e := range snapshot {
 		if err := writeEvent(&buf, e.name, e.data); err != nil {

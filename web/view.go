@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudcloud/cloudcloud/device"
@@ -138,6 +140,17 @@ func deviceView(i device.Info, now time.Time) templates.Device {
 	return v
 }
 
+// lampNodes are the cluster nodes holding devs, each once, in order.
+func lampNodes(devs []device.Info) []string {
+	var out []string
+	for _, d := range devs {
+		if d.Node != "" && !slices.Contains(out, d.Node) {
+			out = append(out, d.Node)
+		}
+	}
+	return out
+}
+
 // lampView is a lamp's card; keep the words in step with app.js
 // renderLamp.
 func lampView(l lamps.Lamp, now time.Time) templates.Lamp {
@@ -145,6 +158,7 @@ func lampView(l lamps.Lamp, now time.Time) templates.Lamp {
 		ID: l.ID, Label: l.Label, Status: "offline", StatusText: "Offline", Follows: l.FollowsShared,
 		Mode: string(l.State.Mode), Color: l.State.Color.Hex(), Brightness: l.State.Brightness, Pulse: l.State.Pulse,
 		SinceTitle: "Offline since", Firmware: l.FirmwareVersion, Connections: len(l.Devices),
+		Nodes: strings.Join(lampNodes(l.Devices), ", "),
 	}
 	if v.Label == "" {
 		v.Label = l.ID

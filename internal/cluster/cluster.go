@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -200,7 +201,8 @@ type Cluster struct {
 	peers  map[string]*peer
 	byLamp map[string]map[string]device.Info // lamp id → node/connection → device
 
-	subs []*nats.Subscription
+	subs      []*nats.Subscription
+	lastCount atomic.Int64 // this node's lamps in its last heartbeat
 }
 
 func subject(node, kind string) string { return "cloudcloud.node." + node + "." + kind }
@@ -291,6 +293,7 @@ func (c *Cluster) Run(ctx context.Context) {
 	defer batch.Stop()
 	pending := false
 	reconnects := c.nc.Stats().Reconnects
+	link := c.nc.Status()
 	for {
 		select {
 		case <-ctx.Done():
@@ -319,6 +322,10 @@ func (c *Cluster) Run(ctx context.Context) {
 				reconnects = r
 				c.beat()
 				c.resyncAll()
+			}
+			if s := c.nc.Status(); s != link {
+				link = s
+				c.changed()
 			}
 		case e, ok := <-logs.C:
 			if !ok {
@@ -350,7 +357,19 @@ func (c *Cluster) publishJSON(subj string, v any) {
 }
 
 func (c *Cluster) beat() {
-	c.publishJSON(subject(c.opt.Node, "heartbeat"), heartbeat{Node: c.opt.Node, Instance: c.instance, StartedAt: c.started, Lamps: c.opt.Gateway.Connections()})
+	n := c.opt.Gateway.Connections()
+	c.publishJSON(subject(c.opt.Node, "heartbeat"), heartbeat{Node: c.opt.Node, Instance: c.instance, StartedAt: c.started, Lamps: n})
+	if c.lastCount.Swap(int64(n)) != int64(n) {
+		c.changed()
+	}
+}
+
+// changed tells the pages where the cluster stands now (events.TypeCluster):
+// a node came or went, a node's lamp count or the NATS link changed. Counts
+// are those of the heartbeats, so this is at most one event per node per
+// heartbeat.
+func (c *Cluster) changed() {
+	c.opt.Bus.Publish(events.Event{Type: events.TypeCluster, Data: c.Status()})
 }
 
 // sendDevices tells the others about this node's connections that changed.
@@ -399,6 +418,7 @@ func (c *Cluster) forgetNode(name, why string) {
 	}
 	c.mu.Unlock()
 	c.log.Info("cluster: a node left", "node", name, "lamps", len(left), "why", why)
+	c.changed()
 	now := time.Now().UTC()
 	for _, i := range left {
 		i.Event, i.Phase, i.Reason, i.DisconnectedAt = device.EventDisconnected, device.PhaseOffline, why, &now
@@ -463,6 +483,7 @@ func (c *Cluster) onHeartbeat(m *nats.Msg) {
 		c.log.Info("cluster: a node joined", "node", hb.Node, "lamps", hb.Lamps)
 		sync = true
 	}
+	counted := p.lamps != hb.Lamps || sync
 	p.heard, p.lamps = time.Now(), hb.Lamps
 	// Device batches can be lost (a slow consumer, a reconnect): a count
 	// that stays wrong for two heartbeats asks for the whole list.
@@ -480,6 +501,9 @@ func (c *Cluster) onHeartbeat(m *nats.Msg) {
 		go c.resync(hb.Node, hb.Instance)
 	}
 	c.mu.Unlock()
+	if counted {
+		c.changed()
+	}
 }
 
 func (c *Cluster) onBye(m *nats.Msg) {

@@ -29,6 +29,7 @@ const (
 	TypeMQTT           Type = "mqtt"            // mqtt.Bridge: the broker connection's status (an mqtt.Status)
 	TypeScenes         Type = "scenes"          // a scene was saved or removed, on any node ({"id"})
 	TypeSchedules      Type = "schedules"       // a schedule was saved, ran or was removed, on any node ({"id"})
+	TypeCluster        Type = "cluster"         // cluster.Cluster: a node joined or left, lamp counts or the NATS link changed (a cluster.Status)
 )
 
 // Event is one thing that happened. Data is a JSON-marshalable value that

@@ -212,6 +212,10 @@ func TestThreeNodesActAsOne(t *testing.T) {
 	// c stops: its lamp reconnects to a and gets the current state; no node
 	// lists it on c any more.
 	c.stop()
+	events.waitUntil(t, "cluster", "nodes a and b only", func(data string) bool {
+		var st cluster.Status
+		return json.Unmarshal([]byte(data), &st) == nil && len(st.Nodes) == 2 && st.Nodes[0].Name == "a" && st.Nodes[1].Name == "b"
+	})
 	lampsOn[2].waitClosed(t)
 	moved := dialLamp(t, a.Device, "three")
 	moved.wait(t, last)
@@ -281,21 +285,28 @@ func openStream(t *testing.T, web string) *stream {
 // part.
 func (s *stream) waitFor(t *testing.T, typ, part string) {
 	t.Helper()
+	s.waitUntil(t, typ, "data with "+part, func(data string) bool { return strings.Contains(data, part) })
+}
+
+// waitUntil reads the stream until an event of type typ whose data ok
+// accepts.
+func (s *stream) waitUntil(t *testing.T, typ, what string, accept func(data string) bool) {
+	t.Helper()
 	timeout := time.After(10 * time.Second)
 	current := ""
 	for {
 		select {
 		case line, ok := <-s.lines:
 			if !ok {
-				t.Fatalf("the event stream ended before a %s event with %s", typ, part)
+				t.Fatalf("the event stream ended before a %s event with %s", typ, what)
 			}
 			if name, ok := strings.CutPrefix(line, "event: "); ok {
 				current = name
-			} else if data, ok := strings.CutPrefix(line, "data: "); ok && current == typ && strings.Contains(data, part) {
+			} else if data, found := strings.CutPrefix(line, "data: "); found && current == typ && accept(data) {
 				return
 			}
 		case <-timeout:
-			t.Fatalf("no %s event with %s on the stream", typ, part)
+			t.Fatalf("no %s event with %s on the stream", typ, what)
 		}
 	}
 }

@@ -790,6 +790,10 @@
     setText(field(card, 'lamp-firmware'), l.firmware_version || 'Unknown');
     setText(field(card, 'lamp-id'), l.id);
     setText(field(card, 'lamp-devices'), String((l.devices || []).length));
+    // The cluster nodes holding it, as web/view.go lampNodes lists them.
+    const nodes = [...new Set((l.devices || []).map((d) => d.node).filter(Boolean))];
+    setText(field(card, 'lamp-nodes'), nodes.join(', '));
+    field(card, 'lamp-nodes').parentElement.hidden = nodes.length === 0;
     tickLamp(card);
     return card;
   }
@@ -949,6 +953,16 @@
     el.textContent = st.connected
       ? 'MQTT: connected to ' + st.broker + '; Home Assistant finds the lamps by itself.'
       : 'MQTT: not connected to ' + st.broker + ' (' + st.error + '); retrying.';
+  }
+
+  // The cluster status line, worded as web/pages.go clusterText does.
+  function applyCluster(st) {
+    const el = $('#cluster-status');
+    if (!el || !st || !st.nodes) return;
+    const parts = st.nodes.map((n) => n.name + (n.self ? ' (this one)' : '') + ' ' + n.lamps + (n.lamps === 1 ? ' lamp' : ' lamps'));
+    let text = 'Cluster of ' + st.nodes.length + ' nodes: ' + parts.join(', ') + '.';
+    if (st.nats !== 'connected') text += ' NATS is ' + st.nats + ': changes wait until it is back.';
+    el.textContent = text;
   }
 
   function applyWeather(r) {
@@ -1364,6 +1378,7 @@
     on('firmware', onFirmwareUpdate);
     on('firmware_status', applyFirmware);
     on('mqtt', applyMQTT);
+    on('cluster', applyCluster);
     // A scene or schedule saved elsewhere (another phone, a schedule that
     // ran): read the lists again.
     on('scenes', () => reloadScenes());

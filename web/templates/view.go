@@ -205,6 +205,7 @@ type Lamp struct {
 	SinceISO           string // for the script to keep Since ticking
 	Firmware           string
 	Connections        int
+	Nodes              string // the cluster nodes holding its connections, ", "-separated; "" on a server of its own
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
