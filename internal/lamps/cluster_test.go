@@ -332,3 +332,33 @@ func TestWritesMergeAChangeNotYetSeen(t *testing.T) {
 		t.Errorf("A did not take in B's state when its label met it: %+v, shows %q", l, a.gw.get("bedroom"))
 	}
 }
+
+// TestAnOwnStateSetBeforeTheEpochArrives: B changes every lamp (raising the
+// epoch), and A, whose watch has not brought that yet, then gives a lamp a
+// state of its own. A's change came last and was answered as done: it
+// stands, on both nodes.
+func TestAnOwnStateSetBeforeTheEpochArrives(t *testing.T) {
+	b := natstest.SharedBuckets(t, 2)
+	a, other := node(t, deaf{b[0]}), node(t, b[1])
+	a.reg.Seen(device.LampSeen{Lamp: "bedroom", Addr: "192.0.2.7", Online: true, Time: time.Now()})
+	a.reg.flush(time.Time{})
+	green, err := a.reg.SetState("bedroom", state.Change{Mode: ptr(state.ModeManual), Color: &protocol.RGB{G: 255}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "B shows the bedroom's own state", func() bool { return other.gw.get("bedroom") == green.Packet })
+	if _, err := other.reg.Apply(state.Change{Mode: ptr(state.ModeManual), Color: &protocol.RGB{B: 255}}); err != nil {
+		t.Fatal(err)
+	}
+	own, err := a.reg.SetState("bedroom", state.Change{Pulse: ptr(4)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := lampOf(a, "bedroom"); l.FollowsShared || l.State.Pulse != 4 {
+		t.Errorf("A reads its own change as following: %+v", l)
+	}
+	eventually(t, "B shows A's later own state", func() bool {
+		l := lampOf(other, "bedroom")
+		return !l.FollowsShared && l.State.Packet == own.Packet && other.gw.get("bedroom") == own.Packet
+	})
+}

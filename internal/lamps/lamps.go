@@ -678,6 +678,13 @@ func (r *Registry) dropOwnBefore(epoch uint64, tidy bool) []string {
 func (r *Registry) SetState(id string, c state.Change) (state.State, error) {
 	r.writes.Lock()
 	defer r.writes.Unlock()
+	// A change of every lamp through another node raises the epoch, and
+	// this node's watch may not have brought it yet: an own state saved
+	// under the old epoch would read as following everywhere, and this
+	// change, answered as done, would be lost.
+	if err := r.rereadEpoch(); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return state.State{}, fmt.Errorf("read the lamp epoch (nothing was changed): %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e := r.lamps[id]
