@@ -67,12 +67,23 @@ func Open(url string, replicas int, cache string, opts ...nats.Option) (*Store, 
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cluster.nats_url %s: %w", redact(url), err)
+		return nil, fmt.Errorf("cluster.nats_url %s: cannot reach NATS (%w); start a NATS server with JetStream there (nats-server -js) or correct the URL", redact(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("cluster.nats_url %s: %w", redact(url), err)
+	}
+	// A NATS server without JetStream accepts the connection and fails
+	// every bucket later; say so now, and what to do.
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		nc.Close()
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return nil, fmt.Errorf("cluster.nats_url %s: the NATS server has JetStream off; start it with -js (or jetstream {} in its config): cloudcloud keeps its state there", redact(url))
+		}
+		return nil, fmt.Errorf("cluster.nats_url %s: JetStream does not answer: %w", redact(url), err)
 	}
 	if err := os.MkdirAll(cache, 0o700); err != nil {
 		nc.Close()

@@ -5,10 +5,12 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/cloudcloud/cloudcloud/internal/natstest"
@@ -195,5 +197,28 @@ func TestNATSDownIsUnavailable(t *testing.T) {
 	}
 	if e, err := b.Get("state"); err != nil || string(e.Value) != "after" {
 		t.Errorf("after NATS came back: %q %v", e.Value, err)
+	}
+}
+
+// TestOpenSaysWhatIsWrongWithTheNATSServer: no server at the URL, or one
+// with JetStream off, is an error that says what to do.
+func TestOpenSaysWhatIsWrongWithTheNATSServer(t *testing.T) {
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("the NATS server did not start")
+	}
+	defer ns.Shutdown()
+	if _, err := jetstore.Open(ns.ClientURL(), 1, t.TempDir()); err == nil || !strings.Contains(err.Error(), "JetStream off; start it with -js") {
+		t.Errorf("a NATS server without JetStream: %v", err)
+	}
+	addr := ns.Addr().String()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	if _, err := jetstore.Open("nats://"+addr, 1, t.TempDir()); err == nil || !strings.Contains(err.Error(), "cannot reach NATS") {
+		t.Errorf("no NATS server: %v", err)
 	}
 }
