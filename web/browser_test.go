@@ -271,6 +271,20 @@ func (b *browser) noHorizontalScroll(t *testing.T, ctx context.Context, where st
 }
 
 // click clicks the element the CSS selector finds, scrolled into view.
+// signIn opens the page of the server at url, signs in and waits until
+// the page is live.
+func (b *browser) signIn(t *testing.T, ctx context.Context, url string) {
+	t.Helper()
+	b.do(t, ctx, "open the page", chromedp.Navigate(url+"/"))
+	b.waitJS(t, ctx, "the login form", `!!document.querySelector('input[name="password"]')`)
+	b.do(t, ctx, "sign in",
+		chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), testUser),
+		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), testPassword),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+	)
+	b.waitJS(t, ctx, "the live page", `location.pathname === "/" && document.querySelector('#conn').dataset.conn === "live"`)
+}
+
 func (b *browser) click(t *testing.T, ctx context.Context, sel string) {
 	t.Helper()
 	b.do(t, ctx, "click "+sel, chromedp.ScrollIntoView(chromedp.CSS(sel)), chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))

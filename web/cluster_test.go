@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/events"
@@ -82,14 +80,7 @@ func TestBrowserClusterStatus(t *testing.T) {
 	f := &fakeCluster{st: twoNodes}
 	e := newEnv(t, withCluster(f))
 	ctx := b.ctx
-	b.do(t, ctx, "open the page", chromedp.Navigate(e.web.URL+"/"))
-	b.waitJS(t, ctx, "the login form", `!!document.querySelector('input[name="password"]')`)
-	b.do(t, ctx, "sign in",
-		chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), testUser),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), testPassword),
-		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-	)
-	b.waitJS(t, ctx, "the live page", `location.pathname === "/" && document.querySelector('#conn').dataset.conn === "live"`)
+	b.signIn(t, ctx, e.web.URL)
 	for _, st := range []cluster.Status{
 		{Node: "node-1", NATS: "reconnecting", Nodes: twoNodes.Nodes[:1]},
 		{Node: "node-1", NATS: "connected", Nodes: append(twoNodes.Nodes, cluster.Node{Name: "node-3", Lamps: 1})},

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 )
@@ -73,14 +71,7 @@ func TestBrowserMQTTStatus(t *testing.T) {
 	f := &fakeMQTT{st: downStatus}
 	e := newEnv(t, withMQTT(f))
 	ctx := b.ctx
-	b.do(t, ctx, "open the page", chromedp.Navigate(e.web.URL+"/"))
-	b.waitJS(t, ctx, "the login form", `!!document.querySelector('input[name="password"]')`)
-	b.do(t, ctx, "sign in",
-		chromedp.SendKeys(chromedp.CSS(`input[name="username"]`), testUser),
-		chromedp.SendKeys(chromedp.CSS(`input[name="password"]`), testPassword),
-		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-	)
-	b.waitJS(t, ctx, "the live page", `location.pathname === "/" && document.querySelector('#conn').dataset.conn === "live"`)
+	b.signIn(t, ctx, e.web.URL)
 	b.waitJS(t, ctx, "the status line", `document.querySelector('#mqtt-status').textContent.includes('not connected')`)
 	f.set(e.bus, mqtt.Status{Enabled: true, Connected: true, Broker: downStatus.Broker})
 	b.waitJS(t, ctx, "the line to say connected",
