@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"crypto/tls"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -328,13 +329,13 @@ func TestRetainedCommandsAreIgnored(t *testing.T) {
 }
 
 // TestAClusterIsOnlineWhileAnyNodeIs: two nodes' bridges share the topics
-// (SharedStatus). When one stops (it says offline, as its will would if it
+// (Options.Cluster). When one stops (it says offline, as its will would if it
 // died), the other says online again; the status is offline only when no
 // node runs.
 func TestAClusterIsOnlineWhileAnyNodeIs(t *testing.T) {
-	one := newHarness(t, func(o *Options) { o.SharedStatus, o.ClientID = true, "cloudcloud-node-1" })
+	one := newHarness(t, func(o *Options) { o.Cluster, o.ClientID = true, "cloudcloud-node-1" })
 	two := newHarness(t, func(o *Options) {
-		o.SharedStatus, o.ClientID, o.URL = true, "cloudcloud-node-2", one.broker.URL()
+		o.Cluster, o.ClientID, o.URL = true, "cloudcloud-node-2", one.broker.URL()
 	})
 	ha := mqtttest.NewObserver(t, one.broker, "cloudcloud/status")
 	ha.WaitEq("cloudcloud/status", "online")
@@ -354,5 +355,37 @@ func TestAClusterIsOnlineWhileAnyNodeIs(t *testing.T) {
 	ha.WaitEq("cloudcloud/status", "offline")
 	if got := string(ha.Get("cloudcloud/status")); got != "offline" {
 		t.Fatalf("with no node left the status is %q", got)
+	}
+}
+
+// TestACommandGoesToOneNodeOfACluster: the bridges of a cluster's nodes
+// share the command topics, and the broker hands each command to one of
+// them (a shared subscription), so a reboot from Home Assistant reboots
+// once.
+func TestACommandGoesToOneNodeOfACluster(t *testing.T) {
+	one := newHarness(t, func(o *Options) { o.Cluster, o.ClientID = true, "cloudcloud-node-1" })
+	two := newHarness(t, func(o *Options) {
+		o.Cluster, o.ClientID, o.URL = true, "cloudcloud-node-2", one.broker.URL()
+	})
+	ha := mqtttest.NewObserver(t, one.broker, "cloudcloud/status")
+	// Each bridge takes commands for the lamps it has published.
+	knows := func(b *Bridge) bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		_, ok := b.ids["kitchen"]
+		return ok
+	}
+	waitFor(t, "both bridges published the lamp", func() bool { return knows(one.bridge) && knows(two.bridge) })
+	asked := func() []string { return append(one.lamps.asked(), two.lamps.asked()...) }
+	for i := range 4 {
+		ha.Publish("cloudcloud/lamp/kitchen/reboot", "PRESS", false)
+		waitFor(t, fmt.Sprintf("reboot %d carried out", i+1), func() bool { return len(asked()) >= i+1 })
+	}
+	// A last command to another topic: the broker has delivered what came
+	// before it to each node by the time it is carried out.
+	ha.Publish("cloudcloud/lamp/kitchen/update/install", "install", false)
+	waitFor(t, "the update carried out", func() bool { return slices.Contains(asked(), "update kitchen") })
+	if got := asked(); len(got) != 5 {
+		t.Fatalf("4 reboots and an update from Home Assistant were carried out %d times in all: %q", len(got), got)
 	}
 }

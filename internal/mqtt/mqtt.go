@@ -116,12 +116,14 @@ type Options struct {
 	// state, device, weather and firmware_status: the lamp registry's and
 	// the scenes' events.
 	MoreEvents []events.Type
-	// SharedStatus: the nodes of a cluster share the topics, so the
-	// status topic is cloudcloud's as long as any node runs. A node that
-	// sees "offline" there (another node's will, or its clean stop) says
-	// "online" again; the status stays offline only once every node is
-	// gone.
-	SharedStatus bool
+	// Cluster: the nodes of a cluster share the topics. The status topic is
+	// cloudcloud's as long as any node runs: a node that sees "offline"
+	// there (another node's will, or its clean stop) says "online" again,
+	// so it stays offline only once every node is gone. And each command
+	// is taken by one node, through an MQTT shared subscription
+	// ($share/cloudcloud/...); Lamps then carries it out on whichever node
+	// holds the lamp.
+	Cluster bool
 	Logger       *slog.Logger
 
 	// CommandInterval is the shortest time between two rounds of commands;
@@ -161,7 +163,7 @@ type Bridge struct {
 	dirty chan struct{} // something may have changed: sync
 	reset chan struct{} // connected: subscribe, say online, publish everything
 	again chan struct{} // Home Assistant came online: publish everything
-	// online: another node of the cluster said offline (SharedStatus).
+	// online: another node of the cluster said offline (Options.Cluster).
 	online chan struct{}
 
 	mu      sync.Mutex
@@ -409,11 +411,14 @@ func (b *Bridge) onConnect(ctx context.Context, cm *autopaho.ConnectionManager) 
 		{Topic: t.lamp("+", "update/install"), QoS: 1},
 		{Topic: t.scene("+"), QoS: 1},
 	}
+	if b.opt.Cluster {
+		for i := range subs {
+			subs[i].Topic = sharedGroup + subs[i].Topic
+		}
+		subs = append(subs, paho.SubscribeOptions{Topic: t.status(), QoS: 1})
+	}
 	if b.opt.Discovery {
 		subs = append(subs, paho.SubscribeOptions{Topic: t.haStatus(), QoS: 1})
-	}
-	if b.opt.SharedStatus {
-		subs = append(subs, paho.SubscribeOptions{Topic: t.status(), QoS: 1})
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -433,6 +438,10 @@ func (b *Bridge) sayOnline(ctx context.Context, cm *autopaho.ConnectionManager) 
 	b.published.Add(1)
 }
 
+// sharedGroup prefixes the command topics of a cluster's bridges: the
+// broker hands each command to one of them (MQTT 5 shared subscriptions).
+const sharedGroup = "$share/cloudcloud/"
+
 // publishAgain makes the next sync publish every retained topic.
 func (b *Bridge) publishAgain() {
 	for k := range b.sent {
@@ -446,7 +455,7 @@ func (b *Bridge) receive(p paho.PublishReceived) (bool, error) {
 	b.received.Add(1)
 	topic, payload := p.Packet.Topic, p.Packet.Payload
 	if topic == b.topics.status() {
-		if b.opt.SharedStatus && string(payload) == "offline" {
+		if b.opt.Cluster && string(payload) == "offline" {
 			signal(b.online)
 		}
 		return true, nil

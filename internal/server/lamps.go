@@ -40,13 +40,11 @@ func (a automationLamps) ApplyLamp(id string, c state.Change) (state.State, erro
 
 // mqttLamps gives the MQTT bridge the lamp registry: every known lamp, its
 // own state as PUT /api/lamps/<id>/state sets it, and commands sent to its
-// connections. In a cluster every node's bridge gets each command from
-// Home Assistant, so each carries it out for the connections it holds
-// itself (node).
+// connections, through the node holding them in a cluster (one node's
+// bridge takes each command: mqtt.Options.Cluster).
 type mqttLamps struct {
-	r    *lamps.Registry
-	gw   *device.Gateway
-	node string
+	r  *lamps.Registry
+	gw lampGateway
 }
 
 func (m mqttLamps) List() []mqtt.Lamp {
@@ -79,7 +77,7 @@ func (m mqttLamps) Update(id string) error { return m.command(id, protocol.Updat
 
 func (m mqttLamps) SetDebug(id string, on bool) error {
 	conns, err := m.connections(id)
-	if err != nil || len(conns) == 0 {
+	if err != nil {
 		return err
 	}
 	_, err = m.gw.SetDebug(on, conns)
@@ -88,28 +86,27 @@ func (m mqttLamps) SetDebug(id string, on bool) error {
 
 func (m mqttLamps) command(id string, p protocol.Packet) error {
 	conns, err := m.connections(id)
-	if err != nil || len(conns) == 0 {
+	if err != nil {
 		return err
 	}
 	_, err = m.gw.Command(p, conns)
 	return err
 }
 
-// connections are the open connections of lamp id on this node; none,
-// without an error, when another node holds them.
+// connections are the open connections of lamp id, on every node.
 func (m mqttLamps) connections(id string) ([]string, error) {
 	l, err := m.r.Lamp(id)
 	if err != nil {
 		return nil, err
 	}
-	if len(l.Devices) == 0 {
-		return nil, fmt.Errorf("lamp %q is not connected; nothing was sent", id)
-	}
-	conns := []string{}
+	var conns []string
 	for _, d := range l.Devices {
-		if d.Authenticated && d.Node == m.node {
+		if d.Authenticated {
 			conns = append(conns, d.ID)
 		}
+	}
+	if len(conns) == 0 {
+		return nil, fmt.Errorf("lamp %q is not connected; nothing was sent", id)
 	}
 	return conns, nil
 }

@@ -423,12 +423,12 @@ func (s *Server) newMQTT(fw *firmware.Store, scenes *automation.Scenes) (*mqtt.B
 		URL: m.URL, Username: m.Username, Password: m.Password, ClientID: clientID,
 		BaseTopic: m.BaseTopic, Discovery: m.Discovery, DiscoveryPrefix: m.DiscoveryPrefix,
 		PublicURL: s.cfg.Web.PublicURL, Version: s.opt.Version,
-		Bus: s.bus, Shared: shared, Lamps: mqttLamps{r: s.lamps, gw: s.gateway, node: s.node},
+		Bus: s.bus, Shared: shared, Lamps: mqttLamps{r: s.lamps, gw: s.devices},
 		Firmware: fw, Weather: s.poller, Scenes: mqttScenes{scenes},
 		// A lamp's own state and label, and lamps appearing or forgotten.
 		MoreEvents: []events.Type{events.TypeLamp},
 		// In a cluster every node's bridge shares the topics.
-		SharedStatus: s.node != "",
+		Cluster: s.node != "",
 		Logger:       s.log.With("part", "mqtt"),
 	})
 	if err != nil {
