@@ -124,7 +124,7 @@ type Options struct {
 	// ($share/cloudcloud/...); Lamps then carries it out on whichever node
 	// holds the lamp.
 	Cluster bool
-	Logger       *slog.Logger
+	Logger  *slog.Logger
 
 	// CommandInterval is the shortest time between two rounds of commands;
 	// a flood is coalesced to the latest command per topic in between.

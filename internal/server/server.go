@@ -429,7 +429,7 @@ func (s *Server) newMQTT(fw *firmware.Store, scenes *automation.Scenes) (*mqtt.B
 		MoreEvents: []events.Type{events.TypeLamp},
 		// In a cluster every node's bridge shares the topics.
 		Cluster: s.node != "",
-		Logger:       s.log.With("part", "mqtt"),
+		Logger:  s.log.With("part", "mqtt"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mqtt.url: %w", err)
