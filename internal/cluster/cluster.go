@@ -200,6 +200,9 @@ type Cluster struct {
 	mu     sync.Mutex
 	peers  map[string]*peer
 	byLamp map[string]map[string]device.Info // lamp id → node/connection → device
+	// left are lamps that left another node (or went with it), by
+	// device.Info.Lamp(), as the gateway keeps its own (Offline).
+	left map[string]device.Info
 
 	subs      []*nats.Subscription
 	lastCount atomic.Int64 // this node's lamps in its last heartbeat
@@ -237,7 +240,7 @@ func New(o Options) (*Cluster, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	c := &Cluster{opt: o, log: o.Logger, nc: o.Conn, instance: hex.EncodeToString(b[:]), started: time.Now().UTC(),
-		peers: map[string]*peer{}, byLamp: map[string]map[string]device.Info{}}
+		peers: map[string]*peer{}, byLamp: map[string]map[string]device.Info{}, left: map[string]device.Info{}}
 	handlers := []struct {
 		subject string
 		fn      nats.MsgHandler
@@ -422,7 +425,37 @@ func (c *Cluster) forgetNode(name, why string) {
 	now := time.Now().UTC()
 	for _, i := range left {
 		i.Event, i.Phase, i.Reason, i.DisconnectedAt = device.EventDisconnected, device.PhaseOffline, why, &now
+		c.remember(i)
 		c.announce(i)
+	}
+}
+
+// maxLeft bounds the lamps kept that left other nodes, as the gateway
+// bounds its own.
+const maxLeft = 64
+
+// remember keeps a lamp that left another node, for Offline.
+func (c *Cluster) remember(i device.Info) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rememberLocked(i)
+}
+
+// rememberLocked is remember with c.mu held.
+func (c *Cluster) rememberLocked(i device.Info) {
+	if !i.Authenticated || i.DisconnectedAt == nil {
+		return
+	}
+	i.Event = ""
+	c.left[i.Lamp()] = i
+	if len(c.left) > maxLeft {
+		oldest := ""
+		for k, o := range c.left {
+			if oldest == "" || o.DisconnectedAt.Before(*c.left[oldest].DisconnectedAt) {
+				oldest = k
+			}
+		}
+		delete(c.left, oldest)
 	}
 }
 
@@ -542,6 +575,7 @@ func (c *Cluster) onDevices(m *nats.Msg) {
 		}
 		if i.Event == device.EventDisconnected {
 			delete(p.devices, i.ID)
+			c.rememberLocked(i)
 			continue
 		}
 		i.Event = ""
@@ -751,8 +785,40 @@ func sortDevices(list []device.Info) {
 	})
 }
 
-// Offline lists the lamps that left this node.
-func (c *Cluster) Offline() []device.Info { return c.opt.Gateway.Offline() }
+// Offline lists the lamps that left any node (this one, or others while
+// this one heard them) and are connected to none now, most recently gone
+// first, each lamp once.
+func (c *Cluster) Offline() []device.Info {
+	online := map[string]bool{}
+	for _, i := range c.Devices() {
+		online[i.Lamp()] = true
+	}
+	gone := map[string]device.Info{}
+	add := func(i device.Info) {
+		k := i.Lamp()
+		if cur, ok := gone[k]; online[k] || ok && !i.DisconnectedAt.After(*cur.DisconnectedAt) {
+			return
+		}
+		gone[k] = i
+	}
+	for _, i := range c.opt.Gateway.Offline() {
+		add(i)
+	}
+	c.mu.Lock()
+	for _, i := range c.left {
+		add(i)
+	}
+	c.mu.Unlock()
+	out := make([]device.Info, 0, len(gone))
+	for _, i := range gone {
+		out = append(out, i)
+	}
+	slices.SortFunc(out, func(a, b device.Info) int { return b.DisconnectedAt.Compare(*a.DisconnectedAt) })
+	if len(out) > maxLeft {
+		out = out[:maxLeft]
+	}
+	return out
+}
 
 // LampDevices lists the connections of lamp id on every node.
 func (c *Cluster) LampDevices(id string) []device.Info {

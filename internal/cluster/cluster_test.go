@@ -204,6 +204,23 @@ func TestNodesSeeEachOthersLampsAndForgetASilentOne(t *testing.T) {
 		got := ids(a.Devices())
 		return slices.Equal(got, []string{"d-a-1"}) && len(a.Nodes()) == 1, got
 	})
+	// Its lamps are offline now, with why, until they come back anywhere.
+	var lamps []string
+	for _, i := range a.Offline() {
+		lamps = append(lamps, i.Lamp())
+		if i.Phase != device.PhaseOffline || i.Reason != "node b stopped answering" || i.Node != "b" {
+			t.Errorf("a lamp of the lost node: %+v", i)
+		}
+	}
+	if slices.Sort(lamps); !slices.Equal(lamps, []string{"three", "two"}) {
+		t.Fatalf("a lists %q offline, want the lost node's lamps", lamps)
+	}
+	a.gw.mu.Lock()
+	a.gw.devs = append(a.gw.devs, conn("a", "d-a-2", "two"))
+	a.gw.mu.Unlock()
+	if got := a.Offline(); len(got) != 1 || got[0].Lamp() != "three" {
+		t.Fatalf("after lamp two came back on a, a lists offline %+v", got)
+	}
 }
 
 func TestLostDeviceBatchesAreMadeGoodByTheHeartbeatsCount(t *testing.T) {
@@ -374,7 +391,7 @@ func FuzzPeerMessages(f *testing.F) {
 	// Not subscribed: the fuzzer calls the handlers itself. Questions it
 	// makes (a snapshot of a new node) go unanswered, quickly.
 	c := &Cluster{opt: Options{Conn: nc, Node: "a", Gateway: &fakeGateway{}, Bus: events.NewBus(), Expiry: time.Minute, Timeout: 10 * time.Millisecond},
-		nc: nc, log: slog.New(slog.DiscardHandler), peers: map[string]*peer{}, byLamp: map[string]map[string]device.Info{}}
+		nc: nc, log: slog.New(slog.DiscardHandler), peers: map[string]*peer{}, byLamp: map[string]map[string]device.Info{}, left: map[string]device.Info{}}
 	f.Fuzz(func(t *testing.T, kind string, data []byte) {
 		m := &nats.Msg{Subject: subject("b", kind), Data: data}
 		switch kind {

@@ -233,6 +233,15 @@ func TestThreeNodesActAsOne(t *testing.T) {
 		got := nodesOfDevices(t, a.Web)
 		return mapsEqual(got, want), jsonText(got)
 	})
+	// It is offline, saying why, on every node left.
+	_, body = callAPI(t, a.Web, http.MethodGet, "/api/devices?include=offline", "")
+	var list []device.Info
+	_ = json.Unmarshal(body, &list)
+	if !slices.ContainsFunc(list, func(d device.Info) bool {
+		return d.LampID == "two" && d.Phase == device.PhaseOffline && d.Node == "b" && strings.Contains(d.Reason, "node b")
+	}) {
+		t.Fatalf("a does not list the silent node's lamp as offline: %s", body)
+	}
 }
 
 func mapsEqual(a, b map[string]string) bool {
