@@ -735,6 +735,27 @@ func (g *Gateway) SetDebug(on bool, ids []string) ([]string, error) {
 	return sent, nil
 }
 
+// RememberDebug keeps the debug switch of the lamps named by keys (their
+// names or ?lamp= ids) for when they connect here, without sending
+// anything: in a cluster the switch is set on the node holding a lamp, and
+// the others remember it, so a lamp that moves keeps it. Like SetDebug, it
+// changes nothing when the switches cannot be saved.
+func (g *Gateway) RememberDebug(on bool, keys []string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	names := maps.Clone(g.debugNames)
+	for _, k := range keys {
+		if k != "" {
+			names[k] = on
+		}
+	}
+	if err := g.saveDebug(g.debugAll, names); err != nil {
+		return err
+	}
+	g.debugNames = names
+	return nil
+}
+
 // debugFor says whether debug logging is on for l.
 func (g *Gateway) debugFor(l *lamp) bool {
 	g.mu.Lock()

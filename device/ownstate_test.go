@@ -135,6 +135,24 @@ func TestOwnDisplayPackets(t *testing.T) {
 
 // TestDebugSwitchFollowsTheLampID: a lamp with a ?lamp= id keeps its debug
 // switch across reconnects, as one with a named secret does.
+// TestARememberedDebugSwitch: a switch remembered for a lamp that is not
+// connected (another node of a cluster set it) is the lamp's when it
+// connects.
+func TestARememberedDebugSwitch(t *testing.T) {
+	ts := newServer(t, Options{Records: bucket(t, t.TempDir())}, nil)
+	if err := ts.gw.RememberDebug(true, []string{"bedroom"}); err != nil {
+		t.Fatal(err)
+	}
+	c := ts.lampAt(t, "lamp=bedroom", secret, "[cc:0:?:?]")
+	expect(t, c, protocol.Debug(true).String())
+	if err := ts.gw.RememberDebug(false, []string{"bedroom"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	other := ts.lampAt(t, "lamp=bedroom", secret, "[cc:0:?:?]")
+	ts.nothingBefore(t, other, "bedroom", "a lamp whose remembered switch is off")
+}
+
 func TestDebugSwitchFollowsTheLampID(t *testing.T) {
 	ts := newServer(t, Options{Records: bucket(t, t.TempDir())}, nil)
 	c := ts.lampAt(t, "lamp=bedroom", secret, "[cc:0:?:?]")

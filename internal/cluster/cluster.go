@@ -23,6 +23,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -50,6 +51,7 @@ type Gateway interface {
 	Offline() []device.Info
 	Command(p protocol.Packet, ids []string) ([]string, error)
 	SetDebug(on bool, ids []string) ([]string, error)
+	RememberDebug(on bool, keys []string) error
 	Logs(device string, limit int) []device.LogLine
 	LampDevices(id string) []device.Info
 	SetLampDisplay(id string, p protocol.Packet) error
@@ -153,6 +155,9 @@ type commandRequest struct {
 	Packet string   `json:"packet,omitempty"` // reset or update, as protocol.Parse reads it
 	Debug  *bool    `json:"debug,omitempty"`  // or the debug switch
 	IDs    []string `json:"ids"`              // none: every lamp of the node
+	// Remember, with Debug: keep the switch for these lamps (names or
+	// lamp ids) for when they connect to the node; nothing is sent.
+	Remember []string `json:"remember,omitempty"`
 }
 
 type commandReply struct {
@@ -736,6 +741,9 @@ func (c *Cluster) onCommand(m *nats.Msg) {
 
 // local carries out a command on this node's lamps.
 func (c *Cluster) local(req commandRequest) ([]string, error) {
+	if req.Debug != nil && len(req.Remember) > 0 {
+		return nil, c.opt.Gateway.RememberDebug(*req.Debug, req.Remember)
+	}
 	if req.Debug != nil {
 		return c.opt.Gateway.SetDebug(*req.Debug, req.IDs)
 	}
@@ -854,7 +862,47 @@ func (c *Cluster) Command(p protocol.Packet, ids []string) ([]string, error) {
 // SetDebug switches debug logging of the chosen lamps (none: every lamp of
 // every node, now and later), each on the node that holds it.
 func (c *Cluster) SetDebug(on bool, ids []string) ([]string, error) {
-	return c.route(commandRequest{Debug: &on}, ids)
+	if len(ids) == 0 {
+		return c.route(commandRequest{Debug: &on}, nil)
+	}
+	var keys []string
+	for _, i := range c.Devices() {
+		if k := cmp.Or(i.Name, i.LampID); k != "" && slices.ContainsFunc(ids, func(id string) bool { return matches(id)(i) }) && !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	sent, err := c.route(commandRequest{Debug: &on}, ids)
+	if err != nil {
+		return sent, err
+	}
+	// The other nodes remember the switch, so a lamp that reconnects to
+	// one of them keeps it. Best effort: the switch is on where the lamp is.
+	if len(keys) > 0 {
+		for _, node := range c.nodeNames() {
+			req := commandRequest{Debug: &on, Remember: keys}
+			var err error
+			if node == c.opt.Node {
+				_, err = c.local(req)
+			} else {
+				_, err = c.ask(node, req)
+			}
+			if err != nil {
+				c.log.Warn("cluster: a node could not keep a debug switch; a lamp that moves there logs without it", "node", node, "lamps", keys, "err", err)
+			}
+		}
+	}
+	return sent, nil
+}
+
+// nodeNames are this node and every other it knows.
+func (c *Cluster) nodeNames() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := []string{c.opt.Node}
+	for name := range c.peers {
+		out = append(out, name)
+	}
+	return out
 }
 
 // route sends req to the nodes holding ids (every node for none). An id no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -67,6 +68,14 @@ func (g *fakeGateway) Command(p protocol.Packet, ids []string) ([]string, error)
 }
 func (g *fakeGateway) SetDebug(on bool, ids []string) ([]string, error) {
 	return g.Command(protocol.Debug(on), ids)
+}
+func (g *fakeGateway) RememberDebug(on bool, keys []string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, k := range keys {
+		g.sent = append(g.sent, fmt.Sprintf("remember debug %v %s", on, k))
+	}
+	return nil
 }
 func (g *fakeGateway) Logs(dev string, limit int) []device.LogLine {
 	g.mu.Lock()
@@ -261,8 +270,20 @@ func TestCommandsGoToTheNodeHoldingTheLamp(t *testing.T) {
 	if err != nil || !slices.Equal(sent, []string{"d-a-1", "d-b-1"}) {
 		t.Fatalf("debug on for every lamp through b: %v, %v", sent, err)
 	}
+	// A lamp's switch set through a node is kept by every node, for when
+	// the lamp moves.
+	before := len(a.gw.sentTo())
+	if _, err := a.SetDebug(true, []string{"two"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.gw.sentTo()[before:]; !slices.Equal(got, []string{"remember debug true two"}) {
+		t.Errorf("a, which does not hold lamp two, keeps %q", got)
+	}
+	if got := b.gw.sentTo(); !slices.Contains(got, protocol.Debug(true).String()+" d-b-1") || !slices.Contains(got, "remember debug true two") {
+		t.Errorf("b, which holds lamp two, got %q", got)
+	}
 	// An id no node holds sends nothing anywhere.
-	before := len(a.gw.sentTo()) + len(b.gw.sentTo())
+	before = len(a.gw.sentTo()) + len(b.gw.sentTo())
 	var ude *device.UnknownDeviceError
 	if _, err := a.Command(protocol.Update(), []string{"one", "nowhere"}); !errors.As(err, &ude) || !slices.Equal(ude.IDs, []string{"nowhere"}) {
 		t.Fatalf("a command naming an unknown lamp: %v", err)

@@ -219,6 +219,8 @@ func TestThreeNodesActAsOne(t *testing.T) {
 	lampsOn[2].waitClosed(t)
 	moved := dialLamp(t, a.Device, "three")
 	moved.wait(t, last)
+	// Its debug switch, set through b while it was on c, came with it.
+	moved.wait(t, protocol.Debug(true).String())
 	want["three"] = "a"
 	eventually(t, "b lists the lamp that moved on a", func() (bool, string) {
 		got := nodesOfDevices(t, b.Web)
