@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -24,18 +25,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcloud/cloudcloud/internal/logtest"
 	"github.com/eclipse/paho.golang/paho"
 )
 
 // Broker is a real mosquitto on a loopback port of its own.
 type Broker struct {
-	t     testing.TB
-	addr  string
-	conf  string
-	cmd   *exec.Cmd
-	out   *bytes.Buffer
-	tls   bool
-	roots *x509.CertPool // with tls: trusts the broker's certificate
+	t      testing.TB
+	addr   string
+	conf   string
+	cmd    *exec.Cmd
+	out    *logtest.Buffer // mosquitto's log; written by its goroutine
+	exited chan struct{}   // closed when mosquitto has ended
+	tls    bool
+	roots  *x509.CertPool // with tls: trusts the broker's certificate
 }
 
 // Start starts mosquitto, or skips when it is not installed (.ci/run
@@ -99,23 +102,33 @@ func start(t testing.TB, extra string) *Broker {
 	if err != nil {
 		t.Skip("mosquitto is not installed (apt-get install mosquitto); the MQTT tests need a real broker")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A free port is picked, then given to mosquitto: another test may
+	// take it in between, and then mosquitto stops; try another.
+	var errs []error
+	for range 5 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		_, port, _ := net.SplitHostPort(addr)
+		conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+		// Queues large enough for the flood test's 1,000 QoS 1 commands.
+		body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port) + extra
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b := &Broker{t: t, addr: addr, conf: conf}
+		if err := b.run(bin); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		t.Cleanup(b.Stop)
+		return b
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	// Queues large enough for the flood test's 1,000 QoS 1 commands.
-	body := fmt.Sprintf("listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port) + extra
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := &Broker{t: t, addr: addr, conf: conf}
-	b.run(bin)
-	t.Cleanup(b.Stop)
-	return b
+	t.Fatalf("mosquitto did not start: %v", errors.Join(errs...))
+	return nil
 }
 
 // URL is the broker's mqtt:// (or, from StartTLS, mqtts://) address.
@@ -126,40 +139,48 @@ func (b *Broker) URL() string {
 	return "mqtt://" + b.addr
 }
 
-func (b *Broker) run(bin string) {
-	b.t.Helper()
-	b.out = new(bytes.Buffer)
+// run starts mosquitto and waits until it says it runs. Something
+// answering on the port is not enough: it may be another test's server
+// that took the port, while mosquitto stopped with "Address already in
+// use".
+func (b *Broker) run(bin string) error {
+	b.out = new(logtest.Buffer)
 	b.cmd = exec.Command(bin, "-c", b.conf)
 	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
 	if err := b.cmd.Start(); err != nil {
-		b.t.Fatal(err)
+		return err
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", b.addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
+	exited := make(chan struct{})
+	b.exited = exited
+	go func() { _ = b.cmd.Wait(); close(exited) }()
+	for range 500 { // 10 s
+		select {
+		case <-exited:
+			return fmt.Errorf("mosquitto on %s stopped: %s", b.addr, b.out)
+		case <-time.After(20 * time.Millisecond):
 		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto did not listen on %s: %v\n%s", b.addr, err, b.out)
+		if strings.Contains(b.out.String(), " running") {
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	b.Stop()
+	return fmt.Errorf("mosquitto on %s did not say it runs within 10 s: %s", b.addr, b.out)
 }
 
 // Restart starts the broker again on the same port after stop.
 func (b *Broker) Restart() {
 	b.t.Helper()
-	b.run(b.cmd.Path)
+	if err := b.run(b.cmd.Path); err != nil {
+		b.t.Fatal(err)
+	}
 }
 
 func (b *Broker) Stop() {
-	if b.cmd == nil || b.cmd.Process == nil || b.cmd.ProcessState != nil {
+	if b.cmd == nil || b.cmd.Process == nil || b.exited == nil {
 		return
 	}
 	_ = b.cmd.Process.Kill()
-	_ = b.cmd.Wait()
+	<-b.exited
 }
 
 // Observer is what Home Assistant sees: every message, and the retained
