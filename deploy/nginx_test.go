@@ -404,8 +404,24 @@ func runNginx(t *testing.T, nginxPath, dir, site string, addrs ...string) {
 		}
 	})
 
-	// nginx is ready once both ports answer.
+	// nginx is ready once it has written its pid file, which it does after
+	// binding its ports (a port only answering may be another test's
+	// server that took it meanwhile, while nginx stopped on "bind()
+	// failed"), and the ports answer.
 	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "nginx.pid")); err == nil {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("nginx exited at start: %v\n%s", err, logs())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx wrote no pid file within 10s:\n%s", logs())
+		}
+	}
 	for _, addr := range addrs {
 		for {
 			conn, err := net.DialTimeout("tcp", addr, time.Second)
