@@ -991,6 +991,25 @@ func TestBrowser(t *testing.T) {
 		}
 		b.waitJS(t, ctx, "the top card", `/^(\d+ lamps?|1 lamp) shows? this$/.test(document.querySelector('#synced').textContent)`)
 
+		// Forget: offered only once a lamp is offline, and asked twice.
+		if visible := evalJS[bool](t, ctx, `!document.querySelector('`+card+` form[data-lamp-form="forget"]').hidden`); visible {
+			t.Error("a connected lamp's card offers to forget it")
+		}
+		hall.conn.Close()
+		hallCard := `.lamp-card[data-lamp="hall"]`
+		b.waitJS(t, ctx, "the hall's card offers to forget it", `!document.querySelector('`+hallCard+` form[data-lamp-form="forget"]').hidden`)
+		b.click(t, ctx, hallCard+` summary`)
+		b.click(t, ctx, hallCard+` [data-lamp-action="forget"]`)
+		b.waitJS(t, ctx, "the button asks again", `document.querySelector('`+hallCard+` [data-lamp-action="forget"] span').textContent === 'Tap again'`)
+		if _, err := e.lamps.Lamp("hall"); err != nil {
+			t.Fatalf("one tap forgot the hall: %v", err)
+		}
+		b.click(t, ctx, hallCard+` [data-lamp-action="forget"]`)
+		b.waitJS(t, ctx, "the hall's card gone", `!document.querySelector('`+hallCard+`')`)
+		if _, err := e.lamps.Lamp("hall"); err == nil {
+			t.Error("the hall is still known after Forget")
+		}
+
 		// Fifty lamps (they were seen and are offline now), one with a long
 		// name, still fit a 360 px phone, closed and open.
 		for i := range 50 {

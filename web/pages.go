@@ -419,13 +419,15 @@ func (s *Server) formLamp(c echo.Context) error {
 		_, err = ls.SetLabel(id, f.Get("label"))
 	case "follow":
 		_, err = ls.Follow(id)
+	case "forget":
+		err = ls.Forget(id)
 	case "":
 		var ch state.Change
 		if ch, err = changeFromForm(f); err == nil {
 			_, err = ls.SetState(id, ch)
 		}
 	default:
-		err = errorf(http.StatusBadRequest, "action %q is not known; use rename, follow, or none to change the lamp's state", action)
+		err = errorf(http.StatusBadRequest, "action %q is not known; use rename, follow, forget, or none to change the lamp's state", action)
 	}
 	if err != nil {
 		return err

@@ -423,8 +423,8 @@ func TestFormCommandAsksFirst(t *testing.T) {
 }
 
 // TestLampFormsWithoutScript: a lamp card's forms work without the script:
-// its own colour reaches that lamp only, a rename, Follow all lamps; the
-// page lists the lamp with what it shows.
+// its own colour reaches that lamp only, a rename, Follow all lamps,
+// Forget once it is offline; the page lists the lamp with what it shows.
 func TestLampFormsWithoutScript(t *testing.T) {
 	e := newEnv(t)
 	bedroom := e.namedLamp(t, "bedroom")
@@ -447,6 +447,24 @@ func TestLampFormsWithoutScript(t *testing.T) {
 	bedroom.waitFor(t, e.store.Get().Packet)
 	if l, err := e.lamps.Lamp("bedroom"); err != nil || !l.FollowsShared || l.Label != "Bedroom shelf" {
 		t.Errorf("bedroom after the forms: %+v, %v", l, err)
+	}
+	// Forget: refused while the lamp is connected, done once it is not.
+	if res := e.form(t, "/ui/lamp", url.Values{"lamp": {"bedroom"}, "action": {"forget"}}); res.status != http.StatusConflict || !strings.Contains(res.body, "connected") {
+		t.Errorf("forgetting a connected lamp: %d, want 409 saying why", res.status)
+	}
+	bedroom.conn.Close()
+	for range 200 {
+		if l, err := e.lamps.Lamp("bedroom"); err == nil && !l.Online {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	post(url.Values{"lamp": {"bedroom"}, "action": {"forget"}})
+	if _, err := e.lamps.Lamp("bedroom"); err == nil {
+		t.Error("the forgotten lamp is still known")
+	}
+	if page := e.call(t, http.MethodGet, "/", "").body; strings.Contains(page, `data-lamp="bedroom"`) {
+		t.Error("the page still has the forgotten lamp's card")
 	}
 	for _, v := range []url.Values{
 		{"action": {"follow"}},

@@ -794,6 +794,7 @@
     const nodes = [...new Set((l.devices || []).map((d) => d.node).filter(Boolean))];
     setText(field(card, 'lamp-nodes'), nodes.join(', '));
     field(card, 'lamp-nodes').parentElement.hidden = nodes.length === 0;
+    card.querySelector('form[data-lamp-form="forget"]').hidden = !!l.online;
     tickLamp(card);
     return card;
   }
@@ -865,6 +866,17 @@
       }
       if (form.dataset.lampForm === 'follow') {
         lampCall(id, 'DELETE', '/state').then((l) => { if (l && l.id) onLamp(l); });
+        return;
+      }
+      if (form.dataset.lampForm === 'forget') {
+        const btn = ev.submitter || form.querySelector('button');
+        if (!confirmed(btn)) return;
+        const label = lampLabel(app.lamps.get(id) || { id });
+        lampCall(id, 'DELETE', '').then((res) => {
+          if (res === undefined) return; // refused: lampCall said why
+          onLamp({ id, forgotten: true });
+          toast('Forgot ' + label + '; it comes back as a new lamp if it connects again');
+        });
         return;
       }
       const label = form.label.value.trim();
