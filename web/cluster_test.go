@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,23 +14,10 @@ import (
 )
 
 // fakeCluster is a node's view of its cluster.
-type fakeCluster struct {
-	mu sync.Mutex
-	st cluster.Status
-}
+type fakeCluster = fakeStatus[cluster.Status]
 
-func (f *fakeCluster) Status() cluster.Status {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.st
-}
-
-// set changes the view and announces it as the cluster does.
-func (f *fakeCluster) set(bus *events.Bus, st cluster.Status) {
-	f.mu.Lock()
-	f.st = st
-	f.mu.Unlock()
-	bus.Publish(events.Event{Type: events.TypeCluster, Data: st})
+func newFakeCluster(st cluster.Status) *fakeCluster {
+	return &fakeCluster{st: st, typ: events.TypeCluster}
 }
 
 func withCluster(f *fakeCluster) envOption { return func(_ *Options, d *Deps) { d.Cluster = f } }
@@ -50,7 +36,7 @@ func TestClusterStatusOnThePage(t *testing.T) {
 		t.Errorf("GET /api/cluster of a server of its own: %d %s", res.status, res.body)
 	}
 
-	f := &fakeCluster{st: twoNodes}
+	f := newFakeCluster(twoNodes)
 	e := newEnv(t, withCluster(f))
 	if res := e.call(t, http.MethodGet, "/", ""); !strings.Contains(res.body, "Cluster of 2 nodes: node-1 (this one) 1 lamp, node-2 12 lamps.") {
 		t.Errorf("the page lacks the cluster line")
@@ -77,7 +63,7 @@ func TestBrowserClusterStatus(t *testing.T) {
 		t.Skip("browser tests are slow; skipped with -short")
 	}
 	b := newBrowser(t)
-	f := &fakeCluster{st: twoNodes}
+	f := newFakeCluster(twoNodes)
 	e := newEnv(t, withCluster(f))
 	ctx := b.ctx
 	b.signIn(t, ctx, e.web.URL)

@@ -10,25 +10,32 @@ import (
 	"github.com/cloudcloud/cloudcloud/internal/mqtt"
 )
 
-// fakeMQTT is the MQTT bridge's status.
-type fakeMQTT struct {
-	mu sync.Mutex
-	st mqtt.Status
+// fakeStatus is a part that reports a status and announces its changes on
+// the bus as event type typ: the MQTT bridge, the cluster.
+type fakeStatus[T any] struct {
+	mu  sync.Mutex
+	st  T
+	typ events.Type
 }
 
-func (f *fakeMQTT) Status() mqtt.Status {
+func (f *fakeStatus[T]) Status() T {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.st
 }
 
-// set changes the status and announces it as the bridge does.
-func (f *fakeMQTT) set(bus *events.Bus, st mqtt.Status) {
+// set changes the status and announces it as the part does.
+func (f *fakeStatus[T]) set(bus *events.Bus, st T) {
 	f.mu.Lock()
 	f.st = st
 	f.mu.Unlock()
-	bus.Publish(events.Event{Type: events.TypeMQTT, Data: st})
+	bus.Publish(events.Event{Type: f.typ, Data: st})
 }
+
+// fakeMQTT is the MQTT bridge's status.
+type fakeMQTT = fakeStatus[mqtt.Status]
+
+func newFakeMQTT(st mqtt.Status) *fakeMQTT { return &fakeMQTT{st: st, typ: events.TypeMQTT} }
 
 func withMQTT(f *fakeMQTT) envOption { return func(_ *Options, d *Deps) { d.MQTT = f } }
 
@@ -40,7 +47,7 @@ func TestMQTTStatusOnThePage(t *testing.T) {
 		t.Error("the page of a server without MQTT mentions it")
 	}
 
-	f := &fakeMQTT{st: downStatus}
+	f := newFakeMQTT(downStatus)
 	e := newEnv(t, withMQTT(f))
 	res := e.call(t, http.MethodGet, "/", "")
 	for _, want := range []string{
@@ -68,7 +75,7 @@ func TestBrowserMQTTStatus(t *testing.T) {
 		t.Skip("browser tests are slow; skipped with -short")
 	}
 	b := newBrowser(t)
-	f := &fakeMQTT{st: downStatus}
+	f := newFakeMQTT(downStatus)
 	e := newEnv(t, withMQTT(f))
 	ctx := b.ctx
 	b.signIn(t, ctx, e.web.URL)
