@@ -763,9 +763,6 @@ func (c *Cluster) onLogs(m *nats.Msg) {
 	_ = m.Respond(data)
 }
 
-// Close leaves the cluster without a word (Run says bye when it ends).
-func (c *Cluster) Close() { c.unsubscribe() }
-
 // The gateway's methods, for the lamps of every node.
 
 // Devices lists the open connections of every node: this node's, then the

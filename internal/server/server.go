@@ -361,15 +361,9 @@ func nodeKeySuffix(node string) string {
 	if node == "" {
 		return ""
 	}
-	return "/" + strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'A' && r <= 'Z':
-			return r + 'a' - 'A'
-		case r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_':
-			return r
-		}
-		return '-'
-	}, node)
+	// A node name is letters, digits, '-' and '_' (config checks a
+	// configured one, nodeName makes the default so); keys are lower case.
+	return "/" + strings.ToLower(node)
 }
 
 // nodeName is cluster.node, or else the host name up to its first dot, in
