@@ -648,7 +648,7 @@ func (g *Gateway) targets(ids []string) ([]*lamp, error) {
 	for _, id := range ids {
 		found := false
 		for _, l := range all {
-			if l.id == id || id != "" && (l.Name() == id || l.LampID() == id) {
+			if answersTo(id, l.id, l.Name(), l.LampID()) {
 				if !slices.Contains(out, l) {
 					out = append(out, l)
 				}
@@ -925,6 +925,16 @@ func (i Info) Lamp() string {
 		return i.Name
 	}
 	return realip.IP(i.RemoteAddr)
+}
+
+// AnswersTo says whether a command naming id (Command, SetDebug) means
+// this connection: its id, its name or its lamp's id.
+func (i Info) AnswersTo(id string) bool { return answersTo(id, i.ID, i.Name, i.LampID) }
+
+// answersTo is the one rule of AnswersTo, for connections and device
+// objects alike.
+func answersTo(id, conn, name, lamp string) bool {
+	return id == conn || id != "" && (id == name || id == lamp)
 }
 
 // LampSeen tells the lamp registry (Options.OnLamp) that a lamp's

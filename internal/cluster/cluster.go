@@ -864,7 +864,7 @@ func (c *Cluster) SetDebug(on bool, ids []string) ([]string, error) {
 	}
 	var keys []string
 	for _, i := range c.Devices() {
-		if k := cmp.Or(i.Name, i.LampID); k != "" && slices.ContainsFunc(ids, func(id string) bool { return matches(id)(i) }) && !slices.Contains(keys, k) {
+		if k := cmp.Or(i.Name, i.LampID); k != "" && slices.ContainsFunc(ids, i.AnswersTo) && !slices.Contains(keys, k) {
 			keys = append(keys, k)
 		}
 	}
@@ -957,13 +957,13 @@ func (c *Cluster) owners(ids []string) (map[string][]string, []string) {
 	var unknown []string
 	for _, id := range ids {
 		found := false
-		if slices.ContainsFunc(local, matches(id)) {
+		if slices.ContainsFunc(local, func(i device.Info) bool { return i.AnswersTo(id) }) {
 			out[c.opt.Node] = append(out[c.opt.Node], id)
 			found = true
 		}
 		for name, p := range c.peers {
 			for _, i := range p.devices {
-				if matches(id)(i) {
+				if i.AnswersTo(id) {
 					out[name] = append(out[name], id)
 					found = true
 					break
@@ -975,12 +975,6 @@ func (c *Cluster) owners(ids []string) (map[string][]string, []string) {
 		}
 	}
 	return out, unknown
-}
-
-// matches is how the gateway finds a lamp for a command: by connection id,
-// name or lamp id.
-func matches(id string) func(device.Info) bool {
-	return func(i device.Info) bool { return i.ID == id || i.Name == id || i.LampID == id }
 }
 
 // ask carries out req on node.

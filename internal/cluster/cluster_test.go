@@ -40,7 +40,7 @@ func (g *fakeGateway) find(ids []string) ([]string, error) {
 	defer g.mu.Unlock()
 	var out, unknown []string
 	for _, id := range ids {
-		i := slices.IndexFunc(g.devs, matches(id))
+		i := slices.IndexFunc(g.devs, func(d device.Info) bool { return d.AnswersTo(id) })
 		if i < 0 {
 			unknown = append(unknown, id)
 			continue
