@@ -116,6 +116,9 @@ func TestOwnDisplayPackets(t *testing.T) {
 	}
 
 	bed.Close()
+	// The gateway notices a closed connection on its own time; the count
+	// below is of the live ones.
+	waitFor(t, "the closed bedroom connection gone", func() bool { return len(ts.gw.LampDevices("bedroom")) == 1 })
 	ts.lampAt(t, "lamp=bedroom", secret, red.String()) // its own state on reconnect
 	ts.lampAt(t, "lamp=hall", secret, blue.String())   // a new lamp: the shared one
 
