@@ -146,7 +146,7 @@ func (s *Store) Bucket(name string) (storage.Bucket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the %s bucket in JetStream: %w", streamName(name), unavailable(err))
 	}
-	b := &bucket{kv: kv, name: streamName(name), store: s}
+	b := &bucket{kv: kv, name: streamName(name), store: s, large: large{now: time.Now}}
 	s.buckets[name] = b
 	return b, nil
 }
@@ -195,6 +195,7 @@ type bucket struct {
 	kv    jetstream.KeyValue
 	name  string
 	store *Store
+	large large // for values too large for a record (large.go)
 }
 
 func call() (context.Context, context.CancelFunc) {
@@ -207,33 +208,38 @@ func (b *bucket) Get(key string) (storage.Entry, error) {
 	}
 	ctx, cancel := call()
 	defer cancel()
-	e, err := b.kv.Get(ctx, natsKey(key))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return storage.Entry{}, fmt.Errorf("%s: %w", key, storage.ErrNotFound)
+	// A large value's object is swept only after a later write replaced
+	// the record, so reading the record again finds the newer one.
+	for range 3 {
+		e, err := b.kv.Get(ctx, natsKey(key))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return storage.Entry{}, fmt.Errorf("%s: %w", key, storage.ErrNotFound)
+		}
+		if err != nil {
+			return storage.Entry{}, fmt.Errorf("read %s: %w", key, unavailable(err))
+		}
+		value, ok, err := b.resolve(ctx, e.Key(), e.Value())
+		if err != nil {
+			return storage.Entry{}, err
+		}
+		if ok {
+			return storage.Entry{Key: key, Value: value, Revision: e.Revision()}, nil
+		}
 	}
-	if err != nil {
-		return storage.Entry{}, fmt.Errorf("read %s: %w", key, unavailable(err))
-	}
-	return storage.Entry{Key: key, Value: e.Value(), Revision: e.Revision()}, nil
+	return storage.Entry{}, fmt.Errorf("read %s: it changed three times while being read; try again", key)
 }
 
 func (b *bucket) Put(key string, value []byte) (uint64, error) {
-	if err := storage.CheckKey(key); err != nil {
-		return 0, err
-	}
-	if err := b.store.connected(); err != nil {
-		return 0, fmt.Errorf("write %s: %w", key, err)
-	}
-	ctx, cancel := call()
-	defer cancel()
-	rev, err := b.kv.Put(ctx, natsKey(key), value)
-	if err != nil {
-		return 0, fmt.Errorf("write %s: %w", key, unavailable(err))
-	}
-	return rev, nil
+	return b.write(key, value, nil)
 }
 
 func (b *bucket) Update(key string, value []byte, revision uint64) (uint64, error) {
+	return b.write(key, value, &revision)
+}
+
+// write stores value under key: at any revision when revision is nil, else
+// only at that one (0: only a new record).
+func (b *bucket) write(key string, value []byte, revision *uint64) (uint64, error) {
 	if err := storage.CheckKey(key); err != nil {
 		return 0, err
 	}
@@ -242,19 +248,29 @@ func (b *bucket) Update(key string, value []byte, revision uint64) (uint64, erro
 	}
 	ctx, cancel := call()
 	defer cancel()
-	var rev uint64
-	var err error
-	if revision == 0 {
-		rev, err = b.kv.Create(ctx, natsKey(key), value)
-	} else {
-		rev, err = b.kv.Update(ctx, natsKey(key), value, revision)
+	nk := natsKey(key)
+	record, err := b.record(ctx, nk, value)
+	if err != nil {
+		return 0, err
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongSequence(err) {
+	var rev uint64
+	switch {
+	case revision == nil:
+		rev, err = b.kv.Put(ctx, nk, record)
+	case *revision == 0:
+		rev, err = b.kv.Create(ctx, nk, record)
+	default:
+		rev, err = b.kv.Update(ctx, nk, record, *revision)
+	}
+	if revision != nil && (errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) || isWrongSequence(err)) {
 		cur, _ := b.Get(key)
-		return cur.Revision, &storage.ConflictError{Key: key, Revision: revision, Current: cur.Revision}
+		return cur.Revision, &storage.ConflictError{Key: key, Revision: *revision, Current: cur.Revision}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("write %s: %w", key, unavailable(err))
+	}
+	if len(record) != len(value) {
+		b.sweepSoon()
 	}
 	return rev, nil
 }
@@ -363,16 +379,36 @@ func (b *bucket) follow(ctx context.Context, w jetstream.KeyWatcher, reconnect <
 		if e == nil || e.Revision() <= *last {
 			continue // the end of the initial values, or one already passed on
 		}
-		*last = e.Revision()
 		key := ourKey(e.Key())
 		if !storage.Watched(prefix, key) {
+			*last = e.Revision()
 			continue
 		}
 		deleted := e.Operation() != jetstream.KeyValuePut
 		entry := storage.Entry{Key: key, Revision: e.Revision(), Deleted: deleted}
 		if !deleted {
-			entry.Value = e.Value()
+			rctx, cancel := context.WithTimeout(ctx, timeout)
+			value, ok, err := b.resolve(rctx, e.Key(), e.Value())
+			cancel()
+			if err != nil {
+				// The caller watches again from this change, after a pause
+				// so an object that cannot be read is not asked for in a
+				// loop.
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+				return
+			}
+			if !ok {
+				// Its object is gone: a later change, which comes next,
+				// replaced it.
+				*last = e.Revision()
+				continue
+			}
+			entry.Value = value
 		}
+		*last = e.Revision()
 		fn(entry)
 	}
 }
@@ -387,7 +423,12 @@ func (b *bucket) SetAside(key string) (string, error) {
 	defer cancel()
 	// The aside name has a '.', which our keys never have, so no record of
 	// the server's can collide with it.
-	if _, err := b.kv.Put(ctx, natsKey(key)+strings.TrimPrefix(aside, key), e.Value); err != nil {
+	nk := natsKey(key) + strings.TrimPrefix(aside, key)
+	record, err := b.record(ctx, nk, e.Value)
+	if err != nil {
+		return "", err
+	}
+	if _, err := b.kv.Put(ctx, nk, record); err != nil {
 		return "", fmt.Errorf("set %s aside: %w", key, unavailable(err))
 	}
 	if err := b.Delete(key); err != nil {

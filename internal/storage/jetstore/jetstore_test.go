@@ -1,7 +1,9 @@
 package jetstore_test
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -226,5 +228,89 @@ func TestOpenSaysWhatIsWrongWithTheNATSServer(t *testing.T) {
 	ns.WaitForShutdown()
 	if _, err := jetstore.Open("nats://"+addr, 1, t.TempDir()); err == nil || !strings.Contains(err.Error(), "cannot reach NATS") {
 		t.Errorf("no NATS server: %v", err)
+	}
+}
+
+// TestLargeValues: a value larger than a NATS message (a node's debug log
+// of several MiB) is stored, read, compared-and-set, watched and set aside
+// as any other, through another node too.
+func TestLargeValues(t *testing.T) {
+	ns := natstest.Start(t, 0, t.TempDir())
+	a, err := open(t, ns.ClientURL()).Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := open(t, ns.ClientURL()).Bucket("") // another node
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var watched []string
+	stop := b.Watch("debug-log/", func(e storage.Entry) {
+		mu.Lock()
+		defer mu.Unlock()
+		watched = append(watched, fmt.Sprintf("%d:%.8s", len(e.Value), e.Value))
+	})
+	defer stop()
+
+	value := func(fill string, n int) []byte { return []byte(strings.Repeat(fill, n/len(fill))) }
+	big1, big2 := value(`{"one":1}`, 3<<20), value(`{"two":2}`, 2<<20)
+	r1, err := a.Update("debug-log/node-a", big1, 0)
+	if err != nil {
+		t.Fatalf("a record of 3 MiB: %v", err)
+	}
+	if e, err := b.Get("debug-log/node-a"); err != nil || !bytes.Equal(e.Value, big1) || e.Revision != r1 {
+		t.Fatalf("the other node read %d bytes at revision %d (%v), want %d at %d", len(e.Value), e.Revision, err, len(big1), r1)
+	}
+	r2, err := b.Update("debug-log/node-a", big2, r1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conflict *storage.ConflictError
+	if _, err := a.Update("debug-log/node-a", big1, r1); !errors.As(err, &conflict) || conflict.Current != r2 {
+		t.Fatalf("a stale update of a large record: %v", err)
+	}
+	if e, _ := a.Get("debug-log/node-a"); !bytes.Equal(e.Value, big2) {
+		t.Fatalf("after a refused update the record has %.10q…, want the second value", e.Value)
+	}
+	// A small value that looks like the pointer a large one leaves is kept
+	// as it is.
+	odd := []byte("\x00cloudcloud-object:debug-log.node-a@0")
+	if _, err := a.Put("debug-log/node-a", odd); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := b.Get("debug-log/node-a"); !bytes.Equal(e.Value, odd) {
+		t.Errorf("a value like a pointer read back as %q", e.Value)
+	}
+	if _, err := a.Put("debug-log/node-a", []byte("small")); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := b.Keys(""); !slices.Equal(keys, []string{"debug-log/node-a"}) {
+		t.Errorf("keys %q, want the record alone", keys)
+	}
+	var want []string
+	for _, v := range [][]byte{big1, big2, odd, []byte("small")} {
+		want = append(want, fmt.Sprintf("%d:%.8s", len(v), v))
+	}
+	for range 300 {
+		mu.Lock()
+		n := len(watched)
+		mu.Unlock()
+		if n >= len(want) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	if !slices.Equal(watched, want) {
+		t.Errorf("the other node watched %q, want %q", watched, want)
+	}
+	mu.Unlock()
+
+	if _, err := a.Put("updates", big1); err != nil {
+		t.Fatal(err)
+	}
+	if where, err := a.SetAside("updates"); err != nil || where == "" {
+		t.Fatalf("setting a large record aside: %q %v", where, err)
 	}
 }
