@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,16 +66,12 @@ type Options struct {
 	// Node is this server's name in a cluster (cluster.node; empty for a
 	// server of its own): device objects and log lines carry it, and it is
 	// part of every connection id, so ids made by different nodes never
-	// collide.
+	// collide. Nodes sharing Records keep their own debug switches and
+	// debug log, under DebugKey and LogKey followed by "/" and the name in
+	// lower case ("debug-log/node-a").
 	Node     string
 	Logger   *slog.Logger
 	noPoller bool // tests: use the fallback reader
-
-	// KeySuffix is appended to DebugKey and LogKey, so nodes of a cluster
-	// sharing Records keep their own: "/node-a" keeps them under
-	// "debug/node-a" and "debug-log/node-a". Empty: DebugKey and LogKey,
-	// the records of a single server.
-	KeySuffix string
 
 	// OnLamp, if set, is told when a lamp's connection has authenticated
 	// (and got its display packet) and when it ended; the lamp registry
@@ -211,13 +208,8 @@ func New(opt Options, initial protocol.Packet) (*Gateway, error) {
 	if opt.Secret == "" && len(opt.Named) == 0 {
 		return nil, ErrNoSecret
 	}
-	for _, key := range []string{opt.debugKey(), opt.logKey()} {
-		if err := storage.CheckKey(key); err != nil {
-			return nil, fmt.Errorf("device: KeySuffix %q must make storage keys of a-z, 0-9, '_' and '-' segments separated by '/': %w", opt.KeySuffix, err)
-		}
-	}
-	if opt.debugKey() == LogKey {
-		return nil, fmt.Errorf("device: KeySuffix %q would keep the debug switches under the debug log's key; start it with '/'", opt.KeySuffix)
+	if err := storage.CheckKey(opt.logKey()); opt.Node != "" && (err != nil || strings.Contains(opt.Node, "/")) {
+		return nil, fmt.Errorf("device: node name %q must be letters, digits, '-' and '_'", opt.Node)
 	}
 	g := &Gateway{
 		opt:         opt,
@@ -779,11 +771,20 @@ type debugFile struct {
 }
 
 // DebugKey is the debug switches' record in the storage bucket (debug.json
-// in the data directory), followed by Options.KeySuffix.
+// in the data directory); a node of a cluster adds its name (nodeKey).
 const DebugKey = "debug"
 
-func (o *Options) debugKey() string { return DebugKey + o.KeySuffix }
-func (o *Options) logKey() string   { return LogKey + o.KeySuffix }
+func (o *Options) debugKey() string { return nodeKey(DebugKey, o.Node) }
+func (o *Options) logKey() string   { return nodeKey(LogKey, o.Node) }
+
+// nodeKey is the record key of node's own copy of key: key itself for a
+// server of its own.
+func nodeKey(key, node string) string {
+	if node == "" {
+		return key
+	}
+	return key + "/" + strings.ToLower(node)
+}
 
 func (g *Gateway) loadDebug() error {
 	if g.opt.Records == nil {
@@ -821,7 +822,7 @@ func (g *Gateway) addLog(l *lamp, msg string) {
 }
 
 // LogKey is the debug log's record in the storage bucket (debug-log.json
-// in the data directory), followed by Options.KeySuffix.
+// in the data directory); a node of a cluster adds its name (nodeKey).
 const LogKey = "debug-log"
 
 // loadLogs reads the debug log saved before the last stop. A record that
@@ -882,10 +883,59 @@ func (g *Gateway) saveLogs() {
 // Logs returns up to limit debug lines, newest last, of the lamp with that
 // id or name, or of every lamp when device is "".
 func (g *Gateway) Logs(device string, limit int) []LogLine {
+	return g.logs.query(logsOf(device), limit)
+}
+
+// logsOf matches the lines of the lamp with that id or name; nil, every
+// line, for "".
+func logsOf(device string) func(LogLine) bool {
 	if device == "" {
-		return g.logs.query(nil, limit)
+		return nil
 	}
-	return g.logs.query(func(l LogLine) bool { return l.Device == device || l.Name == device }, limit)
+	return func(l LogLine) bool { return l.Device == device || l.Name == device }
+}
+
+// StoredLogs returns up to limit debug lines (no limit when 0), newest
+// last, of the lamp with that id or name (every lamp for "") from the logs
+// the nodes of a cluster saved in records, except those of the nodes named
+// in skip. A node that is gone, or does not answer, is read from its last
+// save (every Options.LogSaveInterval), so what its lamps said is not lost
+// with it.
+func StoredLogs(records storage.Bucket, skip []string, device string, limit int) ([]LogLine, error) {
+	keys, err := records.Keys(LogKey + "/")
+	if err != nil {
+		return nil, err
+	}
+	match := logsOf(device)
+	out := []LogLine{}
+	for _, key := range keys {
+		if slices.ContainsFunc(skip, func(node string) bool { return nodeKey(LogKey, node) == key }) {
+			continue
+		}
+		e, err := records.Get(key)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var f logFile
+		if json.Unmarshal(e.Value, &f) != nil {
+			continue // its node sets it aside when it starts
+		}
+		for _, lines := range f.Lamps {
+			for _, l := range lines {
+				if match == nil || match(l) {
+					out = append(out, l)
+				}
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b LogLine) int { return a.Time.Compare(b.Time) })
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, nil
 }
 
 // Info is a lamp as the API shows it (API.md, "A device object").

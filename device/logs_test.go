@@ -164,24 +164,24 @@ func TestLiveBytesAreBoundedForAllLamps(t *testing.T) {
 }
 
 // Nodes sharing one bucket keep their debug switches and debug log under
-// their own keys (Options.KeySuffix); without a suffix the keys are those
-// a single server always used.
-func TestKeySuffixKeepsNodesApart(t *testing.T) {
+// keys of their own (Options.Node); without a node the keys are those a
+// single server always used.
+func TestNodesKeepTheirOwnRecords(t *testing.T) {
 	dir := t.TempDir()
 	records := bucket(t, dir)
 	if err := os.WriteFile(filepath.Join(dir, "debug.json"), []byte(`{"all": true}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	open := func(suffix string) *Gateway {
+	open := func(node string) *Gateway {
 		t.Helper()
-		g, err := New(Options{Secret: secret, Records: records, KeySuffix: suffix, Logger: quiet}, protocol.Off())
+		g, err := New(Options{Secret: secret, Records: records, Node: node, Logger: quiet}, protocol.Off())
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { g.Shutdown(context.Background()) })
 		return g
 	}
-	single, a, b := open(""), open("/node-a"), open("/node-b")
+	single, a, b := open(""), open("Node-A"), open("node-b")
 	if !single.debugAll || a.debugAll || b.debugAll {
 		t.Fatalf("debug for all lamps: single %v, node-a %v, node-b %v; want only the single server's on", single.debugAll, a.debugAll, b.debugAll)
 	}
@@ -198,16 +198,16 @@ func TestKeySuffixKeepsNodesApart(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "debug-log.json")); err == nil {
 		t.Error("node a wrote the single server's debug log")
 	}
-	if again := open("/node-a"); !again.debugAll || len(again.Logs("bedroom", 0)) != 1 {
+	if again := open("Node-A"); !again.debugAll || len(again.Logs("bedroom", 0)) != 1 {
 		t.Errorf("node a after a restart: debug %v, log %+v", again.debugAll, again.Logs("bedroom", 0))
 	}
-	if again := open("/node-b"); again.debugAll || len(again.Logs("", 0)) != 0 {
+	if again := open("node-b"); again.debugAll || len(again.Logs("", 0)) != 0 {
 		t.Errorf("node b took node a's records: debug %v, log %+v", again.debugAll, again.Logs("", 0))
 	}
 
-	for _, bad := range []string{"/Node A", "-log", "/"} {
-		if _, err := New(Options{Secret: secret, Records: records, KeySuffix: bad, Logger: quiet}, protocol.Off()); err == nil || !strings.Contains(err.Error(), "KeySuffix") {
-			t.Errorf("KeySuffix %q: %v", bad, err)
+	for _, bad := range []string{"Node A", "a/b", "ü"} {
+		if _, err := New(Options{Secret: secret, Records: records, Node: bad, Logger: quiet}, protocol.Off()); err == nil || !strings.Contains(err.Error(), "node name") {
+			t.Errorf("node %q: %v", bad, err)
 		}
 	}
 }

@@ -41,6 +41,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/events"
+	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
@@ -72,6 +73,10 @@ type Options struct {
 	Node    string // cluster.node; the gateway must have the same (device.Options.Node)
 	Gateway Gateway
 	Bus     Bus
+	// Records, if set, is the bucket the nodes share: the debug log of a
+	// node that is gone, or does not answer, is read from its last save
+	// there (device.StoredLogs).
+	Records storage.Bucket
 	// LampChanged, if set, is told the lamp id of every connection of
 	// another node that came, changed or went (for the lamp registry's
 	// pages).
@@ -759,7 +764,17 @@ func (c *Cluster) onLogs(m *nats.Msg) {
 	if err := json.Unmarshal(m.Data, &req); err != nil {
 		return
 	}
-	data, _ := json.Marshal(c.opt.Gateway.Logs(req.Device, req.Limit))
+	lines := c.opt.Gateway.Logs(req.Device, req.Limit)
+	data, _ := json.Marshal(lines)
+	// The answer is one NATS message (max_payload, 1 MB by default), and
+	// lamps may send lines of up to device.max_frame_size: the newest lines
+	// that fit go.
+	budget := int(c.nc.MaxPayload()) - 1<<10
+	for len(data) > budget && len(lines) > 0 {
+		keep := min(len(lines)-1, len(lines)*budget/len(data))
+		lines = lines[len(lines)-keep:]
+		data, _ = json.Marshal(lines)
+	}
 	_ = m.Respond(data)
 }
 
@@ -999,8 +1014,9 @@ func (c *Cluster) ask(node string, req commandRequest) ([]string, error) {
 }
 
 // Logs returns the newest limit debug lines of device (a connection id or
-// name; "" for every lamp) from every node that answers in time, oldest
-// first.
+// name; "" for every lamp) from every node, oldest first: from this one,
+// from the others that answer in time, and from what the rest (gone, or
+// slow) last saved in Options.Records.
 func (c *Cluster) Logs(dev string, limit int) []device.LogLine {
 	out := c.opt.Gateway.Logs(dev, limit)
 	c.mu.Lock()
@@ -1009,17 +1025,15 @@ func (c *Cluster) Logs(dev string, limit int) []device.LogLine {
 		nodes = append(nodes, name)
 	}
 	c.mu.Unlock()
-	if len(nodes) == 0 {
-		return out
-	}
 	data, _ := json.Marshal(logsRequest{Device: dev, Limit: limit})
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	answered := []string{c.opt.Node}
 	for _, node := range nodes {
 		wg.Go(func() {
 			m, err := c.nc.Request(subject(node, "logs"), data, c.opt.Timeout)
 			if err != nil {
-				c.log.Warn("cluster: a node did not send its debug log", "node", node, "err", err)
+				c.log.Warn("cluster: a node did not send its debug log; reading its last save", "node", node, "err", err)
 				return
 			}
 			var lines []device.LogLine
@@ -1028,10 +1042,18 @@ func (c *Cluster) Logs(dev string, limit int) []device.LogLine {
 			}
 			mu.Lock()
 			out = append(out, lines...)
+			answered = append(answered, node)
 			mu.Unlock()
 		})
 	}
 	wg.Wait()
+	if c.opt.Records != nil {
+		stored, err := device.StoredLogs(c.opt.Records, answered, dev, limit)
+		if err != nil {
+			c.log.Warn("cluster: cannot read the debug logs other nodes saved", "err", err)
+		}
+		out = append(out, stored...)
+	}
 	slices.SortStableFunc(out, func(a, b device.LogLine) int { return a.Time.Compare(b.Time) })
 	if len(out) > limit {
 		out = out[len(out)-limit:]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/natstest"
+	"github.com/cloudcloud/cloudcloud/internal/storage/jetstore"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
@@ -80,7 +82,7 @@ func (g *fakeGateway) RememberDebug(on bool, keys []string) error {
 func (g *fakeGateway) Logs(dev string, limit int) []device.LogLine {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return slices.Clone(g.lines)
+	return slices.DeleteFunc(slices.Clone(g.lines), func(l device.LogLine) bool { return dev != "" && l.Device != dev && l.Name != dev })
 }
 func (g *fakeGateway) LampDevices(id string) []device.Info {
 	var out []device.Info
@@ -358,6 +360,65 @@ func TestLogsComeFromEveryNode(t *testing.T) {
 	case e := <-notes.C:
 		t.Fatalf("a's bus has %+v too", e)
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestLogsOfANodeThatIsGoneComeFromItsLastSave: the lines of a node that
+// no longer runs are read from the record it saved; a node that answers is
+// not read twice.
+func TestLogsOfANodeThatIsGoneComeFromItsLastSave(t *testing.T) {
+	ns := natstest.Start(t, 0, t.TempDir())
+	store, err := jetstore.Open(ns.ClientURL(), 1, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	records, err := store.Bucket("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := join(t, ns, "a")
+	b := join(t, ns, "B")
+	a.opt.Records = records
+	now := time.Now().UTC()
+	b.gw.lines = []device.LogLine{{Time: now, Message: "b live", Node: "B"}}
+	saved := func(node, message string, at time.Time) {
+		t.Helper()
+		data, _ := json.Marshal(map[string]any{"lamps": map[string][]device.LogLine{"porch": {{Time: at, Device: "d-x", Name: "porch", Message: message, Node: node}}}})
+		if _, err := records.Put(device.LogKey+"/"+strings.ToLower(node), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved("c", "c saved", now.Add(-time.Second))
+	saved("B", "b saved", now.Add(-time.Second))
+	eventually(t, "a knows b", func() (bool, any) { return len(a.Nodes()) == 2, a.Nodes() })
+	var got []string
+	for _, l := range a.Logs("", 10) {
+		got = append(got, l.Node+": "+l.Message)
+	}
+	if want := []string{"c: c saved", "B: b live"}; !slices.Equal(got, want) {
+		t.Fatalf("a's log %q, want %q", got, want)
+	}
+	if lines := a.Logs("porch", 10); len(lines) != 1 || lines[0].Message != "c saved" {
+		t.Fatalf("a's log of the lamp porch: %+v", lines)
+	}
+}
+
+// TestALogLargerThanOneMessageSendsItsNewestLines: lamps may send lines of
+// up to 4 KiB, so a node's 1000 newest can exceed one NATS message; it
+// sends the newest that fit rather than nothing.
+func TestALogLargerThanOneMessageSendsItsNewestLines(t *testing.T) {
+	ns := natstest.Start(t, 0, t.TempDir())
+	a := join(t, ns, "a")
+	b := join(t, ns, "b")
+	now := time.Now().UTC()
+	for i := range 600 {
+		b.gw.lines = append(b.gw.lines, device.LogLine{Time: now.Add(time.Duration(i) * time.Millisecond), Message: fmt.Sprintf("%04d %s", i, strings.Repeat("x", 4000)), Node: "b"})
+	}
+	eventually(t, "a knows b", func() (bool, any) { return len(a.Nodes()) == 2, a.Nodes() })
+	lines := a.Logs("", 1000)
+	if len(lines) < 100 || len(lines) >= 600 || !strings.HasPrefix(lines[len(lines)-1].Message, "0599 ") {
+		t.Fatalf("a got %d of b's 600 lines of 4 KiB, want the newest that fit in 1 MB", len(lines))
 	}
 }
 

@@ -144,7 +144,8 @@ func fastKeepalive(c *config.Config) {
 // lamp with its node; a command and the debug switch through one node reach
 // a lamp on another; that lamp's debug lines are in every node's log and
 // live stream; a node that stops loses its lamps from the lists, and they
-// reconnect to another node and get the current state; a node that goes
+// reconnect to another node and get the current state, while what they
+// said there stays in every node's log; a node that goes
 // silent without a word is forgotten within the keepalive timeout.
 func TestThreeNodesActAsOne(t *testing.T) {
 	ns := natstest.Start(t, 0, t.TempDir())
@@ -202,12 +203,15 @@ func TestThreeNodesActAsOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	events.waitFor(t, "log", `"hello from three"`)
-	eventually(t, "a's log has the line of the lamp on c", func() (bool, string) {
-		_, body := callAPI(t, a.Web, http.MethodGet, "/api/logs", "")
-		var lines []device.LogLine
-		_ = json.Unmarshal(body, &lines)
-		return slices.ContainsFunc(lines, func(l device.LogLine) bool { return l.Message == "hello from three" && l.Node == "c" }), string(body)
-	})
+	helloInLog := func(n *clusterNode, query string) func() (bool, string) {
+		return func() (bool, string) {
+			_, body := callAPI(t, n.Web, http.MethodGet, "/api/logs"+query, "")
+			var lines []device.LogLine
+			_ = json.Unmarshal(body, &lines)
+			return slices.ContainsFunc(lines, func(l device.LogLine) bool { return l.Message == "hello from three" && l.Node == "c" }), string(body)
+		}
+	}
+	eventually(t, "a's log has the line of the lamp on c", helloInLog(a, ""))
 
 	// c stops: its lamp reconnects to a and gets the current state; no node
 	// lists it on c any more.
@@ -221,6 +225,8 @@ func TestThreeNodesActAsOne(t *testing.T) {
 	moved.wait(t, last)
 	// Its debug switch, set through b while it was on c, came with it.
 	moved.wait(t, protocol.Debug(true).String())
+	// What it said on c is still in the log, from c's last save.
+	eventually(t, "b's log keeps the line the lamp sent to the stopped node", helloInLog(b, ""))
 	want["three"] = "a"
 	eventually(t, "b lists the lamp that moved on a", func() (bool, string) {
 		got := nodesOfDevices(t, b.Web)

@@ -187,7 +187,7 @@ func New(cfg config.Config, o Options) (*Server, error) {
 	// Every display change reaches the gateway in order, straight from the
 	// store's commit; see state.Store.Watch.
 	s.state.Watch(func(st state.State) { _ = s.gateway.SetDisplay(st.DisplayPacket()) })
-	if s.devices, err = s.joinCluster(); err != nil {
+	if s.devices, err = s.joinCluster(data); err != nil {
 		s.gateway.Shutdown(context.Background())
 		return nil, err
 	}
@@ -312,13 +312,14 @@ type lampGateway interface {
 }
 
 // joinCluster joins the cluster when there is one: the lamps of every node
-// are then the cluster's, else the gateway's.
-func (s *Server) joinCluster() (lampGateway, error) {
+// are then the cluster's, else the gateway's. records is the bucket the
+// nodes share.
+func (s *Server) joinCluster(records storage.Bucket) (lampGateway, error) {
 	if s.nats == nil {
 		return s.gateway, nil
 	}
 	c, err := cluster.New(cluster.Options{
-		Conn: s.nats, Node: s.node, Gateway: s.gateway, Bus: s.bus,
+		Conn: s.nats, Node: s.node, Gateway: s.gateway, Bus: s.bus, Records: records,
 		// A lamp's card follows its connections on other nodes too.
 		LampChanged: func(id string) { s.bus.Publish(events.Event{Type: events.TypeLamp, Data: lamps.Changed{ID: id}}) },
 		// Each node's steps of firmware updates, so every node keeps the
@@ -351,19 +352,6 @@ func (m clusterMetrics) Nodes() (nodes map[string]int, connected bool) {
 		nodes[n.Name] = n.Lamps
 	}
 	return nodes, st.NATS == "connected"
-}
-
-// nodeKeySuffix keeps each node's debug switches and debug log under keys
-// of its own ("debug-log/node-1"): the log holds the lines its lamps sent,
-// and the switches name the lamps it holds. "" without a cluster: the keys
-// of a server of its own stay what they were.
-func nodeKeySuffix(node string) string {
-	if node == "" {
-		return ""
-	}
-	// A node name is letters, digits, '-' and '_' (config checks a
-	// configured one, nodeName makes the default so); keys are lower case.
-	return "/" + strings.ToLower(node)
 }
 
 // nodeName is cluster.node, or else the host name up to its first dot, in
@@ -503,7 +491,6 @@ func (s *Server) newGateway(records storage.Bucket, secret string, proxies reali
 		Records:          records,
 		Bus:              s.bus,
 		Node:             s.node,
-		KeySuffix:        nodeKeySuffix(s.node),
 		Logger:           s.log.With("part", "device"),
 		OnFanout:         fanout.ObserveFanout,
 		OnLamp:           s.lamps.Seen,

@@ -298,7 +298,16 @@ func (b *bucket) Delete(key string) error {
 func (b *bucket) Keys(prefix string) ([]string, error) {
 	ctx, cancel := call()
 	defer cancel()
-	lister, err := b.kv.ListKeys(ctx)
+	// A prefix of whole segments lists only its subjects: the debug logs
+	// are found without going through every lamp's record.
+	filter := ">"
+	if strings.HasSuffix(prefix, "/") {
+		filter = natsKey(prefix) + ">"
+	}
+	lister, err := b.kv.ListKeysFiltered(ctx, filter)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list the %s bucket: %w", b.name, unavailable(err))
 	}

@@ -93,6 +93,9 @@ func TestBucketOnJetStream(t *testing.T) {
 	if err != nil || !slices.Equal(keys, []string{"lamps/bedroom"}) {
 		t.Fatalf("Keys(lamps/) = %q %v", keys, err)
 	}
+	if keys, err := b.Keys("scenes/"); err != nil || len(keys) != 0 {
+		t.Fatalf("Keys of a prefix nothing has = %q %v, want none", keys, err)
+	}
 	if err := a.Delete("lamps/bedroom"); err != nil {
 		t.Fatal(err)
 	}
