@@ -18,7 +18,6 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/natstest"
-	"github.com/cloudcloud/cloudcloud/internal/storage/jetstore"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
 
@@ -368,15 +367,7 @@ func TestLogsComeFromEveryNode(t *testing.T) {
 // not read twice.
 func TestLogsOfANodeThatIsGoneComeFromItsLastSave(t *testing.T) {
 	ns := natstest.Start(t, 0, t.TempDir())
-	store, err := jetstore.Open(ns.ClientURL(), 1, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	records, err := store.Bucket("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	records := natstest.Buckets(t, ns, 1)[0]
 	a := join(t, ns, "a")
 	b := join(t, ns, "B")
 	a.opt.Records = records

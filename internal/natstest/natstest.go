@@ -38,7 +38,13 @@ func Start(t testing.TB, port int, dir string) *natsserver.Server {
 // bucket on it: n nodes sharing their records.
 func SharedBuckets(t testing.TB, n int) []storage.Bucket {
 	t.Helper()
-	ns := Start(t, 0, t.TempDir())
+	return Buckets(t, Start(t, 0, t.TempDir()), n)
+}
+
+// Buckets returns n connections to one bucket on ns, closed when the test
+// ends.
+func Buckets(t testing.TB, ns *natsserver.Server, n int) []storage.Bucket {
+	t.Helper()
 	var out []storage.Bucket
 	for range n {
 		s, err := jetstore.Open(ns.ClientURL(), 1, t.TempDir())
