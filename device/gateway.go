@@ -791,12 +791,40 @@ func (g *Gateway) loadDebug() error {
 		return nil
 	}
 	var f debugFile
-	_, _, err := storage.LoadJSON(g.opt.Records, g.opt.debugKey(), &f, nil, g.log, "debug switches")
+	revision, _, err := storage.LoadJSON(g.opt.Records, g.opt.debugKey(), &f, nil, g.log, "debug switches")
+	if err == nil && g.opt.Node != "" {
+		g.newerDebug(&f, revision)
+	}
 	g.debugAll = f.All
 	for k, v := range f.Names {
 		g.debugNames[k] = v
 	}
 	return err
+}
+
+// newerDebug replaces f, this node's switches saved at revision, with
+// those another node of the cluster saved later, if one did. Every node
+// saves every switch (SetDebug on the node holding a lamp, RememberDebug on
+// the others), so the record written last is the cluster's; a node that
+// was away or is new missed the changes made meanwhile. Revisions of the
+// shared JetStream bucket are its stream's sequence, so they order the
+// writes of every key.
+func (g *Gateway) newerDebug(f *debugFile, revision uint64) {
+	keys, err := g.opt.Records.Keys(DebugKey + "/")
+	if err != nil {
+		g.log.Warn("cannot read the other nodes' debug switches; starting from this node's", "err", err)
+		return
+	}
+	for _, key := range keys {
+		e, err := g.opt.Records.Get(key)
+		if err != nil || e.Revision <= revision || key == g.opt.debugKey() {
+			continue
+		}
+		var other debugFile
+		if json.Unmarshal(e.Value, &other) == nil {
+			*f, revision = other, e.Revision
+		}
+	}
 }
 
 // saveDebug persists the debug switches; g.mu is held.

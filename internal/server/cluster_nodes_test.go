@@ -395,3 +395,21 @@ func TestTwoNodesChangeOneLampAtOnce(t *testing.T) {
 		t.Fatalf("the lamp shows %s, but both nodes say %s", got, final.Packet)
 	}
 }
+
+// TestANodeThatJoinsLateKeepsTheDebugSwitches: a node that was not running
+// when a lamp's debug switch was set starts from the switches the others
+// saved, so the lamp keeps it when it moves there.
+func TestANodeThatJoinsLateKeepsTheDebugSwitches(t *testing.T) {
+	ns := natstest.Start(t, 0, t.TempDir())
+	a := startNode(t, ns.ClientURL(), "a")
+	porch := dialLamp(t, a.Device, "porch")
+	if status, body := callAPI(t, a.Web, http.MethodPost, "/api/commands", `{"command": "debug", "on": true, "devices": ["porch"]}`); status != http.StatusOK {
+		t.Fatalf("debug on for porch: %d %s", status, body)
+	}
+	porch.wait(t, protocol.Debug(true).String())
+
+	b := startNode(t, ns.ClientURL(), "b")
+	porch.c.Close()
+	moved := dialLamp(t, b.Device, "porch")
+	moved.wait(t, protocol.Debug(true).String())
+}
