@@ -12,6 +12,7 @@
 //	cloudcloud.node.<node>.heartbeat  every Heartbeat: the node is alive, with its lamp count
 //	cloudcloud.node.<node>.bye        the node is stopping: forget its lamps now
 //	cloudcloud.node.<node>.devices    batches of device objects whose connection changed
+//	cloudcloud.node.<node>.counters   every Counters: the packet counts of its lamps that changed
 //	cloudcloud.node.<node>.log        debug lines its lamps sent
 //	cloudcloud.node.<node>.event.<t>  its other events of type t (Options.Forward)
 //	cloudcloud.node.<node>.snapshot   request: every device object it holds, in chunks
@@ -91,6 +92,10 @@ type Options struct {
 	// Heartbeat is how often this node says it is alive; 0: Expiry/5, at
 	// most MaxHeartbeat.
 	Heartbeat time.Duration
+	// Counters is how often this node sends its lamps' packet counts and
+	// last-seen times that changed, which change with every packet and so
+	// are not in the device batches; 0: DefaultCounters.
+	Counters time.Duration
 	// Timeout bounds a question to another node; 0: DefaultTimeout.
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -98,6 +103,10 @@ type Options struct {
 
 // DefaultTimeout bounds a question to another node (a command, its log).
 const DefaultTimeout = 2 * time.Second
+
+// DefaultCounters is how often a node sends its lamps' packet counts: as
+// often as the pages get a fresh device list (web's devices snapshot).
+const DefaultCounters = 15 * time.Second
 
 // MaxHeartbeat is the longest default heartbeat interval: a node that
 // missed device batches (NATS was away) finds out from the counts of two
@@ -149,6 +158,20 @@ type heartbeat struct {
 type deviceBatch struct {
 	Instance string        `json:"instance"`
 	Devices  []device.Info `json:"devices"`
+}
+
+// counterBatch is the packet counts of a node's connections that changed
+// since its last batch, with the process they are from (as deviceBatch).
+type counterBatch struct {
+	Instance string          `json:"instance"`
+	Counters []countersOfOne `json:"counters"`
+}
+
+type countersOfOne struct {
+	ID       string    `json:"id"`
+	Sent     uint64    `json:"sent"`
+	Received uint64    `json:"received"`
+	LastSeen time.Time `json:"last_seen"`
 }
 
 type snapshotChunk struct {
@@ -244,6 +267,9 @@ func New(o Options) (*Cluster, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
+	if o.Counters <= 0 {
+		o.Counters = DefaultCounters
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -258,6 +284,7 @@ func New(o Options) (*Cluster, error) {
 		{subject("*", "heartbeat"), c.onHeartbeat},
 		{subject("*", "bye"), c.onBye},
 		{subject("*", "devices"), c.onDevices},
+		{subject("*", "counters"), c.onCounters},
 		{subject("*", "log"), c.onLog},
 		{subject("*", "event") + ".*", c.onEvent},
 		{subject(o.Node, "snapshot"), c.onSnapshot},
@@ -304,6 +331,9 @@ func (c *Cluster) Run(ctx context.Context) {
 	defer beat.Stop()
 	batch := time.NewTicker(batchInterval)
 	defer batch.Stop()
+	counters := time.NewTicker(c.opt.Counters)
+	defer counters.Stop()
+	sentCounters := map[string]countersOfOne{}
 	pending := false
 	reconnects := c.nc.Stats().Reconnects
 	link := c.nc.Status()
@@ -321,6 +351,8 @@ func (c *Cluster) Run(ctx context.Context) {
 		case <-beat.C:
 			c.beat()
 			c.expire(time.Now())
+		case <-counters.C:
+			sentCounters = c.sendCounters(sentCounters)
 		case <-devs.Ready:
 			pending = true
 		case <-batch.C:
@@ -397,6 +429,63 @@ func (c *Cluster) sendDevices(es []events.Event) {
 		n := min(len(list), chunk)
 		c.publishJSON(subject(c.opt.Node, "devices"), deviceBatch{Instance: c.instance, Devices: list[:n]})
 		list = list[n:]
+	}
+}
+
+// sendCounters tells the others the packet counts of this node's
+// connections that changed since sent, and returns the counts now.
+func (c *Cluster) sendCounters(sent map[string]countersOfOne) map[string]countersOfOne {
+	now := make(map[string]countersOfOne, len(sent))
+	var changed []countersOfOne
+	for _, i := range c.opt.Gateway.Devices() {
+		one := countersOfOne{ID: i.ID, Sent: i.PacketsSent, Received: i.PacketsReceived, LastSeen: i.LastSeen}
+		now[i.ID] = one
+		if sent[i.ID] != one {
+			changed = append(changed, one)
+		}
+	}
+	for len(changed) > 0 {
+		n := min(len(changed), counterChunk)
+		c.publishJSON(subject(c.opt.Node, "counters"), counterBatch{Instance: c.instance, Counters: changed[:n]})
+		changed = changed[n:]
+	}
+	return now
+}
+
+// counterChunk is how many connections' counts go in one message: about
+// 100 bytes each.
+const counterChunk = 2000
+
+// onCounters takes another node's packet counts into its device objects.
+// Nothing is announced: the counts are for lists asked for, as the
+// gateway's own are.
+func (c *Cluster) onCounters(m *nats.Msg) {
+	node := nodeOf(m.Subject)
+	if node == c.opt.Node {
+		return
+	}
+	var batch counterBatch
+	if err := json.Unmarshal(m.Data, &batch); err != nil {
+		c.log.Warn("cluster: packet counts that do not decode", "node", node, "err", err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.peers[node]
+	if p == nil || p.instance != batch.Instance {
+		return
+	}
+	for _, one := range batch.Counters {
+		i, ok := p.devices[one.ID]
+		if !ok {
+			continue
+		}
+		i.PacketsSent, i.PacketsReceived = one.Sent, one.Received
+		if one.LastSeen.After(i.LastSeen) {
+			i.LastSeen = one.LastSeen
+		}
+		p.devices[one.ID] = i
+		c.index(node, i) // replaces the copy under its lamp
 	}
 }
 

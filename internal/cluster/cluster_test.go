@@ -129,7 +129,7 @@ func join(t *testing.T, ns *natsserver.Server, name string, devs ...device.Info)
 		return s, json.Unmarshal(b, &s)
 	}}
 	c, err := New(Options{Conn: connect(t, ns), Node: name, Gateway: gw, Bus: bus, Forward: forward,
-		Expiry: 600 * time.Millisecond, Heartbeat: 100 * time.Millisecond, Timeout: time.Second,
+		Expiry: 600 * time.Millisecond, Heartbeat: 100 * time.Millisecond, Counters: 100 * time.Millisecond, Timeout: time.Second,
 		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)).With("node", name)})
 	if err != nil {
 		t.Fatal(err)
@@ -230,6 +230,27 @@ func TestNodesSeeEachOthersLampsAndForgetASilentOne(t *testing.T) {
 	a.gw.mu.Unlock()
 	if got := a.Offline(); len(got) != 1 || got[0].Lamp() != "three" {
 		t.Fatalf("after lamp two came back on a, a lists offline %+v", got)
+	}
+}
+
+// TestPacketCountsFollow: the packet counts and last-seen time of another
+// node's lamp, which change with every packet and are in no device batch,
+// are as fresh as its last counts message.
+func TestPacketCountsFollow(t *testing.T) {
+	ns := natstest.Start(t, 0, t.TempDir())
+	a := join(t, ns, "a")
+	b := join(t, ns, "b", conn("b", "d-b-1", "porch"))
+	eventually(t, "a lists porch", func() (bool, any) { return len(a.LampDevices("porch")) == 1, a.Devices() })
+	seen := time.Now().UTC().Add(time.Minute).Truncate(time.Millisecond)
+	b.gw.mu.Lock()
+	b.gw.devs[0].PacketsSent, b.gw.devs[0].PacketsReceived, b.gw.devs[0].LastSeen = 7, 3, seen
+	b.gw.mu.Unlock()
+	eventually(t, "a has porch's new counts", func() (bool, any) {
+		got := a.LampDevices("porch")
+		return len(got) == 1 && got[0].PacketsSent == 7 && got[0].PacketsReceived == 3 && got[0].LastSeen.Equal(seen), got
+	})
+	if list := a.Devices(); len(list) != 1 || list[0].PacketsSent != 7 {
+		t.Fatalf("a's device list: %+v", list)
 	}
 }
 
