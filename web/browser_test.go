@@ -1026,6 +1026,24 @@ func TestBrowser(t *testing.T) {
 		b.click(t, ctx, `.lamp-card[data-lamp="lamp-07"] summary`)
 		b.noHorizontalScroll(t, ctx, "360 px, 50 lamps, one open")
 		b.shotElement(t, ctx, "lamps-50-360-light", "#lamps")
+
+		// Among them one is found as its name is typed, and stays found
+		// while the others change.
+		shown := `[...document.querySelectorAll('.lamp-card')].filter(c => !c.hidden).map(c => c.dataset.lamp).join()`
+		b.do(t, ctx, "type a search", chromedp.SendKeys(chromedp.CSS("#lamp-find"), "WINDOWSILL"))
+		b.waitJS(t, ctx, "only the lamp on the windowsill", shown+` === 'lamp-07'`)
+		if got := evalJS[string](t, ctx, `document.querySelector('#lamp-find-status').textContent`); !strings.HasPrefix(got, "1 of ") || !strings.Contains(got, "lamps match “WINDOWSILL”") {
+			t.Errorf("the search says %q", got)
+		}
+		e.lamps.Seen(device.LampSeen{Lamp: "lamp-12", Addr: "127.0.0.1", Online: true, Time: time.Now()})
+		b.waitJS(t, ctx, "lamp-12 online", `document.querySelector('.lamp-card[data-lamp="lamp-12"]').dataset.status === 'online'`)
+		if got := evalJS[string](t, ctx, shown); got != "lamp-07" {
+			t.Errorf("after another lamp changed the search shows %q", got)
+		}
+		b.noHorizontalScroll(t, ctx, "360 px, a search")
+		b.shotElement(t, ctx, "lamps-find-360-light", "#lamps")
+		b.do(t, ctx, "clear the search", chromedp.Evaluate[chromedp.Void](`(() => { const f = document.querySelector('#lamp-find'); f.value = ''; f.dispatchEvent(new Event('input')); })()`))
+		b.waitJS(t, ctx, "every card again", `[...document.querySelectorAll('.lamp-card')].every(c => !c.hidden) && document.querySelector('#lamp-find-status').textContent === ''`)
 		b.viewport(t, ctx, 360, 740, true)
 		b.shotElement(t, ctx, "lamp-card-open-360-dark", `.lamp-card[data-lamp="lamp-07"]`)
 	})

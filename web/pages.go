@@ -86,9 +86,10 @@ type bootData struct {
 // words are the names the script needs: the weather codes' names (index =
 // code), and the lamp phases and device events it acts on.
 type words struct {
-	Weather []string                `json:"weather"`
-	Phase   map[string]device.Phase `json:"phase"`
-	Event   map[string]device.Event `json:"event"`
+	Weather      []string                `json:"weather"`
+	Phase        map[string]device.Phase `json:"phase"`
+	Event        map[string]device.Event `json:"event"`
+	LampFindFrom int                     `json:"lamp_find_from"`
 }
 
 var pageWords = func() words {
@@ -97,6 +98,7 @@ var pageWords = func() words {
 		Phase:   map[string]device.Phase{"offline": device.PhaseOffline},
 		Event: map[string]device.Event{"connected": device.EventConnected, "authenticated": device.EventAuthenticated,
 			"disconnected": device.EventDisconnected},
+		LampFindFrom: lampFindFrom,
 	}
 	for code := protocol.WeatherSunrise; code <= protocol.WeatherWindy; code++ {
 		w.Weather = append(w.Weather, code.String())
@@ -129,11 +131,26 @@ func (s *Server) indexPage(c echo.Context) error {
 	}
 	rows := s.withOffline(devs)
 	haveImage := s.haveFirmware()
+	d.Find = strings.TrimSpace(c.QueryParam("find"))
+	var registry []lamps.Lamp
+	if s.deps.Lamps != nil {
+		registry = s.deps.Lamps.Lamps()
+	}
+	labels := make(map[string]string, len(registry))
+	for _, l := range registry {
+		labels[l.ID] = l.Label
+	}
+	found := 0
 	for _, dev := range rows {
 		v := deviceView(dev, now)
 		v.NoFirmware = !haveImage
+		v.Hidden = !deviceFinds(d.Find, dev, labels[dev.LampID])
+		if !v.Hidden {
+			found++
+		}
 		d.Devices = append(d.Devices, v)
 	}
+	d.FindStatus = findText(d.Find, found, len(rows))
 	d.LampCount = len(devs)
 	for _, l := range logs {
 		d.Logs = append(d.Logs, logView(l))
@@ -154,9 +171,18 @@ func (s *Server) indexPage(c echo.Context) error {
 		d.FirmwarePanel = templates.FirmwareCard(panel)
 	}
 	if s.deps.Lamps != nil {
-		boot.Lamps = s.deps.Lamps.Lamps()
+		boot.Lamps = registry
+		found := 0
 		for _, l := range boot.Lamps {
-			d.Lamps = append(d.Lamps, lampView(l, now))
+			v := lampView(l, now)
+			v.Hidden = !lampFinds(d.Find, l)
+			if !v.Hidden {
+				found++
+			}
+			d.Lamps = append(d.Lamps, v)
+		}
+		if len(boot.Lamps) > 0 { // the cards count the lamps, not their connections
+			d.FindStatus = findText(d.Find, found, len(boot.Lamps))
 		}
 	}
 	if s.deps.MQTT != nil {
@@ -167,6 +193,7 @@ func (s *Server) indexPage(c echo.Context) error {
 	if s.deps.Cluster != nil {
 		d.Cluster = clusterText(s.deps.Cluster.Status())
 	}
+	d.FindShown = d.Find != "" || max(len(d.Lamps), len(d.Devices)) >= lampFindFrom
 	d.Boot = boot
 	return s.renderPage(c, http.StatusOK, templates.IndexPage(d))
 }

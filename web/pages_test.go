@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image/png"
 	"io"
 	"log/slog"
@@ -475,5 +476,55 @@ func TestLampFormsWithoutScript(t *testing.T) {
 		if res := e.form(t, "/ui/lamp", v); res.status < 400 {
 			t.Errorf("POST /ui/lamp %v: %d, want an error", v, res.status)
 		}
+	}
+}
+
+// TestFindALampWithoutScript: with many lamps the lamps card offers a
+// search; ?find= shows the cards and connections it finds, in any case, by
+// name or id, and says how many; with few lamps it is not offered.
+func TestFindALampWithoutScript(t *testing.T) {
+	e := newEnv(t)
+	tag := func(page, attr string) string {
+		t.Helper()
+		i := strings.Index(page, attr)
+		if i < 0 {
+			t.Fatalf("the page has no %s", attr)
+		}
+		start := strings.LastIndex(page[:i], "<")
+		return page[start : i+strings.Index(page[i:], ">")+1]
+	}
+	hidden := func(tag string) bool { return strings.Contains(tag, " hidden") }
+	kitchen := e.namedLamp(t, "kitchen")
+	hall := e.namedLamp(t, "hall")
+	if page := e.call(t, http.MethodGet, "/", "").body; !hidden(tag(page, `id="lamp-find-form"`)) {
+		t.Error("two lamps: the search is offered")
+	}
+	for i := range 5 {
+		e.lamps.Seen(device.LampSeen{Lamp: fmt.Sprintf("porch-%d", i), Addr: "127.0.0.1", Online: false, Time: time.Now()})
+	}
+	if _, err := e.lamps.SetLabel("kitchen", "Kitchen shelf"); err != nil {
+		t.Fatal(err)
+	}
+	page := e.call(t, http.MethodGet, "/", "").body
+	if hidden(tag(page, `id="lamp-find-form"`)) {
+		t.Error("seven lamps: the search is not offered")
+	}
+	page = e.call(t, http.MethodGet, "/?find=SHELF", "").body
+	if hidden(tag(page, `data-lamp="kitchen"`)) || !hidden(tag(page, `data-lamp="hall"`)) || !hidden(tag(page, `data-lamp="porch-3"`)) {
+		t.Errorf("?find=SHELF: kitchen %s, hall %s, porch-3 %s; want only the kitchen shown", tag(page, `data-lamp="kitchen"`), tag(page, `data-lamp="hall"`), tag(page, `data-lamp="porch-3"`))
+	}
+	if row := tag(page, `data-id="`+kitchen.id+`"`); hidden(row) {
+		t.Errorf("the kitchen's connection is hidden: %s", row)
+	}
+	if row := tag(page, `data-id="`+hall.id+`"`); !hidden(row) {
+		t.Errorf("the hall's connection is shown: %s", row)
+	}
+	for _, want := range []string{"1 of 7 lamps match “SHELF”.", `value="SHELF"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("?find=SHELF: the page lacks %q", want)
+		}
+	}
+	if page := e.call(t, http.MethodGet, "/?find=nothing-like-it", "").body; !strings.Contains(page, "No lamp matches “nothing-like-it”.") {
+		t.Error("a search that finds nothing does not say so")
 	}
 }

@@ -679,6 +679,7 @@
     });
     setText($('#lamp-count'), String(lamps.filter((d) => !isOffline(d)).length));
     $('#devices-empty').hidden = app.devices.size > 0;
+    applyFind();
     updateSynced();
     updateLogLamps();
     renderUpdates();
@@ -816,7 +817,54 @@
       if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
     });
     $('#lamp-cards-box').hidden = app.lamps.size === 0;
+    applyFind();
     updateSynced();
+  }
+
+  // ---------- finding a lamp (the lamps card's search) ----------
+
+  // finds, lampFinds and deviceFinds are web/find.go's: the search, in any
+  // case, is part of one of the names.
+  const finds = (q, ...names) => !q || names.some((n) => String(n || '').toLowerCase().includes(q));
+  const lampFinds = (q, l) => finds(q, l.label, l.id);
+  const deviceFinds = (q, d) => finds(q, d.name, d.lamp, d.id, d.remote_addr, (app.lamps.get(d.lamp) || {}).label);
+  // findText is web/find.go's findText.
+  function findText(q, found, total) {
+    if (!q) return '';
+    if (found === 0) return 'No lamp matches “' + q + '”.';
+    if (total === 1) return 'The lamp matches “' + q + '”.';
+    return found + ' of ' + total + ' lamps match “' + q + '”.';
+  }
+
+  // applyFind hides the cards and rows the search does not find, and
+  // offers the search once there are WORDS.lamp_find_from lamps.
+  function applyFind() {
+    const input = $('#lamp-find');
+    if (!input) return;
+    const typed = input.value.trim();
+    const q = typed.toLowerCase();
+    const cards = $$('#lamp-cards .lamp-card');
+    const rows = $$('#devices .device');
+    let foundLamps = 0, foundRows = 0;
+    cards.forEach((card) => {
+      const l = app.lamps.get(card.dataset.lamp);
+      card.hidden = !!l && !lampFinds(q, l);
+      if (!card.hidden) foundLamps++;
+    });
+    rows.forEach((row) => {
+      const d = app.devices.get(row.dataset.id);
+      row.hidden = !!d && !deviceFinds(q, d);
+      if (!row.hidden) foundRows++;
+    });
+    // The cards count the lamps, not their connections, as the server does.
+    const status = cards.length > 0 ? findText(typed, foundLamps, cards.length) : findText(typed, foundRows, rows.length);
+    setText($('#lamp-find-status'), status);
+    $('#lamp-find-form').hidden = !typed && Math.max(cards.length, rows.length) < WORDS.lamp_find_from;
+  }
+  if ($('#lamp-find')) {
+    $('#lamp-find').addEventListener('input', applyFind);
+    // The search finds as it is typed; Enter asks the server for nothing.
+    $('#lamp-find-form').addEventListener('submit', (e) => e.preventDefault());
   }
 
   function onLamp(l) {

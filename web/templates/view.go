@@ -57,6 +57,7 @@ type State struct {
 // Device is one lamp row: a connected lamp, or one that left (Offline),
 // which keeps its last known facts and says when and why it went.
 type Device struct {
+	Hidden                      bool // not found by the lamps card's search
 	ID, Label, Name, RemoteAddr string
 	Node                        string // the cluster node holding it; "" on a server of its own
 	Status                      string // online, syncing, handshake, offline
@@ -164,20 +165,25 @@ type SessionRow struct {
 // Index is the main page.
 type Index struct {
 	Page
-	Sessions       []SessionRow // this browser first; empty with basic auth
-	PreviewEnds    string       // "12:31:05" while a weather preview has an end
-	State          State
-	Favorites      []string
-	FavoritesFull  bool
-	Devices        []Device // connected lamps first, then those that left
-	LampCount      int      // connected lamps, for the badge
-	Lamps          []Lamp   // every lamp of the registry, by id
-	Logs           []LogLine
-	LogFilter      string
-	LogDownload    string // URL of the filtered log as text
-	LogLamps       []LampOption
-	Weather        Weather
-	WeatherChoices []WeatherChoice
+	Sessions      []SessionRow // this browser first; empty with basic auth
+	PreviewEnds   string       // "12:31:05" while a weather preview has an end
+	State         State
+	Favorites     []string
+	FavoritesFull bool
+	Devices       []Device // connected lamps first, then those that left
+	LampCount     int      // connected lamps, for the badge
+	Lamps         []Lamp   // every lamp of the registry, by id
+	// Find is the search of the lamps card (?find=): the cards and rows it
+	// does not find are hidden. FindShown offers the search (many lamps,
+	// or a search made); FindStatus says what it found.
+	Find, FindStatus string
+	FindShown        bool
+	Logs             []LogLine
+	LogFilter        string
+	LogDownload      string // URL of the filtered log as text
+	LogLamps         []LampOption
+	Weather          Weather
+	WeatherChoices   []WeatherChoice
 	// FirmwarePanel is the firmware upload and status panel (FirmwareCard);
 	// nil, on a server without firmware updates, renders nothing.
 	FirmwarePanel templ.Component
@@ -206,6 +212,7 @@ type Lamp struct {
 	Firmware           string
 	Connections        int
 	Nodes              string // the cluster nodes holding its connections, ", "-separated; "" on a server of its own
+	Hidden             bool   // not found by the lamps card's search
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
