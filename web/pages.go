@@ -89,6 +89,7 @@ type words struct {
 	Weather      []string                `json:"weather"`
 	Phase        map[string]device.Phase `json:"phase"`
 	Event        map[string]device.Event `json:"event"`
+	LampsShown   int                     `json:"lamps_shown"`
 	LampFindFrom int                     `json:"lamp_find_from"`
 }
 
@@ -98,6 +99,7 @@ var pageWords = func() words {
 		Phase:   map[string]device.Phase{"offline": device.PhaseOffline},
 		Event: map[string]device.Event{"connected": device.EventConnected, "authenticated": device.EventAuthenticated,
 			"disconnected": device.EventDisconnected},
+		LampsShown:   lampsShown,
 		LampFindFrom: lampFindFrom,
 	}
 	for code := protocol.WeatherSunrise; code <= protocol.WeatherWindy; code++ {
@@ -136,21 +138,7 @@ func (s *Server) indexPage(c echo.Context) error {
 	if s.deps.Lamps != nil {
 		registry = s.deps.Lamps.Lamps()
 	}
-	labels := make(map[string]string, len(registry))
-	for _, l := range registry {
-		labels[l.ID] = l.Label
-	}
-	found := 0
-	for _, dev := range rows {
-		v := deviceView(dev, now)
-		v.NoFirmware = !haveImage
-		v.Hidden = !deviceFinds(d.Find, dev, labels[dev.LampID])
-		if !v.Hidden {
-			found++
-		}
-		d.Devices = append(d.Devices, v)
-	}
-	d.FindStatus = findText(d.Find, found, len(rows))
+	fillLampsCard(&d, rows, registry, now, haveImage)
 	d.LampCount = len(devs)
 	for _, l := range logs {
 		d.Logs = append(d.Logs, logView(l))
@@ -172,18 +160,6 @@ func (s *Server) indexPage(c echo.Context) error {
 	}
 	if s.deps.Lamps != nil {
 		boot.Lamps = registry
-		found := 0
-		for _, l := range boot.Lamps {
-			v := lampView(l, now)
-			v.Hidden = !lampFinds(d.Find, l)
-			if !v.Hidden {
-				found++
-			}
-			d.Lamps = append(d.Lamps, v)
-		}
-		if len(boot.Lamps) > 0 { // the cards count the lamps, not their connections
-			d.FindStatus = findText(d.Find, found, len(boot.Lamps))
-		}
 	}
 	if s.deps.MQTT != nil {
 		st := s.deps.MQTT.Status()
@@ -193,7 +169,6 @@ func (s *Server) indexPage(c echo.Context) error {
 	if s.deps.Cluster != nil {
 		d.Cluster = clusterText(s.deps.Cluster.Status())
 	}
-	d.FindShown = d.Find != "" || max(len(d.Lamps), len(d.Devices)) >= lampFindFrom
 	d.Boot = boot
 	return s.renderPage(c, http.StatusOK, templates.IndexPage(d))
 }

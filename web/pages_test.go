@@ -481,7 +481,8 @@ func TestLampFormsWithoutScript(t *testing.T) {
 
 // TestFindALampWithoutScript: with many lamps the lamps card offers a
 // search; ?find= shows the cards and connections it finds, in any case, by
-// name or id, and says how many; with few lamps it is not offered.
+// name, id or the lamp's label, and says how many; with few lamps it is
+// not offered; of a fleet the card shows the first lampsShown.
 func TestFindALampWithoutScript(t *testing.T) {
 	e := newEnv(t)
 	tag := func(page, attr string) string {
@@ -510,21 +511,35 @@ func TestFindALampWithoutScript(t *testing.T) {
 		t.Error("seven lamps: the search is not offered")
 	}
 	page = e.call(t, http.MethodGet, "/?find=SHELF", "").body
-	if hidden(tag(page, `data-lamp="kitchen"`)) || !hidden(tag(page, `data-lamp="hall"`)) || !hidden(tag(page, `data-lamp="porch-3"`)) {
-		t.Errorf("?find=SHELF: kitchen %s, hall %s, porch-3 %s; want only the kitchen shown", tag(page, `data-lamp="kitchen"`), tag(page, `data-lamp="hall"`), tag(page, `data-lamp="porch-3"`))
-	}
-	if row := tag(page, `data-id="`+kitchen.id+`"`); hidden(row) {
-		t.Errorf("the kitchen's connection is hidden: %s", row)
-	}
-	if row := tag(page, `data-id="`+hall.id+`"`); !hidden(row) {
-		t.Errorf("the hall's connection is shown: %s", row)
-	}
-	for _, want := range []string{"1 of 7 lamps match “SHELF”.", `value="SHELF"`} {
+	for _, want := range []string{`data-lamp="kitchen"`, `data-id="` + kitchen.id + `"`, "1 of 7 lamps match “SHELF”.", `value="SHELF"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("?find=SHELF: the page lacks %q", want)
 		}
 	}
-	if page := e.call(t, http.MethodGet, "/?find=nothing-like-it", "").body; !strings.Contains(page, "No lamp matches “nothing-like-it”.") {
-		t.Error("a search that finds nothing does not say so")
+	for _, unwanted := range []string{`data-lamp="hall"`, `data-lamp="porch-3"`, `data-id="` + hall.id + `"`} {
+		if strings.Contains(page, unwanted) {
+			t.Errorf("?find=SHELF: the page has %q", unwanted)
+		}
+	}
+	if page := e.call(t, http.MethodGet, "/?find=nothing-like-it", "").body; !strings.Contains(page, "No lamp matches “nothing-like-it”.") || hidden(tag(page, `id="lamp-cards-box"`)) {
+		t.Error("a search that finds nothing does not say so, or hides the cards' box")
+	}
+
+	// A fleet: the first lampsShown cards, and the search finds the rest.
+	for i := range lampsShown {
+		e.lamps.Seen(device.LampSeen{Lamp: fmt.Sprintf("shed-%02d", i), Addr: "127.0.0.1", Online: false, Time: time.Now()})
+	}
+	total := lampsShown + 7
+	cards := func(page string) int { return strings.Count(page, `<li class="lamp-card"`) - 1 } // less the script's template
+	page = e.call(t, http.MethodGet, "/", "").body
+	if n := cards(page); n != lampsShown {
+		t.Errorf("%d lamps: %d cards, want %d", total, n, lampsShown)
+	}
+	if want := fmt.Sprintf("Showing %d of %d lamps: find one by name or id.", lampsShown, total); !strings.Contains(page, want) {
+		t.Errorf("a fleet's page lacks %q", want)
+	}
+	page = e.call(t, http.MethodGet, "/?find=shed-4", "").body
+	if n := cards(page); n != 10 || !strings.Contains(page, `data-lamp="shed-49"`) {
+		t.Errorf("?find=shed-4: %d cards, want the 10 of shed-40 … shed-49", n)
 	}
 }

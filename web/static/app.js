@@ -669,17 +669,22 @@
 
   function renderDevices() {
     const list = $('#devices');
-    const ids = new Set(app.devices.keys());
+    const all = [...app.devices.values()].sort(lampOrder);
+    // The first WORDS.lamps_shown the search finds, as the server shows.
+    const q = findQuery();
+    const found = all.filter((d) => deviceFinds(q, d));
+    const shown = found.slice(0, WORDS.lamps_shown);
+    const ids = new Set(shown.map((d) => d.id));
     $$('.device', list).forEach((row) => { if (!ids.has(row.dataset.id)) row.remove(); });
-    const lamps = [...app.devices.values()].sort(lampOrder);
     // Move only rows out of place, so a focused button keeps its focus.
-    lamps.forEach((d, i) => {
+    shown.forEach((d, i) => {
       const row = renderDevice(d);
       if (list.children[i] !== row) list.insertBefore(row, list.children[i] || null);
     });
-    setText($('#lamp-count'), String(lamps.filter((d) => !isOffline(d)).length));
+    setText($('#devices-more'), moreText(found.length));
+    setText($('#lamp-count'), String(all.filter((d) => !isOffline(d)).length));
     $('#devices-empty').hidden = app.devices.size > 0;
-    applyFind();
+    updateFind();
     updateSynced();
     updateLogLamps();
     renderUpdates();
@@ -809,15 +814,17 @@
   function renderLamps() {
     const list = $('#lamp-cards');
     if (!list) return;
-    $$('.lamp-card', list).forEach((card) => { if (!app.lamps.has(card.dataset.lamp)) card.remove(); });
-    const ids = [...app.lamps.keys()].sort();
+    const q = findQuery();
+    const shown = [...app.lamps.keys()].sort().filter((id) => lampFinds(q, app.lamps.get(id))).slice(0, WORDS.lamps_shown);
+    const ids = new Set(shown);
+    $$('.lamp-card', list).forEach((card) => { if (!ids.has(card.dataset.lamp)) card.remove(); });
     // Move only cards out of place, so an open card keeps its focus.
-    ids.forEach((id, i) => {
+    shown.forEach((id, i) => {
       const card = renderLamp(app.lamps.get(id));
       if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
     });
     $('#lamp-cards-box').hidden = app.lamps.size === 0;
-    applyFind();
+    updateFind();
     updateSynced();
   }
 
@@ -828,41 +835,36 @@
   const finds = (q, ...names) => !q || names.some((n) => String(n || '').toLowerCase().includes(q));
   const lampFinds = (q, l) => finds(q, l.label, l.id);
   const deviceFinds = (q, d) => finds(q, d.name, d.lamp, d.id, d.remote_addr, (app.lamps.get(d.lamp) || {}).label);
-  // findText is web/find.go's findText.
+  const findQuery = () => ($('#lamp-find') ? $('#lamp-find').value.trim().toLowerCase() : '');
+  // findText and moreText are web/find.go's.
   function findText(q, found, total) {
-    if (!q) return '';
+    const shown = WORDS.lamps_shown;
+    if (!q && total <= shown) return '';
+    if (!q) return 'Showing ' + shown + ' of ' + total + ' lamps: find one by name or id.';
     if (found === 0) return 'No lamp matches “' + q + '”.';
     if (total === 1) return 'The lamp matches “' + q + '”.';
+    if (found > shown) return found + ' of ' + total + ' lamps match “' + q + '”; showing the first ' + shown + '.';
     return found + ' of ' + total + ' lamps match “' + q + '”.';
   }
+  const moreText = (found) => (found <= WORDS.lamps_shown ? '' : 'Showing the first ' + WORDS.lamps_shown + ' of ' + found + ' connections.');
 
-  // applyFind hides the cards and rows the search does not find, and
-  // offers the search once there are WORDS.lamp_find_from lamps.
-  function applyFind() {
+  // updateFind says what the search found, and offers it once there are
+  // WORDS.lamp_find_from lamps. The search counts the lamps, or the
+  // connections without a registry, as the server does.
+  function updateFind() {
     const input = $('#lamp-find');
     if (!input) return;
     const typed = input.value.trim();
     const q = typed.toLowerCase();
-    const cards = $$('#lamp-cards .lamp-card');
-    const rows = $$('#devices .device');
-    let foundLamps = 0, foundRows = 0;
-    cards.forEach((card) => {
-      const l = app.lamps.get(card.dataset.lamp);
-      card.hidden = !!l && !lampFinds(q, l);
-      if (!card.hidden) foundLamps++;
-    });
-    rows.forEach((row) => {
-      const d = app.devices.get(row.dataset.id);
-      row.hidden = !!d && !deviceFinds(q, d);
-      if (!row.hidden) foundRows++;
-    });
-    // The cards count the lamps, not their connections, as the server does.
-    const status = cards.length > 0 ? findText(typed, foundLamps, cards.length) : findText(typed, foundRows, rows.length);
-    setText($('#lamp-find-status'), status);
-    $('#lamp-find-form').hidden = !typed && Math.max(cards.length, rows.length) < WORDS.lamp_find_from;
+    const haveLamps = app.lamps.size > 0;
+    const total = haveLamps ? app.lamps.size : app.devices.size;
+    const found = haveLamps ? [...app.lamps.values()].filter((l) => lampFinds(q, l)).length
+      : [...app.devices.values()].filter((d) => deviceFinds(q, d)).length;
+    setText($('#lamp-find-status'), findText(typed, found, total));
+    $('#lamp-find-form').hidden = !typed && Math.max(app.lamps.size, app.devices.size) < WORDS.lamp_find_from;
   }
   if ($('#lamp-find')) {
-    $('#lamp-find').addEventListener('input', applyFind);
+    $('#lamp-find').addEventListener('input', () => { renderLamps(); renderDevices(); });
     // The search finds as it is typed; Enter asks the server for nothing.
     $('#lamp-find-form').addEventListener('submit', (e) => e.preventDefault());
   }

@@ -57,7 +57,6 @@ type State struct {
 // Device is one lamp row: a connected lamp, or one that left (Offline),
 // which keeps its last known facts and says when and why it went.
 type Device struct {
-	Hidden                      bool // not found by the lamps card's search
 	ID, Label, Name, RemoteAddr string
 	Node                        string // the cluster node holding it; "" on a server of its own
 	Status                      string // online, syncing, handshake, offline
@@ -173,17 +172,19 @@ type Index struct {
 	Devices       []Device // connected lamps first, then those that left
 	LampCount     int      // connected lamps, for the badge
 	Lamps         []Lamp   // every lamp of the registry, by id
-	// Find is the search of the lamps card (?find=): the cards and rows it
-	// does not find are hidden. FindShown offers the search (many lamps,
-	// or a search made); FindStatus says what it found.
-	Find, FindStatus string
-	FindShown        bool
-	Logs             []LogLine
-	LogFilter        string
-	LogDownload      string // URL of the filtered log as text
-	LogLamps         []LampOption
-	Weather          Weather
-	WeatherChoices   []WeatherChoice
+	// Find is the search of the lamps card (?find=): Lamps and Devices are
+	// the first it finds. FindShown offers the search (many lamps, or a
+	// search made); FindStatus says what it found, DevicesMore that there
+	// are more connections than shown. AnyLamp, AnyDevice: the registry
+	// has a lamp, a lamp is connected or left; found or not.
+	Find, FindStatus, DevicesMore string
+	FindShown, AnyLamp, AnyDevice bool
+	Logs                          []LogLine
+	LogFilter                     string
+	LogDownload                   string // URL of the filtered log as text
+	LogLamps                      []LampOption
+	Weather                       Weather
+	WeatherChoices                []WeatherChoice
 	// FirmwarePanel is the firmware upload and status panel (FirmwareCard);
 	// nil, on a server without firmware updates, renders nothing.
 	FirmwarePanel templ.Component
@@ -212,7 +213,6 @@ type Lamp struct {
 	Firmware           string
 	Connections        int
 	Nodes              string // the cluster nodes holding its connections, ", "-separated; "" on a server of its own
-	Hidden             bool   // not found by the lamps card's search
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
