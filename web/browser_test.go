@@ -120,6 +120,9 @@ func (b *browser) watch(ctx context.Context) {
 				continue // a dropped connection (the reconnect test drops them on purpose), not a page bug
 			}
 			if m.IsException() || m.Type == "error" || strings.Contains(text, "Content Security Policy") {
+				if m.URL != "" {
+					text += " (" + m.URL + ")" // a refused request names itself
+				}
 				b.report(text)
 			}
 		}

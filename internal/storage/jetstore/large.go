@@ -39,8 +39,10 @@ const headroom = 4 << 10
 
 // sweepAge is how long an object no record points to is kept: a write on
 // another node may have stored it and not yet its pointer, and a reader
-// may still be fetching one just replaced.
-const sweepAge = time.Minute
+// may still be fetching one just replaced; each takes at most a call's
+// timeout. Short, because a node's debug log is written whole every few
+// seconds while its lamps log, and each write is a new object.
+const sweepAge = 2 * timeout
 
 // large is a bucket's object store for values that do not fit a record;
 // opened on the first one.
@@ -53,7 +55,11 @@ type large struct {
 
 // isLarge says whether value must go to the object store.
 func (b *bucket) isLarge(value []byte) bool {
-	return len(value) > int(b.store.nc.MaxPayload())-headroom || bytes.HasPrefix(value, []byte(largeMarker))
+	limit := int(b.store.nc.MaxPayload())
+	if limit <= 0 {
+		limit = 1 << 20 // not known yet: NATS's default
+	}
+	return len(value) > limit-headroom || bytes.HasPrefix(value, []byte(largeMarker))
 }
 
 // values opens the bucket's object store.
