@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -412,4 +416,64 @@ func TestANodeThatJoinsLateKeepsTheDebugSwitches(t *testing.T) {
 	porch.c.Close()
 	moved := dialLamp(t, b.Device, "porch")
 	moved.wait(t, protocol.Debug(true).String())
+}
+
+// TestALoginThroughOneNodeIsOneOnEvery: behind a load balancer each request
+// of a browser may reach another node. A login through one node lets the
+// browser in on the others, and signing out through one ends it on all.
+func TestALoginThroughOneNodeIsOneOnEvery(t *testing.T) {
+	ns := natstest.Start(t, 0, t.TempDir())
+	a := startNode(t, ns.ClientURL(), "a")
+	b := startNode(t, ns.ClientURL(), "b")
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	post := func(node, path string, form url.Values) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+node+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://"+node)
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	state := func(node string) int {
+		t.Helper()
+		resp, err := browser.Get("http://" + node + "/api/state")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if resp := post(a.Web, "/login", url.Values{"username": {"admin"}, "password": {clusterPassword}, "next": {"/"}}); resp.StatusCode != http.StatusSeeOther || len(jar.Cookies(resp.Request.URL)) == 0 {
+		t.Fatalf("login through a: %d, cookies %v", resp.StatusCode, jar.Cookies(resp.Request.URL))
+	}
+	if status := state(b.Web); status != http.StatusOK {
+		t.Fatalf("GET /api/state on b with a's login: %d, want 200", status)
+	}
+	// The cookie is kept for a moment: signing out clears it in the browser,
+	// but a copy of it must be refused too.
+	cookies := jar.Cookies(&url.URL{Scheme: "http", Host: a.Web})
+	// The sign-out form carries the page's CSRF token.
+	resp, err := browser.Get("http://" + b.Web + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if m == nil {
+		t.Fatalf("b's page (%d) has no CSRF token", resp.StatusCode)
+	}
+	if resp := post(b.Web, "/logout", url.Values{"csrf": {string(m[1])}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out through b: %d", resp.StatusCode)
+	}
+	jar.SetCookies(&url.URL{Scheme: "http", Host: a.Web}, cookies)
+	eventually(t, "a refuses the login signed out through b", func() (bool, string) {
+		status := state(a.Web)
+		return status == http.StatusUnauthorized, fmt.Sprint(status)
+	})
 }

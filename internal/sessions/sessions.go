@@ -4,12 +4,19 @@
 // data directory, so a restart logs nobody out, and it carries a
 // fingerprint of the credentials it was made under: when the server starts
 // with another password, every session ends.
+//
+// In a cluster the record is shared: each change is a compare-and-set of
+// the list another node may have changed, and a node reads the record
+// again at least every RefreshEvery and whenever a cookie is not in its
+// list, so a login through one node is one on every node (a load balancer
+// may send each request elsewhere), and signing out ends it everywhere.
 package sessions
 
 import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,7 +75,13 @@ type Store struct {
 
 	mu       sync.Mutex // serialises writes so the file and memory agree
 	sessions []Session  // oldest first
+	revision uint64     // of the record sessions were read from or written to; 0: none
+	checked  time.Time  // when the record was last read
 }
+
+// RefreshEvery is how often the record is read again for changes made by
+// another node of a cluster (a session ended there).
+const RefreshEvery = time.Second
 
 // Open loads the sessions from records. credentials is a fingerprint of
 // the login (never the password itself); when the record was written under
@@ -79,31 +92,73 @@ func Open(records storage.Bucket, credentials string, now time.Time, logger *slo
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Store{records: records, credentials: credentials, log: logger}
+	s := &Store{records: records, credentials: credentials, log: logger, checked: now}
 	var f file
-	_, found, err := storage.LoadJSON(records, Key, &f, nil, logger, "browser logins")
+	revision, found, err := storage.LoadJSON(records, Key, &f, nil, logger, "browser logins")
 	if err != nil || !found {
 		return s, err
 	}
+	s.revision = revision
 	if f.Credentials != credentials {
 		if len(f.Sessions) > 0 {
 			logger.Info("the web password changed: every browser is signed out", "sessions_ended", len(f.Sessions))
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if err := s.commit(nil); err != nil {
+		if err := s.change(func([]Session) ([]Session, error) { return nil, nil }); err != nil {
 			return nil, fmt.Errorf("end the sessions of the old password: %w", err)
 		}
 		return s, nil
 	}
+	s.sessions = f.live(now)
+	return s, nil
+}
+
+// live are the usable sessions of f that have not expired at now (the
+// zero time: whatever their expiry).
+func (f file) live(now time.Time) []Session {
+	var out []Session
 	for _, r := range f.Sessions {
 		if r.TokenHash == "" || r.ID == "" || !now.Before(r.Expires) {
 			continue
 		}
 		r.Session.tokenHash = r.TokenHash
-		s.sessions = append(s.sessions, r.Session)
+		out = append(out, r.Session)
 	}
-	return s, nil
+	return out
+}
+
+// refresh reads the record again if another node changed it since it was
+// read: with force at once, else at most once per RefreshEvery. A record
+// that cannot be read or used leaves the sessions as they are. s.mu is
+// held.
+func (s *Store) refresh(now time.Time, force bool) {
+	if !force && now.Sub(s.checked) < RefreshEvery && !now.Before(s.checked) {
+		return
+	}
+	s.checked = now
+	e, err := s.records.Get(Key)
+	if err != nil || e.Revision == s.revision {
+		return
+	}
+	var f file
+	if json.Unmarshal(e.Value, &f) != nil {
+		return
+	}
+	// Expired ones stay, as in memory: Lookup and List skip them, the next
+	// Create drops them.
+	next := f.live(time.Time{})
+	if f.Credentials != s.credentials {
+		next = nil // made under another password: none is ours
+	}
+	// When each was last used is kept in memory only (see Lookup): keep
+	// the later of the two.
+	for i := range next {
+		if j := slices.IndexFunc(s.sessions, func(x Session) bool { return x.ID == next[i].ID }); j >= 0 && s.sessions[j].LastSeen.After(next[i].LastSeen) {
+			next[i].LastSeen = s.sessions[j].LastSeen
+		}
+	}
+	s.sessions, s.revision = next, e.Revision
 }
 
 // NewToken returns a new unguessable cookie secret: 128 random bits in hex.
@@ -127,18 +182,21 @@ func (s *Store) Create(token string, meta Session, now time.Time) (Session, erro
 	sess.ID, sess.Created, sess.LastSeen, sess.tokenHash = id, now, now, hashToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := slices.DeleteFunc(slices.Clone(s.sessions), func(x Session) bool { return !now.Before(x.Expires) })
-	for len(next) >= Max {
-		// End the one used least recently.
-		i := 0
-		for j := range next {
-			if next[j].LastSeen.Before(next[i].LastSeen) {
-				i = j
+	err := s.change(func(cur []Session) ([]Session, error) {
+		next := slices.DeleteFunc(cur, func(x Session) bool { return !now.Before(x.Expires) })
+		for len(next) >= Max {
+			// End the one used least recently.
+			i := 0
+			for j := range next {
+				if next[j].LastSeen.Before(next[i].LastSeen) {
+					i = j
+				}
 			}
+			next = slices.Delete(next, i, i+1)
 		}
-		next = slices.Delete(next, i, i+1)
-	}
-	if err := s.commit(append(next, sess)); err != nil {
+		return append(next, sess), nil
+	})
+	if err != nil {
 		return Session{}, err
 	}
 	return sess, nil
@@ -151,40 +209,45 @@ func (s *Store) Lookup(token string, now time.Time) (Session, bool) {
 	h := hashToken(token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := range s.sessions {
-		if s.sessions[i].tokenHash == h {
-			if !now.Before(s.sessions[i].Expires) {
-				return Session{}, false
-			}
-			s.sessions[i].LastSeen = now
-			return s.sessions[i], true
-		}
+	s.refresh(now, false)
+	i := slices.IndexFunc(s.sessions, func(x Session) bool { return x.tokenHash == h })
+	if i < 0 {
+		// Perhaps made through another node a moment ago.
+		s.refresh(now, true)
+		i = slices.IndexFunc(s.sessions, func(x Session) bool { return x.tokenHash == h })
 	}
-	return Session{}, false
+	if i < 0 || !now.Before(s.sessions[i].Expires) {
+		return Session{}, false
+	}
+	s.sessions[i].LastSeen = now
+	return s.sessions[i], true
 }
 
 // Renew moves the end of a session to expires.
 func (s *Store) Renew(id string, expires time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := slices.IndexFunc(s.sessions, func(x Session) bool { return x.ID == id })
-	if i < 0 {
-		return ErrNotFound
-	}
-	next := slices.Clone(s.sessions)
-	next[i].Expires = expires
-	return s.commit(next)
+	return s.change(func(cur []Session) ([]Session, error) {
+		i := slices.IndexFunc(cur, func(x Session) bool { return x.ID == id })
+		if i < 0 {
+			return nil, ErrNotFound
+		}
+		cur[i].Expires = expires
+		return cur, nil
+	})
 }
 
 // Delete ends one session.
 func (s *Store) Delete(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := slices.IndexFunc(s.sessions, func(x Session) bool { return x.ID == id })
-	if i < 0 {
-		return ErrNotFound
-	}
-	return s.commit(slices.Delete(slices.Clone(s.sessions), i, i+1))
+	return s.change(func(cur []Session) ([]Session, error) {
+		i := slices.IndexFunc(cur, func(x Session) bool { return x.ID == id })
+		if i < 0 {
+			return nil, ErrNotFound
+		}
+		return slices.Delete(cur, i, i+1), nil
+	})
 }
 
 // DeleteAll ends every session except the one named keep (empty: all of
@@ -192,33 +255,62 @@ func (s *Store) Delete(id string) error {
 func (s *Store) DeleteAll(keep string) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := slices.DeleteFunc(slices.Clone(s.sessions), func(x Session) bool { return x.ID != keep })
-	ended := len(s.sessions) - len(next)
-	if ended == 0 {
-		return 0, nil
+	ended := 0
+	err := s.change(func(cur []Session) ([]Session, error) {
+		next := slices.DeleteFunc(slices.Clone(cur), func(x Session) bool { return x.ID != keep })
+		if ended = len(cur) - len(next); ended == 0 {
+			return nil, errUnchanged
+		}
+		return next, nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	return ended, s.commit(next)
+	return ended, nil
 }
 
 // List returns the live sessions, most recently used first.
 func (s *Store) List(now time.Time) []Session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.refresh(now, false)
 	out := slices.DeleteFunc(slices.Clone(s.sessions), func(x Session) bool { return !now.Before(x.Expires) })
 	slices.SortStableFunc(out, func(a, b Session) int { return b.LastSeen.Compare(a.LastSeen) })
 	return out
 }
 
-// commit writes next and makes it current; s.mu is held. On an error the
-// sessions in memory stay as they were.
-func (s *Store) commit(next []Session) error {
-	f := file{Credentials: s.credentials, Sessions: make([]record, 0, len(next))}
-	for _, x := range next {
-		f.Sessions = append(f.Sessions, record{Session: x, TokenHash: x.tokenHash})
+// errUnchanged, from an edit, saves nothing.
+var errUnchanged = errors.New("unchanged")
+
+// change saves what edit makes of the sessions and makes it current; s.mu
+// is held. The save is a compare-and-set of the record as last read: when
+// another node changed it meanwhile, the record is read again and edit
+// applies to that. On an error (edit's, or the save's) the sessions in
+// memory stay as they were.
+func (s *Store) change(edit func(cur []Session) ([]Session, error)) error {
+	for range 5 {
+		next, err := edit(slices.Clone(s.sessions))
+		if err == errUnchanged {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		f := file{Credentials: s.credentials, Sessions: make([]record, 0, len(next))}
+		for _, x := range next {
+			f.Sessions = append(f.Sessions, record{Session: x, TokenHash: x.tokenHash})
+		}
+		revision, err := storage.UpdateJSON(s.records, Key, f, s.revision)
+		var conflict *storage.ConflictError
+		if errors.As(err, &conflict) {
+			s.refresh(time.Now(), true)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("save sessions (nothing was changed): %w", err)
+		}
+		s.sessions, s.revision = next, revision
+		return nil
 	}
-	if _, err := storage.PutJSON(s.records, Key, f); err != nil {
-		return fmt.Errorf("save sessions (nothing was changed): %w", err)
-	}
-	s.sessions = next
-	return nil
+	return errors.New("save sessions: other nodes kept changing them; try again")
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
 )
 
@@ -145,4 +146,44 @@ func TestCorruptFileStartsEmpty(t *testing.T) {
 		t.Fatalf("%d sessions from a corrupt file", n)
 	}
 	create(t, s, t0) // and it can write again
+}
+
+// TestNodesShareTheLogins: two nodes of a cluster on one bucket of a real
+// NATS server. A login through one is one through the other; logins made
+// through each while the other's list is old are both kept; signing out
+// through one ends the login on the other within RefreshEvery.
+func TestNodesShareTheLogins(t *testing.T) {
+	buckets := natstest.SharedBuckets(t, 2)
+	var nodes []*Store
+	for _, b := range buckets {
+		s, err := Open(b, "creds", t0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, s)
+	}
+	a, b := nodes[0], nodes[1]
+	tok, sess := create(t, a, t0)
+	if _, ok := b.Lookup(tok, t0.Add(time.Millisecond)); !ok {
+		t.Fatal("a login through node a is unknown to node b")
+	}
+	tokA, _ := create(t, a, t0)
+	tokB, _ := create(t, b, t0) // b's list is older than a's
+	later := t0.Add(2 * time.Second)
+	for i, s := range nodes {
+		for _, tk := range []string{tok, tokA, tokB} {
+			if _, ok := s.Lookup(tk, later); !ok {
+				t.Errorf("node %d does not know a login: %d sessions", i, len(s.List(later)))
+			}
+		}
+	}
+	if err := a.Delete(sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.Lookup(tok, later.Add(RefreshEvery)); ok {
+		t.Error("signed out through node a, the login still works on node b")
+	}
+	if _, ok := b.Lookup(tokB, later.Add(RefreshEvery)); !ok {
+		t.Error("signing one browser out through node a ended another on node b")
+	}
 }
