@@ -35,7 +35,25 @@ type Generated struct {
 // missing. It fails rather than setting aside an unreadable record (as other
 // records are): replacing it would lock out every lamp flashed with the old
 // secret. where names the record for that message.
+//
+// Nodes of a cluster share the record, and start together (a Compose file
+// starts them at once): what one node makes up is created only if no other
+// node did first, else that node's values are taken, so every node signs
+// cookies with the same key.
 func Ensure(records storage.Bucket, where string) (Credentials, Generated, error) {
+	for range 5 {
+		c, g, err := ensureOnce(records, where)
+		var conflict *storage.ConflictError
+		if !errors.As(err, &conflict) {
+			return c, g, err
+		}
+	}
+	return Credentials{}, Generated{}, errors.New("save generated credentials: other nodes kept changing them; start again")
+}
+
+// ensureOnce is one try of Ensure: a *storage.ConflictError when another node
+// saved the credentials meanwhile.
+func ensureOnce(records storage.Bucket, where string) (Credentials, Generated, error) {
 	var c Credentials
 	var g Generated
 	e, err := records.Get(Key)
@@ -58,7 +76,12 @@ func Ensure(records storage.Bucket, where string) (Credentials, Generated, error
 		c.SessionKey, changed = base64.StdEncoding.EncodeToString(randomBytes(32)), true
 	}
 	if changed {
-		if _, err := storage.PutJSON(records, Key, c); err != nil {
+		// e.Revision is 0 for a missing record: only a new one is made.
+		if _, err := storage.UpdateJSON(records, Key, c, e.Revision); err != nil {
+			var conflict *storage.ConflictError
+			if errors.As(err, &conflict) {
+				return c, g, err
+			}
 			return c, g, fmt.Errorf("save generated credentials: %w", err)
 		}
 	}

@@ -4,8 +4,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
 )
 
@@ -46,5 +48,30 @@ func TestEnsureRefusesToReplaceACorruptFile(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, Key+".json")); string(b) != "{" {
 		t.Errorf("the unreadable file was touched: %q", b)
+	}
+}
+
+// TestNodesStartingTogetherShareTheCredentials: nodes of a cluster started
+// at once (a real NATS server) make up their secrets at the same moment;
+// each ends with the same ones, so a cookie one signs is good on the other.
+func TestNodesStartingTogetherShareTheCredentials(t *testing.T) {
+	buckets := natstest.SharedBuckets(t, 2)
+	for round := range 10 {
+		if err := buckets[0].Delete(Key); err != nil {
+			t.Fatal(err)
+		}
+		var got [2]Credentials
+		var errs [2]error
+		var wg sync.WaitGroup
+		for i, b := range buckets {
+			wg.Go(func() { got[i], _, errs[i] = Ensure(b, "the credentials record") })
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: %v, %v", round, errs[0], errs[1])
+		}
+		if got[0] != got[1] {
+			t.Fatalf("round %d: the two nodes made up different credentials (session keys %.8s… and %.8s…)", round, got[0].SessionKey, got[1].SessionKey)
+		}
 	}
 }
