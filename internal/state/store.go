@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -119,19 +120,21 @@ func (s *Store) Watch(fn func(State)) {
 func (s *Store) Apply(c Change) (State, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next, err := s.cur.apply(c)
-	if err != nil {
-		return s.cur, err
-	}
-	if c.WeatherOverride.Set {
-		// A new or changed preview lasts PreviewFor from now.
-		next.PreviewEndsAt = nil
-		if next.WeatherOverride != nil {
-			ends := s.now().Add(s.previewFor).UTC().Truncate(time.Millisecond)
-			next.PreviewEndsAt = &ends
+	st, err := s.commit(func(cur State) (State, error) {
+		next, err := cur.apply(c)
+		if err != nil {
+			return cur, err
 		}
-	}
-	st, err := s.commit(next)
+		if c.WeatherOverride.Set {
+			// A new or changed preview lasts PreviewFor from now.
+			next.PreviewEndsAt = nil
+			if next.WeatherOverride != nil {
+				ends := s.now().Add(s.previewFor).UTC().Truncate(time.Millisecond)
+				next.PreviewEndsAt = &ends
+			}
+		}
+		return next, nil
+	})
 	if err == nil && c.WeatherOverride.Set {
 		s.schedulePreviewEnd(false)
 	}
@@ -165,11 +168,11 @@ func (s *Store) endPreview() {
 	if s.cur.WeatherOverride == nil || s.cur.PreviewEndsAt == nil || s.now().Before(*s.cur.PreviewEndsAt) {
 		return
 	}
-	next, err := s.cur.apply(Change{WeatherOverride: OverrideChange{Set: true}})
-	if err == nil {
+	_, err := s.commit(func(cur State) (State, error) {
+		next, err := cur.apply(Change{WeatherOverride: OverrideChange{Set: true}})
 		next.PreviewEndsAt = nil
-		_, err = s.commit(next)
-	}
+		return next, err
+	})
 	if err != nil {
 		s.logger.Error("could not end the weather preview; it stays until changed", "err", err)
 		return
@@ -188,22 +191,41 @@ func (s *Store) SetWeather(w Weather) (State, error) {
 	if s.cur.Weather == w {
 		return s.cur, nil
 	}
-	next := s.cur
-	next.Weather = w
-	return s.commit(next)
+	return s.commit(func(cur State) (State, error) {
+		cur.Weather = w
+		return cur, nil
+	})
 }
 
-// commit persists next and makes it current; s.mu is held.
-func (s *Store) commit(next State) (State, error) {
-	next.Packet = next.packet().String()
-	next.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
-	rev, err := storage.PutJSON(s.records, Key, next)
-	if err != nil {
-		return s.cur, fmt.Errorf("save display state (nothing was changed): %w", err)
+// commit persists what edit makes of the current state and makes it
+// current; s.mu is held. The write is a compare-and-set of the record this
+// state came from: when another node of a cluster changed it meanwhile (its
+// change not yet followed here), that change is taken and edit applies to
+// it, so neither is lost. On an error the state is left as it was.
+func (s *Store) commit(edit func(cur State) (State, error)) (State, error) {
+	for range 5 {
+		next, err := edit(s.cur)
+		if err != nil {
+			return s.cur, err
+		}
+		next.Packet = next.packet().String()
+		next.UpdatedAt = s.now().UTC().Truncate(time.Millisecond)
+		rev, err := storage.UpdateJSON(s.records, Key, next, s.rev)
+		var conflict *storage.ConflictError
+		if errors.As(err, &conflict) {
+			if e, err := s.records.Get(Key); err == nil {
+				s.followLocked(e)
+			}
+			continue
+		}
+		if err != nil {
+			return s.cur, fmt.Errorf("save display state (nothing was changed): %w", err)
+		}
+		s.rev = rev
+		s.become(next)
+		return next, nil
 	}
-	s.rev = rev
-	s.become(next)
-	return next, nil
+	return s.cur, errors.New("save display state (nothing was changed): other nodes kept changing it; try again")
 }
 
 // become makes next current and announces it; s.mu is held.
@@ -227,6 +249,11 @@ func (s *Store) follow(e storage.Entry) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.followLocked(e)
+}
+
+// followLocked is follow with s.mu held.
+func (s *Store) followLocked(e storage.Entry) {
 	if e.Revision <= s.rev {
 		return
 	}

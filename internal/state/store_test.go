@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
@@ -49,6 +50,10 @@ func open(t *testing.T, dir string) (*Store, *events.Bus) {
 type brokenDisk struct{ storage.Bucket }
 
 func (brokenDisk) Put(string, []byte) (uint64, error) {
+	return 0, errors.New("write state.json: no space left on device")
+}
+
+func (brokenDisk) Update(string, []byte, uint64) (uint64, error) {
 	return 0, errors.New("write state.json: no space left on device")
 }
 
@@ -456,5 +461,44 @@ func TestStateWithoutBrightnessIsFull(t *testing.T) {
 	s, _ := open(t, dir)
 	if got := s.Get(); got.Brightness != 100 || got.Packet != "[cc:2:255,65,174:0]" {
 		t.Errorf("old state read as brightness %d packet %s", got.Brightness, got.Packet)
+	}
+}
+
+// lagging is a node whose watch of the shared record has not delivered yet.
+type lagging struct{ storage.Bucket }
+
+func (lagging) Watch(string, func(storage.Entry)) func() { return func() {} }
+
+// TestAChangeOnAStaleNodeKeepsTheOthers: two nodes on a real NATS server.
+// Node b, which has not yet seen node a's change, changes the state too
+// (its weather poller, say): a's change is kept and b's applies on top.
+func TestAChangeOnAStaleNodeKeepsTheOthers(t *testing.T) {
+	buckets := natstest.SharedBuckets(t, 2)
+	a, err := Open(buckets[0], events.NewBus(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(lagging{buckets[1]}, events.NewBus(), quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(Change{Mode: ptr(ModeManual), Pulse: ptr(3)}); err != nil {
+		t.Fatal(err)
+	}
+	rain := Weather{Code: int(protocol.WeatherRain), Intensity: 6, Source: "test"}
+	got, err := b.SetWeather(rain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Mode != ModeManual || got.Pulse != 3 || got.Weather != rain {
+		t.Errorf("b's state after its change: mode %s pulse %d weather %+v; want a's manual pulse 3 with b's rain", got.Mode, got.Pulse, got.Weather)
+	}
+	e, err := buckets[0].Get(Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := decode(e.Value)
+	if err != nil || stored.Mode != ModeManual || stored.Weather != rain {
+		t.Errorf("the stored state: %+v %v", stored, err)
 	}
 }
