@@ -2,6 +2,7 @@ package firmware
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -110,6 +111,7 @@ type Store struct {
 	st       state
 	current  Info
 	previous Info
+	rev      uint64 // the state record's revision st came from
 }
 
 // stateKey is the record naming the current and previous images.
@@ -126,10 +128,14 @@ func OpenStore(records storage.Bucket, images storage.Objects, bus events.Publis
 	s := &Store{records: records, images: images, bus: bus, logger: logger, now: time.Now}
 
 	var st state
-	_, found, err := storage.LoadJSON(records, stateKey, &st, nil, logger, "firmware state")
+	rev, found, err := storage.LoadJSON(records, stateKey, &st, nil, logger, "firmware state")
 	if err != nil {
 		return nil, fmt.Errorf("open firmware store: %w", err)
 	}
+	s.rev = rev
+	// An upload or a rollback through another node of a cluster sharing
+	// the records follows as long as the process lives.
+	defer records.Watch(stateKey, s.follow)
 	if !found {
 		// A new store, or one whose state was lost: images found here are
 		// not known to be unused, so they stay for a person to pick.
@@ -154,6 +160,46 @@ func OpenStore(records storage.Bucket, images storage.Objects, bus events.Publis
 	}
 	s.removeUnused(st)
 	return s, nil
+}
+
+// follow takes a change of the state record made by another node of a
+// cluster (an upload, a rollback): the images it names become current and
+// previous here too, so every node serves and shows the same image. The
+// store's own writes come back through the watch too, at a revision it
+// already has, and change nothing.
+func (s *Store) follow(e storage.Entry) {
+	if e.Key != stateKey || e.Deleted {
+		return
+	}
+	var st state
+	if json.Unmarshal(e.Value, &st) != nil {
+		return
+	}
+	s.mu.RLock()
+	seen := e.Revision <= s.rev // this store's own write, or an older one
+	s.mu.RUnlock()
+	if seen {
+		return
+	}
+	// Checked (and, from JetStream, fetched) before the lock is taken, so
+	// downloads of the image being replaced go on meanwhile.
+	current, ok := s.loadImage(st.Current)
+	if !ok {
+		s.logger.Error("another node made an unusable firmware image current; keeping this node's", "sha256", st.Current)
+		return
+	}
+	previous, ok := s.loadImage(st.Previous)
+	if !ok {
+		st.Previous = ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.Revision <= s.rev {
+		return // a write here overtook it while the images were checked
+	}
+	s.st, s.current, s.previous, s.rev = st, current, previous, e.Revision
+	s.logger.Info("firmware image changed on another node", "project", current.Project, "version", current.Version, "sha256", current.SHA256)
+	s.announce()
 }
 
 // loadImage reads the info of image id and re-checks the image against it.
@@ -379,8 +425,12 @@ func advanceSince(prev, now time.Time) time.Time {
 	return now
 }
 
+// writeState saves st; s.mu is held.
 func (s *Store) writeState(st state) error {
-	_, err := storage.PutJSON(s.records, stateKey, st)
+	rev, err := storage.PutJSON(s.records, stateKey, st)
+	if err == nil {
+		s.rev = rev
+	}
 	return err
 }
 

@@ -2,9 +2,12 @@ package server
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -20,6 +23,8 @@ import (
 	"github.com/cloudcloud/cloudcloud/device"
 	"github.com/cloudcloud/cloudcloud/internal/cluster"
 	"github.com/cloudcloud/cloudcloud/internal/config"
+	"github.com/cloudcloud/cloudcloud/internal/firmware"
+	"github.com/cloudcloud/cloudcloud/internal/firmware/firmwaretest"
 	"github.com/cloudcloud/cloudcloud/internal/lamps"
 	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/state"
@@ -475,5 +480,67 @@ func TestALoginThroughOneNodeIsOneOnEvery(t *testing.T) {
 	eventually(t, "a refuses the login signed out through b", func() (bool, string) {
 		status := state(a.Web)
 		return status == http.StatusUnauthorized, fmt.Sprint(status)
+	})
+}
+
+// TestAnUploadThroughOneNodeIsEveryNodesImage: a firmware image uploaded
+// through one node is the image the other node shows and serves its lamps;
+// a rollback through the other is followed back.
+func TestAnUploadThroughOneNodeIsEveryNodesImage(t *testing.T) {
+	ns := natstest.Start(t, 0, t.TempDir())
+	a := startNode(t, ns.ClientURL(), "a")
+	b := startNode(t, ns.ClientURL(), "b")
+	upload := func(img []byte) {
+		t.Helper()
+		var body bytes.Buffer
+		w := multipart.NewWriter(&body)
+		part, _ := w.CreateFormFile("firmware", "lamp.bin")
+		part.Write(img)
+		w.Close()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+a.Web+"/api/firmware", &body)
+		req.SetBasicAuth("admin", clusterPassword)
+		req.Header.Set("Content-Type", w.FormDataContentType())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("upload through a: %d %s", resp.StatusCode, msg)
+		}
+	}
+	current := func(n *clusterNode) (string, string) {
+		_, body := callAPI(t, n.Web, http.MethodGet, "/api/firmware", "")
+		var st struct{ Current, Previous *firmware.Info }
+		_ = json.Unmarshal(body, &st)
+		var cur, prev string
+		if st.Current != nil {
+			cur = st.Current.Version
+		}
+		if st.Previous != nil {
+			prev = st.Previous.Version
+		}
+		return cur, prev
+	}
+	first, second := firmwaretest.Build(firmwaretest.Image{Version: "1.4.0", Seed: 1}), firmwaretest.Build(firmwaretest.Image{Version: "1.5.0", Seed: 2})
+	upload(first)
+	upload(second)
+	eventually(t, "b shows the image uploaded through a", func() (bool, string) {
+		cur, prev := current(b)
+		return cur == "1.5.0" && prev == "1.4.0", cur + " / " + prev
+	})
+	// A lamp of b downloads it from b.
+	u := "http://lamp:" + clusterSecret + "@" + b.Device + "/firmware.bin"
+	got, err := firmwaretest.ArduinoDownload(context.Background(), nil, u, nil)
+	if err != nil || got.Status != http.StatusOK || !bytes.Equal(got.Body, second) {
+		t.Fatalf("download from b: status %d, %d bytes (want %d), %v", got.Status, len(got.Body), len(second), err)
+	}
+	if status, body := callAPI(t, b.Web, http.MethodPost, "/api/firmware/rollback", ""); status != http.StatusOK {
+		t.Fatalf("rollback through b: %d %s", status, body)
+	}
+	eventually(t, "a follows the rollback through b", func() (bool, string) {
+		cur, prev := current(a)
+		return cur == "1.4.0" && prev == "1.5.0", cur + " / " + prev
 	})
 }
