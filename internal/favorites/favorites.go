@@ -5,6 +5,7 @@
 package favorites
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,7 +86,40 @@ func Open(records storage.Bucket, bus events.Publisher, logger *slog.Logger) (*S
 	if found {
 		s.cur = List{Colors: disk.Colors, Revision: rev}
 	}
+	// Changes through another node of a cluster sharing the record follow
+	// as long as the process lives.
+	records.Watch(Key, s.follow)
 	return s, nil
+}
+
+// follow takes a change of the record made by another node: its list is
+// the list here too, and the pages hear of it. The store's own writes come
+// back through the watch too, at a revision it already has, and change
+// nothing.
+func (s *Store) follow(e storage.Entry) {
+	if e.Key != Key || e.Deleted {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.followLocked(e)
+}
+
+// followLocked is follow with s.mu held.
+func (s *Store) followLocked(e storage.Entry) {
+	var disk record
+	if e.Revision <= s.cur.Revision || json.Unmarshal(e.Value, &disk) != nil || Validate(disk.Colors) != nil {
+		return
+	}
+	s.become(List{Colors: disk.Colors, Revision: e.Revision})
+}
+
+// become makes l current and announces it; s.mu is held.
+func (s *Store) become(l List) {
+	s.cur = l
+	if s.bus != nil {
+		s.bus.Publish(events.Event{Type: events.TypeFavorites, Data: s.cur.clone()})
+	}
 }
 
 // Get returns a copy of the favourites, in the order people arranged them.
@@ -125,7 +159,9 @@ func (s *Store) Set(colors []protocol.RGB, ifRevision *uint64) (List, error) {
 	if ifRevision != nil && *ifRevision != s.cur.Revision {
 		return s.cur.clone(), &StaleError{Revision: *ifRevision, Current: s.cur.Revision}
 	}
-	return s.commit(slices.Clone(colors))
+	// The caller's list replaces what it read: with a revision, a newer
+	// list (another node's change not followed here yet) makes it stale.
+	return s.change(ifRevision != nil, func([]protocol.RGB) ([]protocol.RGB, error) { return slices.Clone(colors), nil })
 }
 
 // Add appends c unless it is already there (then the list is unchanged and
@@ -133,42 +169,65 @@ func (s *Store) Set(colors []protocol.RGB, ifRevision *uint64) (List, error) {
 func (s *Store) Add(c protocol.RGB) (List, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if slices.Contains(s.cur.Colors, c) {
-		return s.cur.clone(), nil
-	}
-	if len(s.cur.Colors) >= Max {
-		return s.cur.clone(), invalid.Field("color", "there are already %d favourites, the most kept; remove one first", Max)
-	}
-	return s.commit(append(slices.Clone(s.cur.Colors), c))
+	return s.change(false, func(cur []protocol.RGB) ([]protocol.RGB, error) {
+		if slices.Contains(cur, c) {
+			return nil, errUnchanged
+		}
+		if len(cur) >= Max {
+			return nil, invalid.Field("color", "there are already %d favourites, the most kept; remove one first", Max)
+		}
+		return append(cur, c), nil
+	})
 }
 
 // Remove deletes c; removing a colour that is not there changes nothing.
 func (s *Store) Remove(c protocol.RGB) (List, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	i := slices.Index(s.cur.Colors, c)
-	if i < 0 {
-		return s.cur.clone(), nil
-	}
-	return s.commit(slices.Delete(slices.Clone(s.cur.Colors), i, i+1))
+	return s.change(false, func(cur []protocol.RGB) ([]protocol.RGB, error) {
+		i := slices.Index(cur, c)
+		if i < 0 {
+			return nil, errUnchanged
+		}
+		return slices.Delete(cur, i, i+1), nil
+	})
 }
 
-// commit writes next, makes it current and announces it; s.mu is held. The
-// write is a compare-and-set on the record's revision, so a second writer
-// of the same record (another server on the same storage) is never
-// overwritten unseen.
-func (s *Store) commit(next []protocol.RGB) (List, error) {
-	rev, err := storage.UpdateJSON(s.records, Key, record{Colors: next}, s.cur.Revision)
-	var conflict *storage.ConflictError
-	if errors.As(err, &conflict) {
-		return s.cur.clone(), &StaleError{Revision: s.cur.Revision, Current: conflict.Current}
+// errUnchanged, from an edit, writes nothing.
+var errUnchanged = errors.New("unchanged")
+
+// change writes what edit makes of the current colours, makes it current
+// and announces it; s.mu is held. The write is a compare-and-set on the
+// record's revision, so another writer of the record (another node) is
+// never overwritten unseen: its list is taken, and edit applies to it,
+// unless strict (a whole list the caller made from the older one: then
+// *StaleError).
+func (s *Store) change(strict bool, edit func(cur []protocol.RGB) ([]protocol.RGB, error)) (List, error) {
+	for range 5 {
+		next, err := edit(slices.Clone(s.cur.Colors))
+		if err == errUnchanged {
+			return s.cur.clone(), nil
+		}
+		if err != nil {
+			return s.cur.clone(), err
+		}
+		rev, err := storage.UpdateJSON(s.records, Key, record{Colors: next}, s.cur.Revision)
+		var conflict *storage.ConflictError
+		if errors.As(err, &conflict) {
+			read := s.cur.Revision
+			if e, err := s.records.Get(Key); err == nil {
+				s.followLocked(e)
+			}
+			if strict {
+				return s.cur.clone(), &StaleError{Revision: read, Current: conflict.Current}
+			}
+			continue
+		}
+		if err != nil {
+			return s.cur.clone(), fmt.Errorf("save favourite colours (nothing was changed): %w", err)
+		}
+		s.become(List{Colors: next, Revision: rev})
+		return s.cur.clone(), nil
 	}
-	if err != nil {
-		return s.cur.clone(), fmt.Errorf("save favourite colours (nothing was changed): %w", err)
-	}
-	s.cur = List{Colors: next, Revision: rev}
-	if s.bus != nil {
-		s.bus.Publish(events.Event{Type: events.TypeFavorites, Data: s.cur.clone()})
-	}
-	return s.cur.clone(), nil
+	return s.cur.clone(), errors.New("save favourite colours (nothing was changed): other nodes kept changing them; try again")
 }

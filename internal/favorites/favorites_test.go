@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudcloud/cloudcloud/internal/events"
 	"github.com/cloudcloud/cloudcloud/internal/invalid"
+	"github.com/cloudcloud/cloudcloud/internal/natstest"
 	"github.com/cloudcloud/cloudcloud/internal/storage"
 	"github.com/cloudcloud/cloudcloud/protocol"
 )
@@ -204,8 +206,9 @@ func TestAStaleListLosesNothing(t *testing.T) {
 }
 
 // TestAnotherWriterIsNotOverwritten: a second writer of the same record
-// (another server on the same storage) changed it; this store's next change
-// is refused instead of silently dropping theirs.
+// (another node on the same storage) changed it, and this store has not
+// seen it. Its next colour is added to the other's list, nothing lost; a
+// whole list made from the older one is refused as stale.
 func TestAnotherWriterIsNotOverwritten(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, nil)
@@ -216,8 +219,58 @@ func TestAnotherWriterIsNotOverwritten(t *testing.T) {
 	if _, err := other.Add(rgb(2, 2, 2)); err != nil {
 		t.Fatal(err)
 	}
+	got, err := s.Add(rgb(3, 3, 3))
+	if err != nil {
+		t.Fatalf("a colour added over another writer's change: %v", err)
+	}
+	for _, c := range []protocol.RGB{rgb(1, 1, 1), rgb(2, 2, 2), rgb(3, 3, 3)} {
+		if !slices.Contains(got.Colors, c) {
+			t.Errorf("after both changes the list lacks %s: %v", c.Hex(), got.Colors)
+		}
+	}
+	if _, err := other.Add(rgb(4, 4, 4)); err != nil {
+		t.Fatal(err)
+	}
+	read := s.Get()
 	var stale *StaleError
-	if _, err := s.Add(rgb(3, 3, 3)); !errors.As(err, &stale) {
-		t.Fatalf("a change over another writer's: %v", err)
+	if _, err := s.Set(read.Colors[:1], &read.Revision); !errors.As(err, &stale) {
+		t.Fatalf("a whole list made from an older one: %v", err)
+	}
+	if !slices.Contains(s.Get().Colors, rgb(4, 4, 4)) {
+		t.Error("after the refusal the store still has the older list")
+	}
+}
+
+// TestAnotherNodesChangeFollows: two nodes on a real NATS server. A colour
+// saved through one is in the other's list, and its pages hear of it.
+func TestAnotherNodesChangeFollows(t *testing.T) {
+	buckets := natstest.SharedBuckets(t, 2)
+	a, err := Open(buckets[0], nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := events.NewBus()
+	sub := bus.Subscribe(4, events.TypeFavorites)
+	defer sub.Close()
+	b, err := Open(buckets[1], bus, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Add(rgb(9, 9, 9)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-sub.C:
+		if l := e.Data.(List); !slices.Contains(l.Colors, rgb(9, 9, 9)) {
+			t.Errorf("b announced %v", l.Colors)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b did not hear of a's colour")
+	}
+	if !slices.Contains(b.Get().Colors, rgb(9, 9, 9)) {
+		t.Errorf("b's list %v lacks a's colour", b.Get().Colors)
+	}
+	if _, err := b.Remove(rgb(9, 9, 9)); err != nil {
+		t.Fatalf("b removes the colour a added: %v", err)
 	}
 }
