@@ -160,3 +160,33 @@ func TestScheduleFollowsOtherNodes(t *testing.T) {
 	var unknown *UnknownScheduleError
 	waitFor(t, func() bool { _, err := other.sched.Get(sc.ID); return errors.As(err, &unknown) })
 }
+
+// TestScenesFollowOtherNodes: a scene saved, changed and deleted through
+// one node is the other's too, which can then apply it (a schedule that
+// applies a scene may run on any node).
+func TestScenesFollowOtherNodes(t *testing.T) {
+	b := natstest.SharedBuckets(t, 2)
+	clock := &fakeClock{now: time.Date(2026, 11, 30, 20, 0, 0, 0, berlin(t))}
+	a, other := newEnvOn(t, b[0], clock), newEnvOn(t, b[1], clock)
+	sc, err := a.scenes.Put(scene(t, `{"id": "movie-night", "name": "Movie night", "shared": {"mode": "manual", "color": "#8000ff", "pulse": 2}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := other.scenes.Get(sc.ID); return err == nil })
+	sc.Name = "Film night"
+	if _, err := a.scenes.Put(sc); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { got, _ := other.scenes.Get(sc.ID); return got.Name == "Film night" })
+	if err := other.scenes.Apply(sc.ID); err != nil {
+		t.Fatalf("the other node applies the scene: %v", err)
+	}
+	if w := other.lamps.Writes(); len(w) != 1 || w[0] != "shared [cc:2:128,0,255:2]" {
+		t.Errorf("the other node wrote %q", w)
+	}
+	if err := a.scenes.Delete(sc.ID); err != nil {
+		t.Fatal(err)
+	}
+	var unknown *UnknownSceneError
+	waitFor(t, func() bool { _, err := other.scenes.Get(sc.ID); return errors.As(err, &unknown) })
+}

@@ -1,6 +1,7 @@
 package automation
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -118,7 +119,40 @@ func OpenScenes(records storage.Bucket, lamps Lamps, log *slog.Logger) (*Scenes,
 			s.all[sc.ID] = sc
 		}
 	}
+	// Scenes made, changed or deleted through another node of a cluster
+	// sharing the records follow as long as the process lives.
+	records.Watch(ScenePrefix, s.follow)
 	return s, nil
+}
+
+// follow takes a change of a scene's record. The record is read again
+// rather than taken from the change, so whatever order changes of this
+// node and the others arrive in, the scene ends as stored (this node's own
+// writes come back through the watch as well).
+func (s *Scenes) follow(e storage.Entry) {
+	id, ok := strings.CutPrefix(e.Key, ScenePrefix)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.records.Get(e.Key)
+	if errors.Is(err, storage.ErrNotFound) {
+		delete(s.all, id)
+		return
+	}
+	var sc Scene
+	if err == nil {
+		err = json.Unmarshal(cur.Value, &sc)
+	}
+	if err == nil && sc.ID == id {
+		err = s.check(sc, false)
+	}
+	if err != nil || sc.ID != id {
+		s.log.Warn("ignored a scene record changed elsewhere that cannot be used", "key", e.Key, "err", err)
+		return
+	}
+	s.all[id] = sc
 }
 
 // check validates a scene; lamp ids must be known unless loading (a lamp
