@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os/exec"
 	"path"
@@ -368,7 +369,8 @@ func lampsConnected(t *testing.T, srv testServer) int {
 
 // TestClusterNginxEndToEnd runs the cluster's nginx.conf in front of as
 // many real nodes as it names, on one NATS server: a lamp connects through
-// nginx, a change through nginx's UI port reaches it; when the node it is
+// nginx, a change through nginx's UI port reaches it, a browser signed in
+// there is let in by every node round robin sends it to; when the node it is
 // on stops, the UI keeps answering, and the lamp reconnects through nginx
 // to another node and gets the state changed meanwhile.
 func TestClusterNginxEndToEnd(t *testing.T) {
@@ -457,6 +459,28 @@ func TestClusterNginxEndToEnd(t *testing.T) {
 	lamp.expect(t, "[cc:0:?:?]", 10*time.Second) // a fresh cluster is off
 	put("#102030")
 	lamp.expect(t, "[cc:2:16,32,48:0]", 10*time.Second)
+
+	// A browser signs in through nginx's UI port; round robin sends its
+	// next requests to every node, and each lets it in.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := url.Values{"username": {any.username}, "password": {any.password}, "next": {"/"}}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+ui+"/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "same-origin") // as a browser sends it
+	resp, err := browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign in through nginx: %s", resp.Status)
+	}
+	for i := range 2 * len(names) {
+		if resp, body := do(t, browser, http.MethodGet, "http://"+ui+"/api/state", "", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d of a browser signed in through nginx: %s %s", i+1, resp.Status, body)
+		}
+	}
 
 	first := holder("")
 	nodes[first].stop()
