@@ -5,6 +5,7 @@
 package device
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -839,11 +840,11 @@ func (g *Gateway) saveDebug(all bool, names map[string]bool) error {
 }
 
 func (g *Gateway) addLog(l *lamp, msg string) {
-	key := l.Name()
-	if key == "" {
-		key = l.id
-	}
-	line, live := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Message: msg, Node: g.opt.Node})
+	// A lamp with a name or a ?lamp= id keeps one ring across reconnects;
+	// one known only by its address, which others may share, one per
+	// connection.
+	key := cmp.Or(l.debugKey(), l.id)
+	line, live := g.logs.add(key, LogLine{Time: time.Now().UTC(), Device: l.id, Name: l.Name(), Lamp: l.LampID(), Message: msg, Node: g.opt.Node})
 	if live && g.opt.Bus != nil {
 		g.opt.Bus.Publish(events.Event{Type: events.TypeLog, Time: line.Time, Data: line})
 	}
@@ -908,23 +909,24 @@ func (g *Gateway) saveLogs() {
 	g.logSaveFailing = err != nil
 }
 
-// Logs returns up to limit debug lines, newest last, of the lamp with that
-// id or name, or of every lamp when device is "".
+// Logs returns up to limit debug lines, newest last, of the connection
+// with that id or the lamp with that name or lamp id, or of every lamp when
+// device is "".
 func (g *Gateway) Logs(device string, limit int) []LogLine {
 	return g.logs.query(logsOf(device), limit)
 }
 
-// logsOf matches the lines of the lamp with that id or name; nil, every
-// line, for "".
+// logsOf matches the lines of the connection with that id, or of the
+// lamp with that name or lamp id; nil, every line, for "".
 func logsOf(device string) func(LogLine) bool {
 	if device == "" {
 		return nil
 	}
-	return func(l LogLine) bool { return l.Device == device || l.Name == device }
+	return func(l LogLine) bool { return l.Device == device || l.Name == device || l.Lamp == device }
 }
 
 // StoredLogs returns up to limit debug lines (no limit when 0), newest
-// last, of the lamp with that id or name (every lamp for "") from the logs
+// last, matched as Logs matches them (every lamp for "") from the logs
 // the nodes of a cluster saved in records, except those of the nodes named
 // in skip. A node that is gone, or does not answer, is read from its last
 // save (every Options.LogSaveInterval), so what its lamps said is not lost

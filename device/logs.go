@@ -23,6 +23,9 @@ type LogLine struct {
 	// Node is the cluster node the lamp sent it to; empty on a server of
 	// its own.
 	Node string `json:"node,omitempty"`
+	// Lamp is the lamp's id (API.md "Lamps"), which stays the same across
+	// its reconnects as Device does not.
+	Lamp string `json:"lamp,omitempty"`
 }
 
 // lineOverhead is what a stored line costs beyond its message: the struct

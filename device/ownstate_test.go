@@ -169,3 +169,31 @@ func TestDebugSwitchFollowsTheLampID(t *testing.T) {
 	expect(t, again, protocol.Debug(true).String())
 	ts.nothingBefore(t, other, "127.0.0.1", "a lamp known by its address")
 }
+
+// TestTheDebugLogFollowsTheLampID: a lamp with a ?lamp= id keeps one debug
+// log across reconnects, found by its lamp id; each line still names the
+// connection that sent it.
+func TestTheDebugLogFollowsTheLampID(t *testing.T) {
+	ts := newServer(t, Options{Records: bucket(t, t.TempDir())}, nil)
+	say := func(c *websocket.Conn, msg string) {
+		t.Helper()
+		if err := c.WriteMessage(websocket.TextMessage, []byte("d:"+msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := ts.lampAt(t, "lamp=porch", secret, "[cc:0:?:?]")
+	say(first, "before")
+	waitFor(t, "the first line", func() bool { return len(ts.gw.Logs("porch", 0)) == 1 })
+	firstID := ts.gw.Logs("porch", 0)[0].Device
+	first.Close()
+	second := ts.lampAt(t, "lamp=porch", secret, "[cc:0:?:?]")
+	say(second, "after")
+	waitFor(t, "both lines", func() bool { return len(ts.gw.Logs("porch", 0)) == 2 })
+	lines := ts.gw.Logs("porch", 0)
+	if lines[0].Message != "before" || lines[1].Message != "after" || lines[0].Lamp != "porch" || lines[1].Device == firstID {
+		t.Errorf("porch's log: %+v", lines)
+	}
+	if got := ts.gw.Logs(firstID, 0); len(got) != 1 || got[0].Message != "before" {
+		t.Errorf("the first connection's lines: %+v", got)
+	}
+}

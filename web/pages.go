@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -217,19 +218,13 @@ func logLamps(devs []device.Info, logs []device.LogLine, filter string) []templa
 		seen[value] = true
 		out = append(out, templates.LampOption{Value: value, Label: label})
 	}
+	// A lamp by its lamp id, which outlives its connections (app.js
+	// updateLogLamps offers the same).
 	for _, d := range devs {
-		if d.Name != "" {
-			add(d.Name, d.Name)
-		} else {
-			add(d.ID, d.ID)
-		}
+		add(cmp.Or(d.LampID, d.ID), cmp.Or(d.Name, d.LampID, d.ID))
 	}
 	for _, l := range logs {
-		if l.Name != "" {
-			add(l.Name, l.Name)
-		} else {
-			add(l.Device, l.Device)
-		}
+		add(cmp.Or(l.Lamp, l.Name, l.Device), cmp.Or(l.Name, l.Lamp, l.Device))
 	}
 	add(filter, filter)
 	slices.SortFunc(out, func(a, b templates.LampOption) int { return strings.Compare(a.Label, b.Label) })

@@ -1080,7 +1080,7 @@
   const MAX_LOG_LINES = 500;
   const log = { paused: false, held: [] };
   const logBox = $('#log');
-  const matchesFilter = (l) => !app.logFilter || l.device === app.logFilter || l.name === app.logFilter;
+  const matchesFilter = (l) => !app.logFilter || l.device === app.logFilter || l.name === app.logFilter || l.lamp === app.logFilter;
 
   function logRow(l, fresh) {
     const row = $('#log-template').content.firstElementChild.cloneNode(true);
@@ -1129,12 +1129,13 @@
   function updateLogLamps() {
     const sel = $('#log-filter');
     const have = new Set($$('option', sel).map((o) => o.value));
+    // A lamp by its lamp id, as web/pages.go logLamps offers it.
     for (const d of app.devices.values()) {
-      const v = d.name || d.id;
+      const v = d.lamp || d.id;
       if (!have.has(v)) {
         const o = document.createElement('option');
         o.value = v;
-        o.textContent = v;
+        o.textContent = d.name || v;
         sel.append(o);
         have.add(v);
       }
