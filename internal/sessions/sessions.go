@@ -7,9 +7,10 @@
 //
 // In a cluster the record is shared: each change is a compare-and-set of
 // the list another node may have changed, and a node reads the record
-// again at least every RefreshEvery and whenever a cookie is not in its
-// list, so a login through one node is one on every node (a load balancer
-// may send each request elsewhere), and signing out ends it everywhere.
+// again when what it read is RefreshEvery old, and whenever a cookie is not
+// in its list, so a login through one node is one on every node (a load
+// balancer may send each request elsewhere), and signing out ends it
+// everywhere within RefreshEvery.
 package sessions
 
 import (
