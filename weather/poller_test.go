@@ -699,7 +699,10 @@ func FuzzObservation(f *testing.F) {
 // TestPollerRealClock runs the poller on the wall clock: the first fetch
 // happens at once, and ending the context stops the waiting.
 func TestPollerRealClock(t *testing.T) {
-	fake := newFakeOWM(t, brokenClouds)
+	// The sun times are hours from now: with the fixtures' fixed ones the
+	// real clock is in their sunset glow every day from 18:14 UTC.
+	now := time.Now()
+	fake := newFakeOWM(t, owmResponse{status: http.StatusOK, body: currentJSON(803, "Clouds", "broken clouds", 75, 4.63, "", now.Add(6*time.Hour), now.Add(12*time.Hour))})
 	published := make(chan Report, 10)
 	p, err := NewPoller(Options{APIKey: testKey, CityID: 2643743, Endpoint: fake.srv.URL,
 		Logger: slog.New(&logRecorder{}), Publish: func(r Report) { published <- r }})
